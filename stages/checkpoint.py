@@ -1,0 +1,44 @@
+"""Checkpoint files: everything a run needs to continue, loaded without unpickling code.
+
+``torch.load(weights_only=True)`` accepts only tensors and plain containers, so a checkpoint
+from a stranger cannot execute anything when it is opened.
+"""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from stages.atomic import atomic_path
+from stages.networks import Generator
+from stages.params import ParamsError
+
+
+def save(state: dict[str, Any], path: Path) -> None:
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def load(path: Path, device: str | torch.device = "cpu") -> dict[str, Any]:
+    if not Path(path).is_file():
+        raise ParamsError(f"{path}: checkpoint not found (run `gan train` first)")
+    try:
+        return torch.load(path, map_location=device, weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise ParamsError(f"{path}: refused to load: not a plain weights file ({str(e).splitlines()[0]})") from None
+    except (RuntimeError, EOFError, OSError) as e:
+        raise ParamsError(f"{path}: not a readable checkpoint ({str(e).splitlines()[0]})") from None
+
+
+def load_generator(path: Path, device: str | torch.device = "cpu") -> Generator:
+    """The generator for inference, in eval mode, with the BN statistics made for sampling."""
+    state = load(path, device)
+    if not state.get("complete"):
+        raise ParamsError(f"{path}: training has not finished (epoch {state.get('epoch')}); run `gan train` to resume it")
+    m = state["model"]
+    g = Generator(m["latent_size"], m["image_size"], m["g_width"]).to(device)
+    g.load_state_dict(state["generator_eval"])
+    return g.eval().requires_grad_(False)

@@ -1,0 +1,77 @@
+"""The ``gan`` command: one subcommand per DVC stage, each reading params.yaml."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import typer
+
+from stages.params import Params, ParamsError, load_params
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="A reproducible DCGAN lab: prepare, train, sample, latent-study, make-video.")
+ParamsOption = typer.Option(Path("params.yaml"), "--params", "-p", help="Params file.")
+
+
+def _run(stage: Callable[[Params], object], params_path: Path) -> None:
+    """User mistakes (bad params, bad input) end as one line on stderr and exit code 1."""
+    try:
+        stage(load_params(params_path))
+    except (ParamsError, FloatingPointError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        raise typer.Exit(1) from None
+
+
+@app.command()
+def prepare(params: Path = ParamsOption) -> None:
+    """Images (or the demo faces) -> data/prepared/dataset.pt in [-1, 1], manifest, preview."""
+    from stages import prepare as stage
+
+    _run(stage.run, params)
+
+
+@app.command()
+def train(params: Path = ParamsOption) -> None:
+    """Train the DCGAN; log to MLflow; write models/checkpoint.pt and reports/train/."""
+    from stages import train as stage
+
+    _run(stage.run, params)
+
+
+@app.command()
+def sample(params: Path = ParamsOption) -> None:
+    """Fixed-latent 8x8 grid and single images from the trained generator."""
+    from stages import sample as stage
+
+    _run(stage.run, params)
+
+
+@app.command("latent-study")
+def latent_study(params: Path = ParamsOption) -> None:
+    """The homework's hand-made latent vectors, with an index page."""
+    from stages import latent_study as stage
+
+    _run(stage.run, params)
+
+
+@app.command("make-video")
+def make_video(params: Path = ParamsOption) -> None:
+    """The training grids, in epoch order, as a video and an animated GIF."""
+    from stages import video as stage
+
+    _run(stage.run, params)
+
+
+@app.command("demo-faces")
+def demo_faces(out_dir: Path, count: int = 64, seed: int = 0, size: int = 128) -> None:
+    """Write COUNT toy faces and their labels.csv into OUT_DIR (the demo data set, as files)."""
+    from stages.demo_faces import write_demo_faces
+
+    write_demo_faces(out_dir, count, seed, size)
+    print(f"wrote {count} faces and labels.csv to {out_dir}")
+
+
+if __name__ == "__main__":
+    app()

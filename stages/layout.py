@@ -1,0 +1,20 @@
+"""Where every stage reads and writes, relative to the project root; dvc.yaml names the same paths."""
+
+from pathlib import Path
+
+RAW = Path("data/raw")  # put your own images here; DVC tracks this folder as prepare's input
+PREPARED = Path("data/prepared")
+DEMO_IMAGES = PREPARED / "demo"
+DATASET = PREPARED / "dataset.pt"
+MANIFEST = PREPARED / "manifest.json"
+PREVIEW = PREPARED / "preview.png"
+
+CHECKPOINT = Path("models/checkpoint.pt")
+RUN_INFO = Path("models/run.json")
+
+TRAIN_REPORTS = Path("reports/train")
+GRIDS = TRAIN_REPORTS / "grids"
+HISTORY = TRAIN_REPORTS / "history.csv"
+SAMPLES = Path("reports/samples")
+LATENT_STUDY = Path("reports/latent_study")
+VIDEO = Path("reports/video")

@@ -1,0 +1,200 @@
+"""``params.yaml`` parsed once, at the edge, into typed and validated settings.
+
+Every mistake becomes one line naming the file and the dotted key (with a did-you-mean for
+unknown keys), never a traceback from deep inside a stage.
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from stages.networks import SUPPORTED_SIZES
+
+
+class ParamsError(Exception):
+    """A user-facing configuration or input error: printed as one line, exit code 1."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DemoParams(_Section):
+    count: int = Field(1000, ge=1, le=100_000)
+    seed: int = 0
+
+
+class PrepareParams(_Section):
+    source: str = "demo"  # "demo", or a folder of images (put yours under data/raw/)
+    image_size: int = 64
+    crop: Literal["center", "pad"] = "center"
+    background: tuple[int, int, int] = (255, 255, 255)  # for transparent pixels and padding
+    demo: DemoParams = DemoParams()
+
+    @field_validator("image_size")
+    @classmethod
+    def _supported(cls, v: int) -> int:
+        if v not in SUPPORTED_SIZES:
+            raise ValueError(f"must be one of {list(SUPPORTED_SIZES)}")
+        return v
+
+    @field_validator("background")
+    @classmethod
+    def _rgb(cls, v: tuple[int, int, int]) -> tuple[int, int, int]:
+        if not all(0 <= c <= 255 for c in v):
+            raise ValueError("each channel must be in 0..255")
+        return v
+
+
+class ModelParams(_Section):
+    latent_size: int = Field(128, ge=1, le=4096)
+    g_width: int = Field(32, ge=1, le=1024)  # G's last hidden width; doubles towards the input
+    d_width: int = Field(64, ge=1, le=1024)  # D's first width; doubles towards the score
+
+
+class TrainParams(_Section):
+    epochs: int = Field(100, ge=1)
+    batch_size: int = Field(64, ge=1)
+    lr: float = Field(2e-4, gt=0, le=1)
+    betas: tuple[float, float] = (0.5, 0.999)
+    d_steps: int = Field(1, ge=1, le=100)  # k discriminator updates per generator update
+    seed: int = 0
+    sample_every: int = Field(1, ge=1)  # epochs between fixed-latent grids
+    grid_seed: int = 42  # the 64 fixed latents of the training grids
+    checkpoint_every: int = Field(5, ge=1)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    channels_last: bool = True
+    amp: bool = True  # bf16 autocast, CUDA only
+    log_checkpoint: bool = True  # also store the final checkpoint in the MLflow run
+
+    @field_validator("betas")
+    @classmethod
+    def _betas(cls, v: tuple[float, float]) -> tuple[float, float]:
+        if not all(0 <= b < 1 for b in v):
+            raise ValueError("each beta must be in [0, 1)")
+        return v
+
+
+class SampleParams(_Section):
+    seed: int = 42
+    count: int = Field(16, ge=0, le=10_000)
+
+
+class SweepParams(_Section):
+    dim: int = 3
+    start: float = 0.0
+    stop: float = 1.0
+    steps: int = Field(9, ge=2, le=64)
+    base: Literal["random", "zeros", "ones"] = "random"
+
+
+class LatentStudyParams(_Section):
+    constants: list[float] = [0.0, 1.0, -1.0, 0.5, 0.3]
+    one_hot_dims: list[int] = [0, 3, 64, 123]
+    feature_base: Literal["zeros", "ones", "neg_ones"] = "ones"
+    features: dict[int, float] = {3: 50.0, 123: -50.0}  # dimension -> large value
+    sweep: SweepParams = SweepParams()
+    seed: int = 7  # base latent of a "random" sweep
+
+
+class VideoParams(_Section):
+    fps: float = Field(8.0, gt=0, le=120)
+    codec: str = "MJPG"  # a four-character OpenCV fourcc: MJPG, XVID, DIVX (.avi), mp4v (.mp4)
+    container: Literal["avi", "mp4"] = "avi"
+    gif: bool = True  # an animated GIF of the same frames, which browsers and MLflow show
+
+    @field_validator("codec")
+    @classmethod
+    def _fourcc(cls, v: str) -> str:
+        if len(v) != 4:
+            raise ValueError("must be a four-character code such as MJPG")
+        return v
+
+
+class TrackingParams(_Section):
+    experiment: str = "gan-lab"
+
+
+class Params(_Section):
+    prepare: PrepareParams = PrepareParams()
+    model: ModelParams = ModelParams()
+    train: TrainParams = TrainParams()
+    sample: SampleParams = SampleParams()
+    latent_study: LatentStudyParams = LatentStudyParams()
+    video: VideoParams = VideoParams()
+    tracking: TrackingParams = TrackingParams()
+
+    @model_validator(mode="after")
+    def _latent_dims_in_range(self) -> Params:
+        size, ls = self.model.latent_size, self.latent_study
+        checks = [("latent_study.one_hot_dims", d) for d in ls.one_hot_dims]
+        checks += [("latent_study.features", d) for d in ls.features]
+        checks += [("latent_study.sweep.dim", ls.sweep.dim)]
+        for key, dim in checks:
+            if not 0 <= dim < size:
+                raise ValueError(f"{key}: dimension {dim} is outside 0..{size - 1} (model.latent_size is {size})")
+        return self
+
+
+def _known_keys(model: type[BaseModel], prefix: str = "") -> list[str]:
+    keys = []
+    for name, field in model.model_fields.items():
+        keys.append(prefix + name)
+        ann = field.annotation
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            keys += _known_keys(ann, f"{prefix}{name}.")
+    return keys
+
+
+def _describe(err: dict[str, Any]) -> str:
+    key = ".".join(str(p) for p in err["loc"] if not str(p).startswith("function-after"))
+    if err["type"] == "extra_forbidden":
+        close = difflib.get_close_matches(key, _known_keys(Params), n=1, cutoff=0.6)
+        hint = f"; did you mean '{close[0]}'?" if close else ""
+        return f"{key}: unknown key{hint}"
+    msg = err["msg"].removeprefix("Value error, ")
+    if not key:  # a cross-field check names its own key
+        return msg
+    return f"{key}: {msg} (got {err['input']!r})"
+
+
+def parse_params(raw: Any, source: str = "params.yaml") -> Params:
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ParamsError(f"{source}: expected a mapping of sections at the top level")
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as e:
+        raise ParamsError(f"{source}: {_describe(e.errors()[0])}") from None
+
+
+def load_params(path: Path | str = "params.yaml") -> Params:
+    path = Path(path)
+    if not path.is_file():
+        raise ParamsError(f"{path}: params file not found")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise ParamsError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+    return parse_params(raw, str(path))
+
+
+def flatten(params: Params) -> dict[str, Any]:
+    """Dotted keys, as MLflow and DVC show them: {"train.lr": 0.0002, ...}."""
+    out: dict[str, Any] = {}
+
+    def walk(d: dict[str, Any], prefix: str) -> None:
+        for k, v in d.items():
+            if isinstance(v, dict) and v and all(isinstance(x, str) for x in v):
+                walk(v, f"{prefix}{k}.")
+            else:
+                out[prefix + str(k)] = v
+
+    walk(params.model_dump(mode="json"), "")
+    return out

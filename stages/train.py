@@ -1,0 +1,263 @@
+"""Stage ``train``: the lecture's alternating updates, as on its slides.
+
+Per iteration: ``d_steps`` (k) discriminator updates maximising log D(x) + log(1 - D(G(z))),
+then one generator update maximising log D(G(z)). Data, noise and running metrics stay on the
+training device; the host reads the metrics once per epoch, not once per step.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import math
+import shutil
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from tqdm import tqdm
+
+from stages import checkpoint, layout, tracking
+from stages.atomic import atomic_path
+from stages.loss import discriminator_loss, generator_loss
+from stages.networks import Discriminator, Generator, init_dcgan_, recalibrate_batchnorm
+from stages.params import ModelParams, Params, ParamsError, TrainParams, flatten
+from stages.sampling import fixed_latents, frozen_batchnorm_stats, save_png, to_grid
+
+METRICS = ("loss_d", "loss_g", "real_score", "fake_score")
+
+
+@dataclass
+class GAN:
+    G: Generator
+    D: Discriminator
+    opt_g: torch.optim.Optimizer
+    opt_d: torch.optim.Optimizer
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ParamsError("train.device: 'cuda' requested but no CUDA device is available")
+    return torch.device("cuda" if name == "auto" and torch.cuda.is_available() else "cpu" if name == "auto" else name)
+
+
+def build(m: ModelParams, t: TrainParams, image_size: int, device: torch.device, seed: int) -> GAN:
+    torch.manual_seed(seed)
+    G, D = Generator(m.latent_size, image_size, m.g_width), Discriminator(image_size, m.d_width)
+    init_dcgan_(G)
+    init_dcgan_(D)
+    fmt = torch.channels_last if t.channels_last else torch.contiguous_format
+    G, D = G.to(device, memory_format=fmt), D.to(device, memory_format=fmt)
+    fused = device.type == "cuda"
+    return GAN(
+        G, D,
+        torch.optim.Adam(G.parameters(), t.lr, betas=t.betas, fused=fused or None),
+        torch.optim.Adam(D.parameters(), t.lr, betas=t.betas, fused=fused or None),
+    )
+
+
+def train_epoch(gan: GAN, data: torch.Tensor, t: TrainParams, rng: torch.Generator, d_updates: int, autocast) -> tuple[dict[str, torch.Tensor], int]:
+    """One pass over a fresh permutation. Returns device-side metric means and the D-update count."""
+    G, D, dev = gan.G, gan.D, data.device
+    n = data.shape[0]
+    b = min(t.batch_size, n)  # a data set smaller than the batch trains on all of it
+    perm = torch.randperm(n, device=dev, generator=rng)
+    sums = torch.zeros(len(METRICS), device=dev)
+    g_count = 0
+    fmt = torch.channels_last if t.channels_last else torch.contiguous_format
+    for i in range(n // b):
+        real = data[perm[i * b : (i + 1) * b]].contiguous(memory_format=fmt)
+        # Step 1: fix G, update D to maximise log D(x) + log(1 - D(G(z)))
+        z = torch.randn(b, G.latent_size, device=dev, generator=rng)
+        with autocast():
+            fake = G(z).detach()
+            real_logits, fake_logits = D(real), D(fake)
+            loss_d = discriminator_loss(real_logits.float(), fake_logits.float())
+        gan.opt_d.zero_grad(set_to_none=True)
+        loss_d.backward()
+        gan.opt_d.step()
+        d_updates += 1
+        sums[0] += loss_d.detach()
+        sums[2] += torch.sigmoid(real_logits.detach().float()).mean()
+        sums[3] += torch.sigmoid(fake_logits.detach().float()).mean()
+        if d_updates % t.d_steps:
+            continue
+        # Step 2: fix D, update G to maximise log D(G(z)) on fresh noise
+        z = torch.randn(b, G.latent_size, device=dev, generator=rng)
+        with autocast():
+            loss_g = generator_loss(D(G(z)).float())
+        gan.opt_g.zero_grad(set_to_none=True)
+        loss_g.backward()
+        gan.opt_g.step()
+        sums[1] += loss_g.detach()
+        g_count += 1
+    steps = n // b
+    means = sums / torch.tensor([steps, max(g_count, 1), steps, steps], device=dev)
+    if g_count == 0:
+        means[1] = float("nan")
+    return dict(zip(METRICS, means)), d_updates
+
+
+def fingerprint(params: Params, dataset_sha: str) -> str:
+    """Identifies everything that shapes the weights; a checkpoint resumes only under the same one."""
+    shaping = {"model": params.model.model_dump(mode="json"), "data": dataset_sha}
+    shaping["train"] = params.train.model_dump(mode="json", exclude={"checkpoint_every", "log_checkpoint"})
+    return hashlib.sha256(json.dumps(shaping, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def write_history(history: list[dict[str, float]]) -> None:
+    with atomic_path(layout.HISTORY) as tmp, open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=["epoch", *METRICS, "images_per_s"])
+        writer.writeheader()
+        writer.writerows(history)
+
+
+def save_grid(G: Generator, z: torch.Tensor, epoch: int) -> torch.Tensor:
+    with torch.no_grad(), frozen_batchnorm_stats(G):
+        grid = to_grid(G(z))
+    save_png(grid, layout.GRIDS / f"epoch_{epoch:04d}.png")
+    return grid
+
+
+def _state(gan: GAN, params: Params, image_size: int, epoch: int, d_updates: int, history, rng, fp: str, run_id: str) -> dict[str, Any]:
+    return {
+        "format": 1,
+        "model": {**params.model.model_dump(), "image_size": image_size},
+        "generator": gan.G.state_dict(),
+        "discriminator": gan.D.state_dict(),
+        "opt_g": gan.opt_g.state_dict(),
+        "opt_d": gan.opt_d.state_dict(),
+        "epoch": epoch,
+        "d_updates": d_updates,
+        "history": history,
+        "rng": rng.get_state(),
+        "fingerprint": fp,
+        "mlflow_run_id": run_id,
+        "complete": False,
+    }
+
+
+def _resumable(fp: str, device: torch.device) -> dict[str, Any] | None:
+    if not layout.CHECKPOINT.is_file():
+        return None
+    try:
+        state = checkpoint.load(layout.CHECKPOINT, device)
+    except ParamsError as e:
+        print(f"starting fresh: {e}")
+        return None
+    if state.get("fingerprint") != fp:
+        print(f"starting fresh: {layout.CHECKPOINT} was made with other params or data")
+        return None
+    if state.get("complete"):
+        print(f"starting fresh: {layout.CHECKPOINT} is a finished run")
+        return None
+    return state
+
+
+def run(params: Params) -> dict[str, float]:
+    import mlflow
+
+    t = params.train
+    device = resolve_device(t.device)
+    dataset = checkpoint.load(layout.DATASET, "cpu")
+    manifest = json.loads(layout.MANIFEST.read_text())
+    data = dataset["images"].to(device=device, dtype=torch.float32)
+    image_size = data.shape[-1]
+    fp = fingerprint(params, manifest["dataset_sha256"])
+
+    gan = build(params.model, t, image_size, device, t.seed)
+    rng = torch.Generator(device=device).manual_seed(t.seed)
+    resumed = _resumable(fp, device)
+    start, d_updates, history, run_id = 0, 0, [], None
+    if resumed:
+        gan.G.load_state_dict(resumed["generator"])
+        gan.D.load_state_dict(resumed["discriminator"])
+        gan.opt_g.load_state_dict(resumed["opt_g"])
+        gan.opt_d.load_state_dict(resumed["opt_d"])
+        rng.set_state(resumed["rng"].cpu() if device.type == "cpu" else resumed["rng"])
+        start, d_updates, history, run_id = resumed["epoch"], resumed["d_updates"], resumed["history"], resumed["mlflow_run_id"]
+        print(f"resuming from {layout.CHECKPOINT} at epoch {start}")
+        for stale in layout.GRIDS.glob("epoch_*.png"):
+            if int(stale.stem.split("_")[1]) > start:
+                stale.unlink()
+    else:
+        shutil.rmtree(layout.GRIDS, ignore_errors=True)
+
+    exp_id = tracking.experiment_id(params.tracking.experiment)
+    active = mlflow.start_run(run_id=run_id) if run_id else mlflow.start_run(experiment_id=exp_id)
+    run_id = active.info.run_id
+    if not resumed:
+        tracking.log_params(flatten(params))
+        mlflow.set_tags({"git_commit": tracking.git_commit(), "dataset_sha256": manifest["dataset_sha256"],
+                         "dataset_size": str(len(data)), "image_size": str(image_size), "device": str(device)})
+    tracking.write_run_info(run_id, exp_id)
+
+    use_amp = t.amp and device.type == "cuda"
+    autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if use_amp else nullcontext
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    z_grid = fixed_latents(t.grid_seed, params.model.latent_size).to(device)
+    if start == 0:
+        mlflow.log_image(to_pil(save_grid(gan.G, z_grid, 0)), key="fixed_latent_grid", step=0)
+
+    per_epoch = (len(data) // min(t.batch_size, len(data))) * min(t.batch_size, len(data))
+    bar = tqdm(range(start, t.epochs), initial=start, total=t.epochs, desc="train", unit="epoch", dynamic_ncols=True)
+    try:
+        for epoch in bar:
+            t0 = time.perf_counter()
+            means, d_updates = train_epoch(gan, data, t, rng, d_updates, autocast)
+            row = {k: float(v) for k, v in means.items()}  # the one host sync of the epoch
+            row = {"epoch": epoch + 1, **row, "images_per_s": per_epoch / (time.perf_counter() - t0)}
+            bad = [k for k in ("loss_d", "loss_g") if not math.isfinite(row[k]) and not (k == "loss_g" and d_updates < t.d_steps)]
+            if bad:
+                raise FloatingPointError(f"train: {bad[0]} is {row[bad[0]]} at epoch {epoch + 1}; the last good checkpoint is {layout.CHECKPOINT}")
+            history.append(row)
+            mlflow.log_metrics({k: v for k, v in row.items() if k != "epoch" and math.isfinite(v)}, step=epoch + 1)
+            write_history(history)
+            bar.set_postfix(loss_d=f"{row['loss_d']:.3f}", loss_g=f"{row['loss_g']:.3f}", img_s=f"{row['images_per_s']:.0f}")
+            last = epoch + 1 == t.epochs
+            if (epoch + 1) % t.sample_every == 0 or last:
+                mlflow.log_image(to_pil(save_grid(gan.G, z_grid, epoch + 1)), key="fixed_latent_grid", step=epoch + 1)
+            if (epoch + 1) % t.checkpoint_every == 0 and not last:
+                checkpoint.save(_state(gan, params, image_size, epoch + 1, d_updates, history, rng, fp, run_id), layout.CHECKPOINT)
+    except BaseException as e:
+        mlflow.end_run("FAILED" if isinstance(e, Exception) else "KILLED")
+        raise
+
+    state = _state(gan, params, image_size, t.epochs, d_updates, history, rng, fp, run_id)
+    G_eval = recalibrate_batchnorm(_copy_generator(gan.G, params.model, image_size, device), seed=t.grid_seed)
+    state["generator_eval"] = G_eval.state_dict()
+    state["complete"] = True
+    checkpoint.save(state, layout.CHECKPOINT)
+    _log_generator(G_eval.cpu().float().to(memory_format=torch.contiguous_format))
+    if t.log_checkpoint:
+        mlflow.log_artifact(str(layout.CHECKPOINT), "checkpoint")
+    mlflow.log_artifact(str(layout.HISTORY))
+    mlflow.end_run()
+    final = history[-1]
+    print("train: " + ", ".join(f"{k}={v:.4g}" for k, v in final.items()) + f" -> {layout.CHECKPOINT} (MLflow run {run_id})")
+    return final
+
+
+def _copy_generator(G: Generator, m: ModelParams, image_size: int, device: torch.device) -> Generator:
+    copy = Generator(m.latent_size, image_size, m.g_width).to(device)
+    copy.load_state_dict(G.state_dict())
+    return copy
+
+
+def to_pil(grid: torch.Tensor):
+    from torchvision.transforms.functional import to_pil_image
+
+    return to_pil_image(grid)
+
+
+def _log_generator(G: Generator) -> None:
+    """The generator as an MLflow model: z (N, latent) float32 -> images (N, 3, S, S) in [-1, 1]."""
+    import mlflow.pytorch
+
+    example = fixed_latents(0, G.latent_size, 2).numpy()
+    mlflow.pytorch.log_model(G, name="generator", input_example=example,
+                             pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"])

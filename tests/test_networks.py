@@ -1,0 +1,93 @@
+"""The networks are the lecture's, layer for layer, and behave at every supported size."""
+
+import pytest
+import torch
+from torch import nn
+
+from stages.networks import SUPPORTED_SIZES, Discriminator, Generator, init_dcgan_, recalibrate_batchnorm
+
+LATENT = 128
+
+
+def lecture_generator() -> nn.Sequential:
+    """The slide's cell [11], with the arguments the slide cuts off (padding, bias=False)."""
+    return nn.Sequential(
+        nn.ConvTranspose2d(LATENT, 512, kernel_size=4, stride=1, padding=0, bias=False), nn.BatchNorm2d(512), nn.ReLU(True),
+        nn.ConvTranspose2d(512, 256, kernel_size=4, stride=2, padding=1, bias=False), nn.BatchNorm2d(256), nn.ReLU(True),
+        nn.ConvTranspose2d(256, 128, kernel_size=4, stride=2, padding=1, bias=False), nn.BatchNorm2d(128), nn.ReLU(True),
+        nn.ConvTranspose2d(128, 64, kernel_size=4, stride=2, padding=1, bias=False), nn.BatchNorm2d(64), nn.ReLU(True),
+        nn.ConvTranspose2d(64, 32, kernel_size=4, stride=2, padding=1, bias=False), nn.BatchNorm2d(32), nn.ReLU(True),
+        nn.ConvTranspose2d(32, 3, kernel_size=4, stride=2, padding=1, bias=False), nn.Tanh(),
+    )
+
+
+def lecture_discriminator() -> nn.Sequential:
+    """The slide's cell [15]."""
+    return nn.Sequential(
+        nn.Conv2d(3, 64, kernel_size=4, stride=2, padding=1, bias=False), nn.BatchNorm2d(64), nn.LeakyReLU(0.2, inplace=True),
+        nn.Conv2d(64, 128, kernel_size=4, stride=2, padding=1, bias=False), nn.BatchNorm2d(128), nn.LeakyReLU(0.2, inplace=True),
+        nn.Conv2d(128, 256, kernel_size=4, stride=2, padding=1, bias=False), nn.BatchNorm2d(256), nn.LeakyReLU(0.2, inplace=True),
+        nn.Conv2d(256, 512, kernel_size=4, stride=2, padding=1, bias=False), nn.BatchNorm2d(512), nn.LeakyReLU(0.2, inplace=True),
+        nn.Conv2d(512, 1024, kernel_size=4, stride=2, padding=1, bias=False), nn.BatchNorm2d(1024), nn.LeakyReLU(0.2, inplace=True),
+        nn.Conv2d(1024, 1, kernel_size=4, stride=1, padding=0, bias=False), nn.Flatten(), nn.Sigmoid(),
+    )
+
+
+def _layers(model: nn.Module) -> list[str]:
+    return [repr(m) for m in model.children()]
+
+
+def test_generator_is_the_lecture_generator_at_128px():
+    ours, theirs = Generator(LATENT, 128, 32), lecture_generator()
+    assert _layers(ours) == _layers(theirs)
+    init_dcgan_(ours)
+    theirs.load_state_dict(ours.state_dict())  # same keys, same shapes
+    ours.eval(), theirs.eval()
+    z = torch.randn(4, LATENT, 1, 1)
+    torch.testing.assert_close(ours(z), theirs(z))
+    torch.testing.assert_close(ours(z.flatten(1)), theirs(z))  # (N, L) latents are accepted too
+
+
+def test_discriminator_is_the_lecture_discriminator_at_128px():
+    ours, theirs = Discriminator(128, 64), lecture_discriminator()
+    assert _layers(ours) == _layers(theirs)[:-1]  # ours stops at the logit; the Sigmoid lives in the loss
+    init_dcgan_(ours)
+    theirs.load_state_dict(ours.state_dict())
+    ours.eval(), theirs.eval()
+    x = torch.rand(3, 3, 128, 128) * 2 - 1
+    torch.testing.assert_close(torch.sigmoid(ours(x)), theirs(x).flatten())
+
+
+@pytest.mark.parametrize("size", SUPPORTED_SIZES)
+def test_shapes_and_ranges_at_every_size(size):
+    G, D = Generator(16, size, 8), Discriminator(size, 8)
+    images = G(torch.randn(2, 16) * 3)
+    assert images.shape == (2, 3, size, size)
+    assert images.min() >= -1 and images.max() <= 1
+    assert D(images).shape == (2,)
+
+
+def test_unsupported_size_is_refused():
+    with pytest.raises(ValueError, match="48"):
+        Generator(16, 48)
+
+
+def test_dcgan_init_statistics():
+    G = Generator(LATENT, 128, 32)
+    init_dcgan_(G)
+    w = torch.cat([m.weight.flatten() for m in G.modules() if isinstance(m, nn.ConvTranspose2d)])
+    assert abs(w.mean()) < 1e-3 and abs(w.std() - 0.02) < 1e-3
+    bn = torch.cat([m.weight for m in G.modules() if isinstance(m, nn.BatchNorm2d)])
+    assert abs(bn.mean() - 1) < 0.01
+
+
+def test_recalibrated_generator_makes_each_image_independent_of_its_batch():
+    G = Generator(16, 32, 8)
+    init_dcgan_(G)
+    recalibrate_batchnorm(G, batches=2, batch_size=32)
+    assert not G.training
+    z = torch.randn(5, 16)
+    with torch.no_grad():
+        batch = G(z)
+        one_by_one = torch.cat([G(z[i : i + 1]) for i in range(5)])
+    torch.testing.assert_close(batch, one_by_one, rtol=1e-4, atol=1e-5)

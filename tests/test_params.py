@@ -1,0 +1,64 @@
+"""Every kind of params mistake is one line that names the key."""
+
+from pathlib import Path
+
+import pytest
+
+from stages.params import Params, ParamsError, flatten, load_params, parse_params
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def error(raw) -> str:
+    with pytest.raises(ParamsError) as e:
+        parse_params(raw)
+    return str(e.value)
+
+
+def test_project_params_file_is_valid():
+    p = load_params(ROOT / "params.yaml")
+    assert p.prepare.source == "demo"
+
+
+@pytest.mark.parametrize(
+    "raw, expected",
+    [
+        ({"train": {"epochs": "many"}}, "train.epochs: Input should be a valid integer"),
+        ({"train": {"lr": -1}}, "train.lr: Input should be greater than 0 (got -1)"),
+        ({"train": {"batch_size": 0}}, "train.batch_size: Input should be greater than or equal to 1 (got 0)"),
+        ({"prepare": {"image_size": 100}}, "prepare.image_size: must be one of [32, 64, 128, 256] (got 100)"),
+        ({"train": {"device": "tpu"}}, "train.device: Input should be 'auto', 'cpu' or 'cuda'"),
+        ({"train": {"betas": [0.5, 1.0]}}, "train.betas: each beta must be in [0, 1)"),
+        ({"video": {"codec": "H264X"}}, "video.codec: must be a four-character code"),
+        ({"prepare": {"background": [0, 0, 300]}}, "prepare.background: each channel must be in 0..255"),
+        ({"trian": {}}, "trian: unknown key; did you mean 'train'?"),
+        ({"train": {"learning_rate": 1}}, "train.learning_rate: unknown key"),
+        ({"latent_study": {"sweep": {"dimm": 1}}}, "latent_study.sweep.dimm: unknown key; did you mean 'latent_study.sweep.dim'?"),
+        ({"latent_study": {"one_hot_dims": [128]}}, "latent_study.one_hot_dims: dimension 128 is outside 0..127"),
+        ({"model": {"latent_size": 16}, "latent_study": {"one_hot_dims": [], "sweep": {"dim": 0}, "features": {20: 50}}}, "latent_study.features: dimension 20 is outside 0..15"),
+        ([1, 2], "expected a mapping"),
+    ],
+)
+def test_each_mistake_names_its_key(raw, expected):
+    message = error(raw)
+    assert message.startswith("params.yaml: ")
+    assert expected in message
+    assert "\n" not in message
+
+
+def test_yaml_style_numbers_are_accepted():
+    assert parse_params({"train": {"lr": "2e-4"}}).train.lr == 2e-4  # YAML 1.1 reads 2e-4 as a string
+
+
+def test_missing_and_broken_files(tmp_path):
+    with pytest.raises(ParamsError, match="params file not found"):
+        load_params(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train: {epochs: [\n")
+    with pytest.raises(ParamsError, match="not valid YAML"):
+        load_params(bad)
+
+
+def test_flatten_gives_dotted_keys():
+    flat = flatten(Params())
+    assert flat["train.lr"] == 2e-4 and flat["latent_study.sweep.dim"] == 3 and flat["prepare.demo.count"] > 0
