@@ -107,6 +107,7 @@ class VideoParams(_Section):
     codec: str = "MJPG"  # a four-character OpenCV fourcc: MJPG, XVID, DIVX (.avi), mp4v (.mp4)
     container: Literal["avi", "mp4"] = "avi"
     gif: bool = True  # an animated GIF of the same frames, which browsers and MLflow show
+    gif_scale: float = Field(0.5, gt=0, le=1)  # GIF frames are large: noisy grids compress poorly
 
     @field_validator("codec")
     @classmethod

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -41,8 +42,9 @@ def experiment_id(name: str) -> str:
     exp = mlflow.get_experiment_by_name(name)
     if exp is not None:
         return exp.experiment_id
+    folder = re.sub(r"[^\w.-]+", "_", name)
     try:
-        return mlflow.create_experiment(name, artifact_location=(project_root() / "mlruns").as_uri())
+        return mlflow.create_experiment(name, artifact_location=(project_root() / "mlruns" / folder).as_uri())
     except MlflowException:  # another process created it first
         return mlflow.get_experiment_by_name(name).experiment_id
 
@@ -83,6 +85,12 @@ def attach(local_path: Path, artifact_path: str | None = None) -> None:
         client.log_artifacts(run_id, str(local_path), artifact_path)
     else:
         client.log_artifact(run_id, str(local_path), artifact_path)
+
+
+def last_logged_step(run_id: str, key: str) -> int:
+    from mlflow.tracking import MlflowClient
+
+    return max((m.step for m in MlflowClient(tracking_uri()).get_metric_history(run_id, key)), default=0)
 
 
 def log_params(flat: dict[str, Any]) -> None:

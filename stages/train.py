@@ -189,6 +189,9 @@ def run(params: Params) -> dict[str, float]:
     exp_id = tracking.experiment_id(params.tracking.experiment)
     active = mlflow.start_run(run_id=run_id) if run_id else mlflow.start_run(experiment_id=exp_id)
     run_id = active.info.run_id
+    # A resumed run recomputes, bit for bit on CPU, the epochs after its checkpoint; those
+    # already in MLflow are not logged twice.
+    logged_through = tracking.last_logged_step(run_id, "loss_d") if resumed else 0
     if not resumed:
         tracking.log_params(flatten(params))
         mlflow.set_tags({"git_commit": tracking.git_commit(), "dataset_sha256": manifest["dataset_sha256"],
@@ -215,12 +218,15 @@ def run(params: Params) -> dict[str, float]:
             if bad:
                 raise FloatingPointError(f"train: {bad[0]} is {row[bad[0]]} at epoch {epoch + 1}; the last good checkpoint is {layout.CHECKPOINT}")
             history.append(row)
-            mlflow.log_metrics({k: v for k, v in row.items() if k != "epoch" and math.isfinite(v)}, step=epoch + 1)
+            if epoch + 1 > logged_through:
+                mlflow.log_metrics({k: v for k, v in row.items() if k != "epoch" and math.isfinite(v)}, step=epoch + 1)
             write_history(history)
             bar.set_postfix(loss_d=f"{row['loss_d']:.3f}", loss_g=f"{row['loss_g']:.3f}", img_s=f"{row['images_per_s']:.0f}")
             last = epoch + 1 == t.epochs
             if (epoch + 1) % t.sample_every == 0 or last:
-                mlflow.log_image(to_pil(save_grid(gan.G, z_grid, epoch + 1)), key="fixed_latent_grid", step=epoch + 1)
+                grid = save_grid(gan.G, z_grid, epoch + 1)
+                if epoch + 1 > logged_through:
+                    mlflow.log_image(to_pil(grid), key="fixed_latent_grid", step=epoch + 1)
             if (epoch + 1) % t.checkpoint_every == 0 and not last:
                 checkpoint.save(_state(gan, params, image_size, epoch + 1, d_updates, history, rng, fp, run_id), layout.CHECKPOINT)
     except BaseException as e:

@@ -48,7 +48,8 @@ def run(params: Params) -> None:
         writer.release()
     if v.gif:
         with atomic_path(layout.VIDEO / "training.gif") as tmp:
-            pil = [Image.fromarray(rgb) for _, rgb in frames]
+            size = (max(1, round(w * v.gif_scale)), max(1, round(h * v.gif_scale)))
+            pil = [Image.fromarray(rgb).resize(size, Image.Resampling.LANCZOS) for _, rgb in frames]
             pil[0].save(tmp, format="GIF", save_all=True, append_images=pil[1:], duration=round(1000 / v.fps), loop=0)
     tracking.attach(layout.VIDEO, "video")
     print(f"make-video: {len(frames)} frames (epochs {frames[0][0]}..{frames[-1][0]}) at {v.fps} fps -> {target}")

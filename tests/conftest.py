@@ -1,0 +1,45 @@
+import shutil
+from pathlib import Path
+
+import pytest
+
+from stages.params import Params, parse_params
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def empty_store(tmp_path_factory) -> Path:
+    """One MLflow SQLite store built once: several processes creating one at the same moment
+    race on its migrations, and building one costs seconds; copying it costs milliseconds."""
+    from mlflow.tracking import MlflowClient
+
+    path = tmp_path_factory.mktemp("store") / "mlflow.db"
+    MlflowClient(f"sqlite:///{path}").search_experiments()
+    return path
+
+
+@pytest.fixture
+def workdir(tmp_path, monkeypatch, empty_store) -> Path:
+    """An empty project root (cwd) with its own MLflow store."""
+    shutil.copy(empty_store, tmp_path / "mlflow.db")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    return tmp_path
+
+
+TINY = {
+    "prepare": {"image_size": 32, "demo": {"count": 40, "seed": 0}},
+    "model": {"latent_size": 16, "g_width": 8, "d_width": 8},
+    "train": {"epochs": 2, "batch_size": 16, "sample_every": 1, "checkpoint_every": 1, "log_checkpoint": False},
+    "sample": {"count": 3},
+    "latent_study": {"one_hot_dims": [0, 5], "features": {3: 50.0, 12: -50.0}, "sweep": {"dim": 3, "steps": 4}},
+}
+
+
+def tiny(**sections) -> Params:
+    """Small enough to train in about a second: 32 px, widths 8, 40 demo faces."""
+    raw = {k: dict(v) for k, v in TINY.items()}
+    for name, values in sections.items():
+        raw[name] = {**raw.get(name, {}), **values}
+    return parse_params(raw)

@@ -1,0 +1,163 @@
+"""End to end: `dvc repro` in a copy of the project, every output checked, and each changed
+param reruns exactly the stages that depend on it."""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import pytest
+import yaml
+from PIL import Image
+
+from tests.conftest import ROOT, TINY
+
+BIN = str(Path(sys.executable).parent)
+
+
+def run(cmd: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "DVC_NO_ANALYTICS": "1"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    out = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, f"{' '.join(cmd)} failed:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}"
+    return out
+
+
+def repro(project: Path) -> list[str]:
+    """The stages `dvc repro` ran, in order."""
+    return re.findall(r"Running stage '([\w-]+)'", run([sys.executable, "-m", "dvc", "repro"], project).stdout)
+
+
+def set_param(project: Path, section: str, key: str, value) -> None:
+    path = project / "params.yaml"
+    params = yaml.safe_load(path.read_text())
+    params[section][key] = value
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory, empty_store) -> Path:
+    """A fresh copy of the project with tiny params, after one full `dvc repro`."""
+    dst = tmp_path_factory.mktemp("project")
+    for name in ("dvc.yaml", ".dvcignore", ".gitignore"):
+        shutil.copy(ROOT / name, dst / name)
+    shutil.copytree(ROOT / "stages", dst / "stages", ignore=shutil.ignore_patterns("__pycache__"))
+    (dst / "data" / "raw").mkdir(parents=True)
+    shutil.copy(ROOT / "data" / "raw" / "README.md", dst / "data" / "raw" / "README.md")
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    for section, values in TINY.items():
+        params[section].update(values)
+    (dst / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    shutil.copy(empty_store, dst / "mlflow.db")
+    run(["git", "init", "-q"], dst)
+    run([sys.executable, "-m", "dvc", "init", "-q"], dst)
+    assert repro(dst) == ["prepare", "train", "sample", "latent-study", "make-video"]
+    return dst
+
+
+def test_outputs_are_what_they_claim(project):
+    grid = Image.open(project / "reports/samples/grid.png")
+    assert grid.size == (8 * 32 + 9 * 2, 8 * 32 + 9 * 2)  # 8 x 8 tiles of 32 px with 2 px gutters
+    assert len(list((project / "reports/samples").glob("sample_*.png"))) == 3
+
+    study = project / "reports/latent_study"
+    page = (study / "index.html").read_text()
+    for title in ("Constant latent vectors", "One-hot", "dim 3 = 50", "dim 12 = -50", "Dimension 3 swept from 0 to 1"):
+        assert title in page
+    counts = {name: len(list((study / name).glob("*.png"))) for name in ("constants", "one_hot", "features", "sweep")}
+    assert counts == {"constants": 5, "one_hot": 2, "features": 3, "sweep": 4}
+    for name in counts:
+        assert f'src="{name}/00.png"' in page and (study / f"{name}.png").is_file()
+
+    grids = sorted((project / "reports/train/grids").glob("epoch_*.png"))
+    assert len(grids) == 3  # epochs 0, 1, 2
+    video = cv2.VideoCapture(str(project / "reports/video/training.avi"))
+    assert video.isOpened() and int(video.get(cv2.CAP_PROP_FRAME_COUNT)) == len(grids)
+    frames = 0
+    while video.read()[0]:
+        frames += 1
+    assert frames == len(grids)
+    assert Image.open(project / "reports/video/training.gif").n_frames == len(grids)
+
+    history = (project / "reports/train/history.csv").read_text().splitlines()
+    assert history[0] == "epoch,loss_d,loss_g,real_score,fake_score,images_per_s" and len(history) == 3
+
+
+def test_mlflow_run_has_metrics_model_and_stage_outputs(project):
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{project / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    run_id = json.loads((project / "models/run.json").read_text())["run_id"]
+    run_info = client.get_run(run_id)
+    assert run_info.info.status == "FINISHED"
+    assert run_info.info.artifact_uri.startswith((project / "mlruns" / "gan-lab").as_uri())
+    assert run_info.data.params["prepare.image_size"] == "32"
+    for key in ("loss_d", "loss_g", "real_score", "fake_score", "images_per_s"):
+        assert [m.step for m in client.get_metric_history(run_id, key)] == [1, 2]
+    attached = {a.path for a in client.list_artifacts(run_id)}
+    assert {"samples", "latent_study", "video", "history.csv"} <= attached
+
+    mlflow.set_tracking_uri(uri)
+    models = mlflow.search_logged_models(experiment_ids=[run_info.info.experiment_id], output_format="list")
+    model = next(m for m in models if m.source_run_id == run_id)
+    import numpy as np
+
+    generator = mlflow.pytorch.load_model(model.model_uri)
+    import torch
+
+    images = generator(torch.zeros(2, 16))
+    assert tuple(images.shape) == (2, 3, 32, 32) and float(images.abs().max()) <= 1
+    assert np.isfinite(images.detach().numpy()).all()
+
+
+def test_changed_params_rerun_exactly_the_dependent_stages(project):
+    assert repro(project) == []
+    set_param(project, "latent_study", "constants", [0.0, 2.0])
+    assert repro(project) == ["latent-study"]
+    set_param(project, "video", "fps", 4)
+    assert repro(project) == ["make-video"]
+    set_param(project, "sample", "count", 2)
+    assert repro(project) == ["sample"]
+    set_param(project, "tracking", "experiment", "renamed")
+    assert repro(project) == []
+    set_param(project, "train", "epochs", 3)
+    assert repro(project) == ["train", "sample", "latent-study", "make-video"]
+    assert int(cv2.VideoCapture(str(project / "reports/video/training.avi")).get(cv2.CAP_PROP_FRAME_COUNT)) == 4
+
+
+def test_experiments_in_temp_and_queued_workspaces_land_in_the_project_store(project):
+    """`dvc exp run --temp` / `--queue` run in .dvc/tmp/exps/..., which DVC deletes afterwards;
+    their MLflow runs must be in the project's store, and two at once must not collide."""
+    import time
+
+    from mlflow.tracking import MlflowClient
+
+    dvc = [sys.executable, "-m", "dvc"]
+    run(["git", "add", "-A"], project)
+    run(["git", "-c", "user.email=ci@example.com", "-c", "user.name=ci", "commit", "-qm", "baseline"], project)
+    run([*dvc, "exp", "run", "--temp", "-S", "train.lr=0.0021"], project)
+    for lr in ("0.0022", "0.0023"):
+        run([*dvc, "exp", "run", "--queue", "-S", f"train.lr={lr}"], project)
+    run([*dvc, "queue", "start", "--jobs", "2"], project)
+    deadline = time.time() + 400
+    while time.time() < deadline:
+        status = run([*dvc, "queue", "status"], project).stdout
+        if not re.search(r"\b(Queued|Running)\b", status):
+            break
+        time.sleep(3)
+    assert "Failed" not in status, status
+
+    client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    by_lr = {r.data.params.get("train.lr"): r for r in runs}
+    for lr in ("0.0021", "0.0022", "0.0023"):
+        r = by_lr[lr]
+        assert r.info.status == "FINISHED"
+        assert r.info.artifact_uri.startswith((project / "mlruns").as_uri())
+        assert {"samples", "video"} <= {a.path for a in client.list_artifacts(r.info.run_id)}
