@@ -42,3 +42,37 @@ def load_generator(path: Path, device: str | torch.device = "cpu") -> Generator:
     g = Generator(m["latent_size"], m["image_size"], m["g_width"]).to(device)
     g.load_state_dict(state["generator_eval"])
     return g.eval().requires_grad_(False)
+
+
+def capture_rng(train_rng: torch.Generator) -> dict[str, Any]:
+    """Every random state a run could draw from, as tensors and tuples ``weights_only`` accepts.
+
+    Training itself draws only from ``train_rng``; the global states are kept too, so that
+    anything a user adds (dropout, a custom augmentation) also resumes exactly.
+    """
+    import random
+
+    import numpy as np
+
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    return {
+        "train": train_rng.get_state(),
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "python": random.getstate(),
+        "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": pos, "has_gauss": has_gauss, "cached": cached},
+    }
+
+
+def restore_rng(state: dict[str, Any], train_rng: torch.Generator) -> None:
+    import random
+
+    import numpy as np
+
+    train_rng.set_state(state["train"].cpu() if train_rng.device.type == "cpu" else state["train"])
+    torch.set_rng_state(state["torch"].cpu())
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
+    random.setstate(state["python"])
+    n = state["numpy"]
+    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached"]))

@@ -49,8 +49,9 @@ def _square(img: Image.Image, crop: str, background: tuple[int, int, int]) -> Im
     return canvas
 
 
-def load_image(path: Path, size: int, crop: str = "center", background: tuple[int, int, int] = (255, 255, 255)) -> np.ndarray:
-    """(size, size, 3) uint8 RGB, EXIF-upright, squared by ``crop`` and resized with Lanczos."""
+def load_image(path: Path, size: int, crop: str = "center", background: tuple[int, int, int] = (255, 255, 255)) -> tuple[np.ndarray, str | None]:
+    """(size, size, 3) uint8 RGB, EXIF-upright, squared by ``crop`` and resized with Lanczos,
+    and a note when the result is likely poor (tiny source, extreme aspect ratio)."""
     if path.stat().st_size == 0:
         raise SkipImage("empty file (0 bytes)")
     try:
@@ -67,8 +68,14 @@ def load_image(path: Path, size: int, crop: str = "center", background: tuple[in
         raise SkipImage(f"cannot decode: {_reason(e)}") from None
     if min(img.size) < 1:
         raise SkipImage("image has no pixels")
+    w, h = img.size
+    note = None
+    if max(w, h) > 4 * min(w, h):
+        note = f"{w}x{h} is far from square; {'cropped to its centre' if crop == 'center' else 'padded'}"
+    elif 2 * min(w, h) < size:  # more than 2x enlargement: visibly blurry
+        note = f"upscaled from {w}x{h}"
     img = _square(img, crop, background)
-    return np.asarray(img.resize((size, size), Image.Resampling.LANCZOS), dtype=np.uint8)
+    return np.asarray(img.resize((size, size), Image.Resampling.LANCZOS), dtype=np.uint8), note
 
 
 def _reason(e: BaseException) -> str:

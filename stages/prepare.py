@@ -27,18 +27,25 @@ def list_files(root: Path) -> list[Path]:
     return found
 
 
-def read_folder(root: Path, p: PrepareParams) -> tuple[np.ndarray, list[dict], list[dict]]:
-    """(N, S, S, 3) uint8 images, the kept files with hashes, the skipped files with reasons."""
-    images, kept, skipped, seen = [], [], [], {}
+def shown(path: Path | str) -> str:
+    """A printable file name, even when it is not valid UTF-8."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+def read_folder(root: Path, p: PrepareParams) -> tuple[np.ndarray, list[dict], list[dict], int]:
+    """(N, S, S, 3) uint8 images, the kept files (hash, note), the skipped files (reason), and
+    how many files were ignored for not having an image extension."""
+    images, kept, skipped, seen, ignored = [], [], [], {}, 0
     for path in list_files(root):
-        rel = path.relative_to(root).as_posix()
+        rel = shown(path.relative_to(root).as_posix())
         if path.suffix.lower() not in EXTENSIONS:
+            ignored += 1
             continue
         try:
             digest = hashlib.sha256(path.read_bytes()).hexdigest()
             if digest in seen:
                 raise SkipImage(f"duplicate of {seen[digest]}")
-            images.append(load_image(path, p.image_size, p.crop, p.background))
+            image, note = load_image(path, p.image_size, p.crop, p.background)
         except SkipImage as e:
             skipped.append({"file": rel, "reason": str(e)})
             continue
@@ -46,9 +53,10 @@ def read_folder(root: Path, p: PrepareParams) -> tuple[np.ndarray, list[dict], l
             skipped.append({"file": rel, "reason": f"cannot read: {e.strerror or e}"})
             continue
         seen[digest] = rel
-        kept.append({"file": rel, "sha256": digest})
+        images.append(image)
+        kept.append({"file": rel, "sha256": digest, **({"note": note} if note else {})})
     empty = np.zeros((0, p.image_size, p.image_size, 3), np.uint8)
-    return (np.stack(images) if images else empty), kept, skipped
+    return (np.stack(images) if images else empty), kept, skipped, ignored
 
 
 def to_tensor(images: np.ndarray) -> torch.Tensor:
@@ -69,11 +77,17 @@ def run(params: Params) -> dict:
         if not root.resolve().is_relative_to(layout.RAW.resolve()):
             print(f"note: {root} is outside {layout.RAW}/, so DVC will not notice when its images change")
 
-    images, kept, skipped = read_folder(root, p)
+    images, kept, skipped, ignored = read_folder(root, p)
     for s in skipped:
-        print(f"skipped {root / s['file']}: {s['reason']}")
+        print(f"skipped {shown(root)}/{s['file']}: {s['reason']}")
+    for k in kept:
+        if "note" in k:
+            print(f"note: {shown(root)}/{k['file']}: {k['note']}")
+    if not kept and not skipped:
+        raise ParamsError(f"prepare.source: no image files in '{shown(root)}' ({ignored} other files; extensions read: {' '.join(sorted(EXTENSIONS))})")
     if not kept:
-        raise ParamsError(f"prepare.source: no usable image in '{root}' ({len(skipped)} skipped, extensions read: {' '.join(sorted(EXTENSIONS))})")
+        first = skipped[0]
+        raise ParamsError(f"prepare.source: no usable image in '{shown(root)}': all {len(skipped)} image files were skipped (first: {first['file']}: {first['reason']})")
 
     data = to_tensor(images)
     with atomic_path(layout.DATASET) as tmp:
@@ -86,6 +100,7 @@ def run(params: Params) -> dict:
         "dataset_sha256": hashlib.sha256(data.numpy().tobytes()).hexdigest(),
         "images": kept,
         "skipped": skipped,
+        "ignored_other_files": ignored,
     }
     write_text(layout.MANIFEST, json.dumps(manifest, indent=1))
     with atomic_path(layout.PREVIEW) as tmp:

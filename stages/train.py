@@ -59,14 +59,17 @@ def build(m: ModelParams, t: TrainParams, image_size: int, device: torch.device,
     )
 
 
-def train_epoch(gan: GAN, data: torch.Tensor, t: TrainParams, rng: torch.Generator, d_updates: int, autocast) -> tuple[dict[str, torch.Tensor], int]:
-    """One pass over a fresh permutation. Returns device-side metric means and the D-update count."""
+def train_epoch(gan: GAN, data: torch.Tensor, t: TrainParams, rng: torch.Generator, d_updates: int, autocast) -> tuple[torch.Tensor, int]:
+    """One pass over a fresh permutation.
+
+    Returns a (steps, 4) device tensor of per-step METRICS (loss_g is NaN where G did not
+    update) and the new D-update count. Nothing here waits for the device.
+    """
     G, D, dev = gan.G, gan.D, data.device
     n = data.shape[0]
     b = min(t.batch_size, n)  # a data set smaller than the batch trains on all of it
     perm = torch.randperm(n, device=dev, generator=rng)
-    sums = torch.zeros(len(METRICS), device=dev)
-    g_count = 0
+    log = torch.full((n // b, len(METRICS)), float("nan"), device=dev)
     fmt = torch.channels_last if t.channels_last else torch.contiguous_format
     for i in range(n // b):
         real = data[perm[i * b : (i + 1) * b]].contiguous(memory_format=fmt)
@@ -80,9 +83,8 @@ def train_epoch(gan: GAN, data: torch.Tensor, t: TrainParams, rng: torch.Generat
         loss_d.backward()
         gan.opt_d.step()
         d_updates += 1
-        sums[0] += loss_d.detach()
-        sums[2] += torch.sigmoid(real_logits.detach().float()).mean()
-        sums[3] += torch.sigmoid(fake_logits.detach().float()).mean()
+        log[i, 0] = loss_d.detach()
+        log[i, 2:] = torch.stack([torch.sigmoid(real_logits.detach().float()).mean(), torch.sigmoid(fake_logits.detach().float()).mean()])
         if d_updates % t.d_steps:
             continue
         # Step 2: fix D, update G to maximise log D(G(z)) on fresh noise
@@ -92,13 +94,25 @@ def train_epoch(gan: GAN, data: torch.Tensor, t: TrainParams, rng: torch.Generat
         gan.opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
         gan.opt_g.step()
-        sums[1] += loss_g.detach()
-        g_count += 1
-    steps = n // b
-    means = sums / torch.tensor([steps, max(g_count, 1), steps, steps], device=dev)
-    if g_count == 0:
-        means[1] = float("nan")
-    return dict(zip(METRICS, means)), d_updates
+        log[i, 1] = loss_g.detach()
+    return log, d_updates
+
+
+def summarise(log: torch.Tensor, first_update: int, d_steps: int, epoch: int) -> dict[str, float]:
+    """Epoch means from the per-step log (the one host sync of the epoch); a non-finite loss
+    stops training with the exact step it first appeared at."""
+    rows = log.cpu()
+    updates = torch.arange(first_update + 1, first_update + 1 + len(rows))
+    g_rows = updates % d_steps == 0
+    bad = ~torch.isfinite(rows[:, 0]) | (g_rows & ~torch.isfinite(rows[:, 1]))
+    if bad.any():
+        i = int(bad.nonzero()[0])
+        key, value = ("loss_d", rows[i, 0]) if not torch.isfinite(rows[i, 0]) else ("loss_g", rows[i, 1])
+        raise FloatingPointError(f"train: {key} became {float(value)} at epoch {epoch}, step {int(updates[i])} "
+                                 f"(batch {i + 1} of the epoch); the last good checkpoint is kept in {layout.CHECKPOINT}")
+    means = {k: float(rows[:, j].mean()) for j, k in enumerate(METRICS) if k != "loss_g"}
+    means["loss_g"] = float(rows[g_rows, 1].mean()) if g_rows.any() else float("nan")
+    return {k: means[k] for k in METRICS}
 
 
 def fingerprint(params: Params, dataset_sha: str) -> str:
@@ -133,7 +147,7 @@ def _state(gan: GAN, params: Params, image_size: int, epoch: int, d_updates: int
         "epoch": epoch,
         "d_updates": d_updates,
         "history": history,
-        "rng": rng.get_state(),
+        "rng": checkpoint.capture_rng(rng),
         "fingerprint": fp,
         "mlflow_run_id": run_id,
         "complete": False,
@@ -177,7 +191,7 @@ def run(params: Params) -> dict[str, float]:
         gan.D.load_state_dict(resumed["discriminator"])
         gan.opt_g.load_state_dict(resumed["opt_g"])
         gan.opt_d.load_state_dict(resumed["opt_d"])
-        rng.set_state(resumed["rng"].cpu() if device.type == "cpu" else resumed["rng"])
+        checkpoint.restore_rng(resumed["rng"], rng)
         start, d_updates, history, run_id = resumed["epoch"], resumed["d_updates"], resumed["history"], resumed["mlflow_run_id"]
         print(f"resuming from {layout.CHECKPOINT} at epoch {start}")
         for stale in layout.GRIDS.glob("epoch_*.png"):
@@ -211,12 +225,10 @@ def run(params: Params) -> dict[str, float]:
     try:
         for epoch in bar:
             t0 = time.perf_counter()
-            means, d_updates = train_epoch(gan, data, t, rng, d_updates, autocast)
-            row = {k: float(v) for k, v in means.items()}  # the one host sync of the epoch
-            row = {"epoch": epoch + 1, **row, "images_per_s": per_epoch / (time.perf_counter() - t0)}
-            bad = [k for k in ("loss_d", "loss_g") if not math.isfinite(row[k]) and not (k == "loss_g" and d_updates < t.d_steps)]
-            if bad:
-                raise FloatingPointError(f"train: {bad[0]} is {row[bad[0]]} at epoch {epoch + 1}; the last good checkpoint is {layout.CHECKPOINT}")
+            first_update = d_updates
+            log, d_updates = train_epoch(gan, data, t, rng, d_updates, autocast)
+            means = summarise(log, first_update, t.d_steps, epoch + 1)
+            row = {"epoch": epoch + 1, **means, "images_per_s": per_epoch / (time.perf_counter() - t0)}
             history.append(row)
             if epoch + 1 > logged_through:
                 mlflow.log_metrics({k: v for k, v in row.items() if k != "epoch" and math.isfinite(v)}, step=epoch + 1)

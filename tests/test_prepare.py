@@ -81,7 +81,7 @@ def test_mixed_folder(mixed_folder, tmp_path, monkeypatch):
 
 
 def pixels(path, size=32, **kw):
-    return load_image(path, size, **kw).astype(int)
+    return load_image(path, size, **kw)[0].astype(int)
 
 
 def test_conversions(mixed_folder):
@@ -117,7 +117,7 @@ def test_missing_or_empty_source_is_a_clear_error(tmp_path, monkeypatch):
         prepare.run(parse_params({"prepare": {"source": "nowhere"}}))
     (tmp_path / "junk").mkdir()
     (tmp_path / "junk" / "a.png").write_text("text")
-    with pytest.raises(ParamsError, match="no usable image in 'junk' \\(1 skipped"):
+    with pytest.raises(ParamsError, match="no usable image in 'junk': all 1 image files were skipped \\(first: a.png: not an image"):
         prepare.run(parse_params({"prepare": {"source": "junk"}}))
     assert not layout.DATASET.exists()
 

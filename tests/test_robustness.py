@@ -1,0 +1,120 @@
+"""Nothing lost, nothing unsafe: exact resume after SIGKILL, NaN stops, safe loading, atomic writes."""
+
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from mlflow.tracking import MlflowClient
+
+from stages import checkpoint, layout, prepare, train
+from stages.atomic import atomic_path
+from stages.params import ParamsError
+from stages.tracking import tracking_uri
+from tests.conftest import TINY, tiny
+
+GAN = str(Path(sys.executable).parent / "gan")
+
+
+def test_nan_loss_stops_with_epoch_and_step_and_keeps_the_last_good_checkpoint(workdir, monkeypatch):
+    params = tiny(train={"epochs": 5, "checkpoint_every": 1})
+    prepare.run(params)
+    calls = {"n": 0}
+    real_loss = train.discriminator_loss
+
+    def poisoned(real_logits, fake_logits):  # 40 images / batch 16 = 2 steps an epoch; step 6 is epoch 3
+        calls["n"] += 1
+        loss = real_loss(real_logits, fake_logits)
+        return loss * float("nan") if calls["n"] == 6 else loss
+
+    monkeypatch.setattr(train, "discriminator_loss", poisoned)
+    with pytest.raises(FloatingPointError, match=r"loss_d became nan at epoch 3, step 6 \(batch 2 of the epoch\)"):
+        train.run(params)
+    state = checkpoint.load(layout.CHECKPOINT)
+    assert state["epoch"] == 2 and all(torch.isfinite(t).all() for t in state["generator"].values())
+    assert MlflowClient(tracking_uri()).get_run(state["mlflow_run_id"]).info.status == "FAILED"
+
+
+class Exploit:
+    def __reduce__(self):
+        return (os.system, ("touch PWNED",))
+
+
+def test_a_malicious_checkpoint_is_refused_and_runs_nothing(workdir):
+    torch.save({"generator": Exploit()}, "evil.pt")
+    with pytest.raises(ParamsError, match="evil.pt: refused to load"):
+        checkpoint.load(Path("evil.pt"))
+    assert not Path("PWNED").exists()
+
+
+def test_atomic_write_keeps_the_old_file_when_the_writer_dies(tmp_path):
+    target = tmp_path / "result.json"
+    target.write_text("old and whole")
+    with pytest.raises(RuntimeError):
+        with atomic_path(target) as tmp:
+            tmp.write_text("half of the ne")
+            raise RuntimeError("killed mid-write")
+    assert target.read_text() == "old and whole"
+    assert [p.name for p in tmp_path.iterdir()] == ["result.json"]
+    with atomic_path(target) as tmp:
+        tmp.write_text("new")
+    assert target.read_text() == "new" and oct(target.stat().st_mode & 0o777) != "0o600"
+
+
+def _project(root: Path, store: Path, epochs: int) -> Path:
+    root.mkdir()
+    shutil.copy(store, root / "mlflow.db")
+    params = {k: dict(v) for k, v in TINY.items()}
+    params["prepare"]["demo"] = {"count": 64, "seed": 0}
+    params["train"].update(epochs=epochs, checkpoint_every=1)
+    (root / "params.yaml").write_text(yaml.safe_dump(params))
+    return root
+
+
+def _gan_train(cwd: Path) -> subprocess.Popen:
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    return subprocess.Popen([GAN, "train"], cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def test_sigkill_at_a_random_moment_then_resume_is_bit_identical(tmp_path, empty_store):
+    epochs = 40
+    straight = _project(tmp_path / "straight", empty_store, epochs)
+    killed = _project(tmp_path / "killed", empty_store, epochs)
+    assert subprocess.run([GAN, "prepare"], cwd=straight, capture_output=True).returncode == 0
+    shutil.copytree(straight / "data", killed / "data")
+    assert _gan_train(straight).wait(timeout=300) == 0
+
+    proc = _gan_train(killed)
+    ckpt = killed / layout.CHECKPOINT
+    deadline = time.time() + 120
+    while not ckpt.exists() and time.time() < deadline:
+        time.sleep(0.05)
+    time.sleep(random.uniform(0.0, 0.5))  # anywhere: mid-step, mid-grid, mid-checkpoint write
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    interrupted = checkpoint.load(ckpt)
+    assert not interrupted["complete"], "the run finished before the kill; make it longer"
+
+    resume = _gan_train(killed)
+    output = resume.communicate(timeout=300)[0]
+    assert resume.returncode == 0, output
+    assert f"resuming from {layout.CHECKPOINT} at epoch {interrupted['epoch']}" in output
+
+    a, b = checkpoint.load(straight / layout.CHECKPOINT), checkpoint.load(ckpt)
+    for key in ("generator", "discriminator", "generator_eval"):
+        for name in a[key]:
+            assert torch.equal(a[key][name], b[key][name]), f"{key}.{name}"
+    assert b["mlflow_run_id"] == interrupted["mlflow_run_id"]
+    client = MlflowClient(f"sqlite:///{killed / 'mlflow.db'}")
+    assert len(client.search_runs([e.experiment_id for e in client.search_experiments()])) == 1
+    assert [m.step for m in client.get_metric_history(b["mlflow_run_id"], "loss_d")] == list(range(1, epochs + 1))
+    grids = sorted(p.name for p in (killed / layout.GRIDS).glob("*.png"))
+    assert grids == [f"epoch_{e:04d}.png" for e in range(epochs + 1)]
+    assert not list(killed.rglob(".*.tmp*")), "a temp file was left behind"
