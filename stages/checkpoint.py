@@ -44,11 +44,12 @@ def load_generator(path: Path, device: str | torch.device = "cpu") -> Generator:
     return g.eval().requires_grad_(False)
 
 
-def capture_rng(train_rng: torch.Generator) -> dict[str, Any]:
-    """Every random state a run could draw from, as tensors and tuples ``weights_only`` accepts.
+def capture_rng(streams: dict[str, Any]) -> dict[str, Any]:
+    """The run's own streams plus every global random state, as tensors and tuples that
+    ``weights_only`` accepts.
 
-    Training itself draws only from ``train_rng``; the global states are kept too, so that
-    anything a user adds (dropout, a custom augmentation) also resumes exactly.
+    Training draws only from ``streams``; the global states are kept too, so that anything a
+    user adds (dropout, a custom augmentation) also resumes exactly.
     """
     import random
 
@@ -56,7 +57,7 @@ def capture_rng(train_rng: torch.Generator) -> dict[str, Any]:
 
     kind, keys, pos, has_gauss, cached = np.random.get_state()
     return {
-        "train": train_rng.get_state(),
+        "streams": streams,
         "torch": torch.get_rng_state(),
         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
         "python": random.getstate(),
@@ -64,15 +65,16 @@ def capture_rng(train_rng: torch.Generator) -> dict[str, Any]:
     }
 
 
-def restore_rng(state: dict[str, Any], train_rng: torch.Generator) -> None:
+def restore_rng(state: dict[str, Any]) -> dict[str, Any]:
+    """Restore the global random states; return the run's own streams for the caller."""
     import random
 
     import numpy as np
 
-    train_rng.set_state(state["train"].cpu() if train_rng.device.type == "cpu" else state["train"])
     torch.set_rng_state(state["torch"].cpu())
     if state["cuda"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
     random.setstate(state["python"])
     n = state["numpy"]
     np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached"]))
+    return state["streams"]

@@ -33,8 +33,17 @@ def prepare(params: Path = ParamsOption) -> None:
 
 
 @app.command()
-def train(params: Path = ParamsOption) -> None:
+def train(
+    params: Path = ParamsOption,
+    nproc: int = typer.Option(1, min=1, help="Processes (one per GPU, or CPU workers): runs itself under torchrun."),
+) -> None:
     """Train the DCGAN; log to MLflow; write models/checkpoint.pt and reports/train/."""
+    if nproc > 1:
+        import subprocess
+
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+               "-m", "stages.cli", "train", "--params", str(params)]
+        raise typer.Exit(subprocess.call(cmd))
     from stages import train as stage
 
     _run(stage.run, params)
@@ -62,6 +71,24 @@ def make_video(params: Path = ParamsOption) -> None:
     from stages import video as stage
 
     _run(stage.run, params)
+
+
+@app.command()
+def bench(
+    config: list[str] = typer.Option(None, "--config", "-c", help="lecture-128 and/or demo-64 (default: both)."),
+    steps: int = typer.Option(4, help="Timed training steps per loop."),
+    warmup: int = typer.Option(1, help="Untimed steps first."),
+    device: str = typer.Option("auto", help="auto | cpu | cuda"),
+    json_output: bool = typer.Option(False, "--json", help="Print the results as JSON."),
+) -> None:
+    """Training images/s of this loop vs the lecture's notebook loop, TFLOP/s, sampling images/s."""
+    from stages import bench as stage
+
+    unknown = set(config or []) - set(stage.CONFIGS)
+    if unknown:
+        print(f"error: --config: unknown {sorted(unknown)}; choose from {sorted(stage.CONFIGS)}", file=sys.stderr)
+        raise typer.Exit(1)
+    stage.main(config, steps, warmup, device, json_output)
 
 
 @app.command("demo-faces")

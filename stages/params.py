@@ -69,8 +69,9 @@ class TrainParams(_Section):
     checkpoint_every: int = Field(5, ge=1)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     channels_last: bool = True
-    amp: bool = True  # bf16 autocast, CUDA only
+    amp: bool = True  # bf16 autocast on CUDA and on CPUs with native bf16 (AVX512-BF16/AMX)
     log_checkpoint: bool = True  # also store the final checkpoint in the MLflow run
+    sync_batchnorm: bool = False  # multi-GPU only: BatchNorm statistics over the global batch
 
     @field_validator("betas")
     @classmethod

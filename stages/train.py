@@ -13,15 +13,15 @@ import json
 import math
 import shutil
 import time
-from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from tqdm import tqdm
 
-from stages import checkpoint, layout, tracking
+from stages import checkpoint, distributed, layout, tracking
 from stages.atomic import atomic_path
+from stages.hardware import autocast_for
 from stages.loss import discriminator_loss, generator_loss
 from stages.networks import Discriminator, Generator, init_dcgan_, recalibrate_batchnorm
 from stages.params import ModelParams, Params, ParamsError, TrainParams, flatten
@@ -32,35 +32,55 @@ METRICS = ("loss_d", "loss_g", "real_score", "fake_score")
 
 @dataclass
 class GAN:
-    G: Generator
-    D: Discriminator
+    G: torch.nn.Module  # a Generator, or DDP around one
+    D: torch.nn.Module
     opt_g: torch.optim.Optimizer
     opt_d: torch.optim.Optimizer
+    latent_size: int
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ParamsError("train.device: 'cuda' requested but no CUDA device is available")
-    return torch.device("cuda" if name == "auto" and torch.cuda.is_available() else "cpu" if name == "auto" else name)
+@dataclass
+class Streams:
+    """The run's random streams: batch order (the same on every rank) and noise (per rank)."""
+
+    perm: torch.Generator
+    noise: torch.Generator
+
+    @classmethod
+    def seeded(cls, seed: int, device: torch.device, rank: int = 0) -> Streams:
+        return cls(torch.Generator(device=device).manual_seed(seed),
+                   torch.Generator(device=device).manual_seed(seed + 1_000_003 * (rank + 1)))
 
 
-def build(m: ModelParams, t: TrainParams, image_size: int, device: torch.device, seed: int) -> GAN:
+@dataclass
+class Progress:
+    epoch: int = 0
+    d_updates: int = 0
+    history: list[dict[str, float]] = field(default_factory=list)
+    run_id: str | None = None
+
+
+def build(m: ModelParams, t: TrainParams, image_size: int, device: torch.device, seed: int, world: int = 1) -> GAN:
     torch.manual_seed(seed)
     G, D = Generator(m.latent_size, image_size, m.g_width), Discriminator(image_size, m.d_width)
     init_dcgan_(G)
     init_dcgan_(D)
     fmt = torch.channels_last if t.channels_last else torch.contiguous_format
     G, D = G.to(device, memory_format=fmt), D.to(device, memory_format=fmt)
+    if world > 1:
+        G, D = distributed.wrap(G, device, t.sync_batchnorm), distributed.wrap(D, device, t.sync_batchnorm)
     fused = device.type == "cuda"
     return GAN(
         G, D,
         torch.optim.Adam(G.parameters(), t.lr, betas=t.betas, fused=fused or None),
         torch.optim.Adam(D.parameters(), t.lr, betas=t.betas, fused=fused or None),
+        m.latent_size,
     )
 
 
-def train_epoch(gan: GAN, data: torch.Tensor, t: TrainParams, rng: torch.Generator, d_updates: int, autocast) -> tuple[torch.Tensor, int]:
-    """One pass over a fresh permutation.
+def train_epoch(gan: GAN, data: torch.Tensor, t: TrainParams, streams: Streams, d_updates: int, autocast,
+                rank: int = 0, world: int = 1) -> tuple[torch.Tensor, int]:
+    """One pass over a fresh permutation; each rank trains on its shard of every batch.
 
     Returns a (steps, 4) device tensor of per-step METRICS (loss_g is NaN where G did not
     update) and the new D-update count. Nothing here waits for the device.
@@ -68,13 +88,14 @@ def train_epoch(gan: GAN, data: torch.Tensor, t: TrainParams, rng: torch.Generat
     G, D, dev = gan.G, gan.D, data.device
     n = data.shape[0]
     b = min(t.batch_size, n)  # a data set smaller than the batch trains on all of it
-    perm = torch.randperm(n, device=dev, generator=rng)
+    perm = torch.randperm(n, device=dev, generator=streams.perm)
     log = torch.full((n // b, len(METRICS)), float("nan"), device=dev)
     fmt = torch.channels_last if t.channels_last else torch.contiguous_format
     for i in range(n // b):
-        real = data[perm[i * b : (i + 1) * b]].contiguous(memory_format=fmt)
+        real = data[perm[i * b : (i + 1) * b][rank::world]].contiguous(memory_format=fmt)
+        m = real.shape[0]
         # Step 1: fix G, update D to maximise log D(x) + log(1 - D(G(z)))
-        z = torch.randn(b, G.latent_size, device=dev, generator=rng)
+        z = torch.randn(m, gan.latent_size, device=dev, generator=streams.noise)
         with autocast():
             fake = G(z).detach()
             real_logits, fake_logits = D(real), D(fake)
@@ -88,7 +109,7 @@ def train_epoch(gan: GAN, data: torch.Tensor, t: TrainParams, rng: torch.Generat
         if d_updates % t.d_steps:
             continue
         # Step 2: fix D, update G to maximise log D(G(z)) on fresh noise
-        z = torch.randn(b, G.latent_size, device=dev, generator=rng)
+        z = torch.randn(m, gan.latent_size, device=dev, generator=streams.noise)
         with autocast():
             loss_g = generator_loss(D(G(z)).float())
         gan.opt_g.zero_grad(set_to_none=True)
@@ -115,9 +136,9 @@ def summarise(log: torch.Tensor, first_update: int, d_steps: int, epoch: int) ->
     return {k: means[k] for k in METRICS}
 
 
-def fingerprint(params: Params, dataset_sha: str) -> str:
+def fingerprint(params: Params, dataset_sha: str, world: int) -> str:
     """Identifies everything that shapes the weights; a checkpoint resumes only under the same one."""
-    shaping = {"model": params.model.model_dump(mode="json"), "data": dataset_sha}
+    shaping = {"model": params.model.model_dump(mode="json"), "data": dataset_sha, "world": world}
     shaping["train"] = params.train.model_dump(mode="json", exclude={"checkpoint_every", "log_checkpoint"})
     return hashlib.sha256(json.dumps(shaping, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -129,134 +150,166 @@ def write_history(history: list[dict[str, float]]) -> None:
         writer.writerows(history)
 
 
-def save_grid(G: Generator, z: torch.Tensor, epoch: int) -> torch.Tensor:
+def save_grid(G: torch.nn.Module, z: torch.Tensor, epoch: int) -> torch.Tensor:
     with torch.no_grad(), frozen_batchnorm_stats(G):
         grid = to_grid(G(z))
     save_png(grid, layout.GRIDS / f"epoch_{epoch:04d}.png")
     return grid
 
 
-def _state(gan: GAN, params: Params, image_size: int, epoch: int, d_updates: int, history, rng, fp: str, run_id: str) -> dict[str, Any]:
+def _state(gan: GAN, params: Params, image_size: int, progress: Progress, noise_states: list, streams: Streams, fp: str) -> dict[str, Any]:
     return {
         "format": 1,
         "model": {**params.model.model_dump(), "image_size": image_size},
-        "generator": gan.G.state_dict(),
-        "discriminator": gan.D.state_dict(),
+        "generator": distributed.unwrap(gan.G).state_dict(),
+        "discriminator": distributed.unwrap(gan.D).state_dict(),
         "opt_g": gan.opt_g.state_dict(),
         "opt_d": gan.opt_d.state_dict(),
-        "epoch": epoch,
-        "d_updates": d_updates,
-        "history": history,
-        "rng": checkpoint.capture_rng(rng),
+        "epoch": progress.epoch,
+        "d_updates": progress.d_updates,
+        "history": progress.history,
+        "rng": checkpoint.capture_rng({"perm": streams.perm.get_state(), "noise": noise_states}),
         "fingerprint": fp,
-        "mlflow_run_id": run_id,
+        "mlflow_run_id": progress.run_id,
         "complete": False,
     }
 
 
-def _resumable(fp: str, device: torch.device) -> dict[str, Any] | None:
+def _resumable(fp: str, device: torch.device, verbose: bool) -> dict[str, Any] | None:
+    say = print if verbose else (lambda *_: None)
     if not layout.CHECKPOINT.is_file():
         return None
     try:
         state = checkpoint.load(layout.CHECKPOINT, device)
     except ParamsError as e:
-        print(f"starting fresh: {e}")
+        say(f"starting fresh: {e}")
         return None
     if state.get("fingerprint") != fp:
-        print(f"starting fresh: {layout.CHECKPOINT} was made with other params or data")
+        say(f"starting fresh: {layout.CHECKPOINT} was made with other params or data")
         return None
     if state.get("complete"):
-        print(f"starting fresh: {layout.CHECKPOINT} is a finished run")
+        say(f"starting fresh: {layout.CHECKPOINT} is a finished run")
         return None
     return state
 
 
-def run(params: Params) -> dict[str, float]:
+def _restore(gan: GAN, state: dict[str, Any], streams: Streams, rank: int) -> Progress:
+    distributed.unwrap(gan.G).load_state_dict(state["generator"])
+    distributed.unwrap(gan.D).load_state_dict(state["discriminator"])
+    gan.opt_g.load_state_dict(state["opt_g"])
+    gan.opt_d.load_state_dict(state["opt_d"])
+    saved = checkpoint.restore_rng(state["rng"])
+    streams.perm.set_state(_on(saved["perm"], streams.perm))
+    streams.noise.set_state(_on(saved["noise"][rank], streams.noise))
+    return Progress(state["epoch"], state["d_updates"], state["history"], state["mlflow_run_id"])
+
+
+def _on(rng_state: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    return rng_state.cpu() if generator.device.type == "cpu" else rng_state
+
+
+def run(params: Params) -> dict[str, float] | None:
+    """Train; on rank 0 also checkpoint, render grids and log to MLflow. Returns the last
+    epoch's metrics (rank 0) or None (other ranks)."""
     import mlflow
 
     t = params.train
-    device = resolve_device(t.device)
+    rank, world, device = distributed.setup(t.device)
+    main = rank == 0
     dataset = checkpoint.load(layout.DATASET, "cpu")
     manifest = json.loads(layout.MANIFEST.read_text())
     data = dataset["images"].to(device=device, dtype=torch.float32)
     image_size = data.shape[-1]
-    fp = fingerprint(params, manifest["dataset_sha256"])
+    fp = fingerprint(params, manifest["dataset_sha256"], world)
 
-    gan = build(params.model, t, image_size, device, t.seed)
-    rng = torch.Generator(device=device).manual_seed(t.seed)
-    resumed = _resumable(fp, device)
-    start, d_updates, history, run_id = 0, 0, [], None
-    if resumed:
-        gan.G.load_state_dict(resumed["generator"])
-        gan.D.load_state_dict(resumed["discriminator"])
-        gan.opt_g.load_state_dict(resumed["opt_g"])
-        gan.opt_d.load_state_dict(resumed["opt_d"])
-        checkpoint.restore_rng(resumed["rng"], rng)
-        start, d_updates, history, run_id = resumed["epoch"], resumed["d_updates"], resumed["history"], resumed["mlflow_run_id"]
-        print(f"resuming from {layout.CHECKPOINT} at epoch {start}")
+    gan = build(params.model, t, image_size, device, t.seed, world)
+    streams = Streams.seeded(t.seed, device, rank)
+    resumed = _resumable(fp, device, main)
+    progress = _restore(gan, resumed, streams, rank) if resumed else Progress()
+    if main and resumed:
+        print(f"resuming from {layout.CHECKPOINT} at epoch {progress.epoch}")
         for stale in layout.GRIDS.glob("epoch_*.png"):
-            if int(stale.stem.split("_")[1]) > start:
+            if int(stale.stem.split("_")[1]) > progress.epoch:
                 stale.unlink()
-    else:
+    elif main:
         shutil.rmtree(layout.GRIDS, ignore_errors=True)
 
-    exp_id = tracking.experiment_id(params.tracking.experiment)
-    active = mlflow.start_run(run_id=run_id) if run_id else mlflow.start_run(experiment_id=exp_id)
-    run_id = active.info.run_id
-    # A resumed run recomputes, bit for bit on CPU, the epochs after its checkpoint; those
-    # already in MLflow are not logged twice.
-    logged_through = tracking.last_logged_step(run_id, "loss_d") if resumed else 0
-    if not resumed:
-        tracking.log_params(flatten(params))
-        mlflow.set_tags({"git_commit": tracking.git_commit(), "dataset_sha256": manifest["dataset_sha256"],
-                         "dataset_size": str(len(data)), "image_size": str(image_size), "device": str(device)})
-    tracking.write_run_info(run_id, exp_id)
+    logged_through = 0
+    if main:
+        exp_id = tracking.experiment_id(params.tracking.experiment)
+        active = mlflow.start_run(run_id=progress.run_id) if progress.run_id else mlflow.start_run(experiment_id=exp_id)
+        progress.run_id = active.info.run_id
+        # A resumed run recomputes, bit for bit on CPU, the epochs after its checkpoint; those
+        # already in MLflow are not logged twice.
+        logged_through = tracking.last_logged_step(progress.run_id, "loss_d") if resumed else 0
+        if not resumed:
+            tracking.log_params(flatten(params))
+            mlflow.set_tags({"git_commit": tracking.git_commit(), "dataset_sha256": manifest["dataset_sha256"],
+                             "dataset_size": str(len(data)), "image_size": str(image_size), "device": str(device),
+                             "processes": str(world)})
+        tracking.write_run_info(progress.run_id, exp_id)
 
-    use_amp = t.amp and device.type == "cuda"
-    autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if use_amp else nullcontext
+    autocast = autocast_for(device, t.amp)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     z_grid = fixed_latents(t.grid_seed, params.model.latent_size).to(device)
-    if start == 0:
-        mlflow.log_image(to_pil(save_grid(gan.G, z_grid, 0)), key="fixed_latent_grid", step=0)
+    G_plain = distributed.unwrap(gan.G)
+    if main and progress.epoch == 0:
+        mlflow.log_image(to_pil(save_grid(G_plain, z_grid, 0)), key="fixed_latent_grid", step=0)
 
-    per_epoch = (len(data) // min(t.batch_size, len(data))) * min(t.batch_size, len(data))
-    bar = tqdm(range(start, t.epochs), initial=start, total=t.epochs, desc="train", unit="epoch", dynamic_ncols=True)
+    b = min(t.batch_size, len(data))
+    per_epoch = (len(data) // b) * b
+    epochs = range(progress.epoch, t.epochs)
+    bar = tqdm(epochs, initial=progress.epoch, total=t.epochs, desc="train", unit="epoch", dynamic_ncols=True, disable=not main)
     try:
         for epoch in bar:
             t0 = time.perf_counter()
-            first_update = d_updates
-            log, d_updates = train_epoch(gan, data, t, rng, d_updates, autocast)
-            means = summarise(log, first_update, t.d_steps, epoch + 1)
+            first_update = progress.d_updates
+            log, progress.d_updates = train_epoch(gan, data, t, streams, progress.d_updates, autocast, rank, world)
+            means = summarise(distributed.average(log, world), first_update, t.d_steps, epoch + 1)
             row = {"epoch": epoch + 1, **means, "images_per_s": per_epoch / (time.perf_counter() - t0)}
-            history.append(row)
-            if epoch + 1 > logged_through:
-                mlflow.log_metrics({k: v for k, v in row.items() if k != "epoch" and math.isfinite(v)}, step=epoch + 1)
-            write_history(history)
-            bar.set_postfix(loss_d=f"{row['loss_d']:.3f}", loss_g=f"{row['loss_g']:.3f}", img_s=f"{row['images_per_s']:.0f}")
+            progress.history.append(row)
+            progress.epoch = epoch + 1
             last = epoch + 1 == t.epochs
-            if (epoch + 1) % t.sample_every == 0 or last:
-                grid = save_grid(gan.G, z_grid, epoch + 1)
-                if epoch + 1 > logged_through:
-                    mlflow.log_image(to_pil(grid), key="fixed_latent_grid", step=epoch + 1)
-            if (epoch + 1) % t.checkpoint_every == 0 and not last:
-                checkpoint.save(_state(gan, params, image_size, epoch + 1, d_updates, history, rng, fp, run_id), layout.CHECKPOINT)
+            checkpointing = progress.epoch % t.checkpoint_every == 0 and not last
+            noise_states = distributed.gather(streams.noise.get_state(), world) if checkpointing else []
+            if not main:
+                continue
+            if progress.epoch > logged_through:
+                mlflow.log_metrics({k: v for k, v in row.items() if k != "epoch" and math.isfinite(v)}, step=progress.epoch)
+            write_history(progress.history)
+            bar.set_postfix(loss_d=f"{row['loss_d']:.3f}", loss_g=f"{row['loss_g']:.3f}", img_s=f"{row['images_per_s']:.0f}")
+            if progress.epoch % t.sample_every == 0 or last:
+                grid = save_grid(G_plain, z_grid, progress.epoch)
+                if progress.epoch > logged_through:
+                    mlflow.log_image(to_pil(grid), key="fixed_latent_grid", step=progress.epoch)
+            if checkpointing:
+                checkpoint.save(_state(gan, params, image_size, progress, noise_states, streams, fp), layout.CHECKPOINT)
     except BaseException as e:
-        mlflow.end_run("FAILED" if isinstance(e, Exception) else "KILLED")
+        if main:
+            mlflow.end_run("FAILED" if isinstance(e, Exception) else "KILLED")
+        distributed.teardown(world)
         raise
 
-    state = _state(gan, params, image_size, t.epochs, d_updates, history, rng, fp, run_id)
-    G_eval = recalibrate_batchnorm(_copy_generator(gan.G, params.model, image_size, device), seed=t.grid_seed)
-    state["generator_eval"] = G_eval.state_dict()
-    state["complete"] = True
+    digests = distributed.gather(distributed.parameter_digest(gan.G) + distributed.parameter_digest(gan.D), world)
+    noise_states = distributed.gather(streams.noise.get_state(), world)
+    distributed.teardown(world)
+    if not main:
+        return None
+    if len(set(digests)) > 1:
+        mlflow.end_run("FAILED")
+        raise RuntimeError(f"train: the {world} replicas ended with different weights: {digests}")
+    state = _state(gan, params, image_size, progress, noise_states, streams, fp)
+    G_eval = recalibrate_batchnorm(_copy_generator(G_plain, params.model, image_size, device), seed=t.grid_seed)
+    state.update(generator_eval=G_eval.state_dict(), complete=True, replica_digests=digests)
     checkpoint.save(state, layout.CHECKPOINT)
     _log_generator(G_eval.cpu().float().to(memory_format=torch.contiguous_format))
     if t.log_checkpoint:
         mlflow.log_artifact(str(layout.CHECKPOINT), "checkpoint")
     mlflow.log_artifact(str(layout.HISTORY))
     mlflow.end_run()
-    final = history[-1]
-    print("train: " + ", ".join(f"{k}={v:.4g}" for k, v in final.items()) + f" -> {layout.CHECKPOINT} (MLflow run {run_id})")
+    final = progress.history[-1]
+    print("train: " + ", ".join(f"{k}={v:.4g}" for k, v in final.items()) + f" -> {layout.CHECKPOINT} (MLflow run {progress.run_id})")
     return final
 
 

@@ -8,6 +8,13 @@ from stages.params import Params, parse_params
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.fixture(autouse=True)
+def no_inherited_store(monkeypatch):
+    """mlflow.set_tracking_uri() also exports MLFLOW_TRACKING_URI; without this, one test's
+    store would leak into the subprocesses of the next."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+
+
 @pytest.fixture(scope="session")
 def empty_store(tmp_path_factory) -> Path:
     """One MLflow SQLite store built once: several processes creating one at the same moment

@@ -7,6 +7,7 @@ import torch
 from mlflow.tracking import MlflowClient
 
 from stages import checkpoint, layout, prepare, sample, train
+from stages.hardware import resolve_device
 from stages.params import ParamsError
 from stages.tracking import tracking_uri
 from tests.conftest import tiny
@@ -115,4 +116,4 @@ def test_cuda_requested_without_cuda_is_a_clear_error(workdir):
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
     with pytest.raises(ParamsError, match="train.device"):
-        train.resolve_device("cuda")
+        resolve_device("cuda")
