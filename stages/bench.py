@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import tempfile
 import time
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -18,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from stages.data import DeviceData
 from stages.demo_faces import write_demo_faces
 from stages.hardware import autocast_for, resolve_device
 from stages.networks import Discriminator, Generator, init_dcgan_
@@ -127,7 +129,9 @@ def notebook_loop(folder: Path, size: int, gw: int, dw: int, batch: int, steps: 
         opt_g.step()
         return loss.item()
 
-    it = iter(train_dl)
+    with warnings.catch_warnings():  # the notebook's 3 workers exceed a 2-core machine; keep them, quietly
+        warnings.filterwarnings("ignore", message="This DataLoader will create")
+        it = iter(train_dl)
     for _ in range(warmup):
         real_images, _ = next(it)
         train_discriminator(real_images.to(device))
@@ -146,11 +150,11 @@ def our_loop(data: torch.Tensor, gw: int, dw: int, batch: int, steps: int, warmu
     size = data.shape[-1]
     gan = build(p.model, p.train, size, device, 0)
     autocast = autocast_for(device, p.train.amp)
-    data = data.to(device=device, dtype=torch.float32)
     streams = Streams.seeded(0, device)
-    train_epoch(gan, data[: warmup * batch], p.train, streams, 0, autocast)[0].cpu()
+    train_epoch(gan, DeviceData(data[: warmup * batch], device), p.train, streams, 0, autocast)[0].cpu()
+    epoch = DeviceData(data[: steps * batch], device)
     start = time.perf_counter()
-    log, _ = train_epoch(gan, data[: steps * batch], p.train, streams, 0, autocast)
+    log, _ = train_epoch(gan, epoch, p.train, streams, 0, autocast)
     log.cpu()  # the one sync, as in a real epoch
     train_rate = steps * batch / (time.perf_counter() - start)
 

@@ -21,6 +21,7 @@ from tqdm import tqdm
 
 from stages import checkpoint, distributed, layout, tracking
 from stages.atomic import atomic_path
+from stages.data import DeviceData, StreamedData, open_dataset
 from stages.hardware import autocast_for
 from stages.loss import discriminator_loss, generator_loss
 from stages.networks import Discriminator, Generator, init_dcgan_, recalibrate_batchnorm
@@ -47,8 +48,8 @@ class Streams:
     noise: torch.Generator
 
     @classmethod
-    def seeded(cls, seed: int, device: torch.device, rank: int = 0) -> Streams:
-        return cls(torch.Generator(device=device).manual_seed(seed),
+    def seeded(cls, seed: int, device: torch.device, rank: int = 0, index_device: torch.device | None = None) -> Streams:
+        return cls(torch.Generator(device=index_device or device).manual_seed(seed),
                    torch.Generator(device=device).manual_seed(seed + 1_000_003 * (rank + 1)))
 
 
@@ -67,6 +68,8 @@ def build(m: ModelParams, t: TrainParams, image_size: int, device: torch.device,
     init_dcgan_(D)
     fmt = torch.channels_last if t.channels_last else torch.contiguous_format
     G, D = G.to(device, memory_format=fmt), D.to(device, memory_format=fmt)
+    if t.compile:
+        G, D = torch.compile(G), torch.compile(D)
     if world > 1:
         G, D = distributed.wrap(G, device, t.sync_batchnorm), distributed.wrap(D, device, t.sync_batchnorm)
     fused = device.type == "cuda"
@@ -78,21 +81,21 @@ def build(m: ModelParams, t: TrainParams, image_size: int, device: torch.device,
     )
 
 
-def train_epoch(gan: GAN, data: torch.Tensor, t: TrainParams, streams: Streams, d_updates: int, autocast,
+def train_epoch(gan: GAN, data: DeviceData | StreamedData, t: TrainParams, streams: Streams, d_updates: int, autocast,
                 rank: int = 0, world: int = 1) -> tuple[torch.Tensor, int]:
     """One pass over a fresh permutation; each rank trains on its shard of every batch.
 
     Returns a (steps, 4) device tensor of per-step METRICS (loss_g is NaN where G did not
     update) and the new D-update count. Nothing here waits for the device.
     """
-    G, D, dev = gan.G, gan.D, data.device
-    n = data.shape[0]
+    G, D, dev = gan.G, gan.D, streams.noise.device
+    n = len(data)
     b = min(t.batch_size, n)  # a data set smaller than the batch trains on all of it
-    perm = torch.randperm(n, device=dev, generator=streams.perm)
+    perm = torch.randperm(n, device=data.index_device, generator=streams.perm)
     log = torch.full((n // b, len(METRICS)), float("nan"), device=dev)
     fmt = torch.channels_last if t.channels_last else torch.contiguous_format
     for i in range(n // b):
-        real = data[perm[i * b : (i + 1) * b][rank::world]].contiguous(memory_format=fmt)
+        real = data.batch(perm[i * b : (i + 1) * b][rank::world]).contiguous(memory_format=fmt)
         m = real.shape[0]
         # Step 1: fix G, update D to maximise log D(x) + log(1 - D(G(z)))
         z = torch.randn(m, gan.latent_size, device=dev, generator=streams.noise)
@@ -216,14 +219,13 @@ def run(params: Params) -> dict[str, float] | None:
     t = params.train
     rank, world, device = distributed.setup(t.device)
     main = rank == 0
-    dataset = checkpoint.load(layout.DATASET, "cpu")
+    data = open_dataset(layout.DATASET, device, t.data_on_device)
     manifest = json.loads(layout.MANIFEST.read_text())
-    data = dataset["images"].to(device=device, dtype=torch.float32)
-    image_size = data.shape[-1]
+    image_size = data.images.shape[-1]
     fp = fingerprint(params, manifest["dataset_sha256"], world)
 
     gan = build(params.model, t, image_size, device, t.seed, world)
-    streams = Streams.seeded(t.seed, device, rank)
+    streams = Streams.seeded(t.seed, device, rank, data.index_device)
     resumed = _resumable(fp, device, main)
     progress = _restore(gan, resumed, streams, rank) if resumed else Progress()
     if main and resumed:
@@ -246,7 +248,7 @@ def run(params: Params) -> dict[str, float] | None:
             tracking.log_params(flatten(params))
             mlflow.set_tags({"git_commit": tracking.git_commit(), "dataset_sha256": manifest["dataset_sha256"],
                              "dataset_size": str(len(data)), "image_size": str(image_size), "device": str(device),
-                             "processes": str(world)})
+                             "processes": str(world), "data": type(data).__name__})
         tracking.write_run_info(progress.run_id, exp_id)
 
     autocast = autocast_for(device, t.amp)

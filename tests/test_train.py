@@ -117,3 +117,14 @@ def test_cuda_requested_without_cuda_is_a_clear_error(workdir):
         pytest.skip("this machine has CUDA")
     with pytest.raises(ParamsError, match="train.device"):
         resolve_device("cuda")
+
+
+def test_streamed_data_trains_exactly_like_data_on_the_device(workdir):
+    params = prepared(train={"epochs": 2, "data_on_device": "always"})
+    train.run(params)
+    on_device = checkpoint.load(layout.CHECKPOINT)
+    train.run(tiny(train={"epochs": 2, "data_on_device": "never"}))
+    streamed = checkpoint.load(layout.CHECKPOINT)
+    for name, tensor in on_device["generator"].items():
+        assert torch.equal(tensor, streamed["generator"][name]), name
+    assert MlflowClient(tracking_uri()).get_run(streamed["mlflow_run_id"]).data.tags["data"] == "StreamedData"
