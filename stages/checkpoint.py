@@ -33,14 +33,15 @@ def load(path: Path, device: str | torch.device = "cpu") -> dict[str, Any]:
         raise ParamsError(f"{path}: not a readable checkpoint ({str(e).splitlines()[0]})") from None
 
 
-def load_generator(path: Path, device: str | torch.device = "cpu") -> Generator:
-    """The generator for inference, in eval mode, with the BN statistics made for sampling."""
+def load_generator(path: Path, device: str | torch.device = "cpu", which: str = "last") -> Generator:
+    """The generator for inference (``which``: best or last), in eval mode, with the BN
+    statistics made for sampling. Without in-training evaluation, best is last."""
     state = load(path, device)
     if not state.get("complete"):
         raise ParamsError(f"{path}: training has not finished (epoch {state.get('epoch')}); run `gan train` to resume it")
     m = state["model"]
     g = Generator(m["latent_size"], m["image_size"], m["g_width"]).to(device)
-    g.load_state_dict(state["generator_eval"])
+    g.load_state_dict(state["generator_best"] if which == "best" and state.get("generator_best") else state["generator_eval"])
     return g.eval().requires_grad_(False)
 
 

@@ -74,6 +74,22 @@ def make_video(params: Path = ParamsOption) -> None:
 
 
 @app.command()
+def attributes(params: Path = ParamsOption) -> None:
+    """Train the demo faces' attribute classifier (for evaluation); other data sets skip it."""
+    from stages import attributes as stage
+
+    _run(stage.run, params)
+
+
+@app.command()
+def evaluate(params: Path = ParamsOption) -> None:
+    """Attribute fidelity, memorisation, FID/KID -> reports/metrics.json and the MLflow run."""
+    from stages import evaluate as stage
+
+    _run(stage.run, params)
+
+
+@app.command()
 def bench(
     config: list[str] = typer.Option(None, "--config", "-c", help="lecture-128 and/or demo-64 (default: both)."),
     steps: int = typer.Option(4, help="Timed training steps per loop."),

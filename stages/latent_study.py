@@ -61,7 +61,7 @@ def build_studies(p: LatentStudyParams, latent_size: int) -> list[Study]:
 
 
 def run(params: Params) -> None:
-    G = checkpoint.load_generator(layout.CHECKPOINT)
+    G = checkpoint.load_generator(layout.CHECKPOINT, which=params.generator)
     studies = [s for s in build_studies(params.latent_study, G.latent_size) if len(s.captions)]
     out = layout.LATENT_STUDY
     shutil.rmtree(out, ignore_errors=True)

@@ -15,6 +15,12 @@ RUN_INFO = Path("models/run.json")
 TRAIN_REPORTS = Path("reports/train")
 GRIDS = TRAIN_REPORTS / "grids"
 HISTORY = TRAIN_REPORTS / "history.csv"
+EVAL_HISTORY = TRAIN_REPORTS / "eval_history.csv"
 SAMPLES = Path("reports/samples")
 LATENT_STUDY = Path("reports/latent_study")
 VIDEO = Path("reports/video")
+
+ATTRIBUTES = Path("models/attributes.pt")
+ATTRIBUTES_REPORT = Path("reports/attributes.json")
+METRICS = Path("reports/metrics.json")
+EVALUATE = Path("reports/evaluate")

@@ -55,7 +55,7 @@ class Discriminator(nn.Sequential):
     ``torch.sigmoid(D(x))`` is the lecture's score.
     """
 
-    def __init__(self, image_size: int = 128, width: int = 64):
+    def __init__(self, image_size: int = 128, width: int = 64, spectral_norm: bool = False):
         blocks = _num_blocks(image_size)
         chans = [width * 2**i for i in range(blocks)]
         layers: list[nn.Module] = []
@@ -64,6 +64,8 @@ class Discriminator(nn.Sequential):
             layers += [nn.Conv2d(c_in, c_out, 4, 2, 1, bias=False), nn.BatchNorm2d(c_out), nn.LeakyReLU(0.2, inplace=True)]
             c_in = c_out
         layers += [nn.Conv2d(c_in, 1, 4, 1, 0, bias=False), nn.Flatten()]
+        if spectral_norm:  # Miyato et al. 2018: each conv's largest singular value kept at 1
+            layers = [nn.utils.parametrizations.spectral_norm(m) if isinstance(m, nn.Conv2d) else m for m in layers]
         super().__init__(*layers)
         self.image_size = image_size
 
@@ -75,7 +77,8 @@ def init_dcgan_(module: nn.Module) -> None:
     """DCGAN initialisation (Radford et al. 2015): conv weights N(0, 0.02), BN scale N(1, 0.02)."""
     for m in module.modules():
         if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
-            nn.init.normal_(m.weight, 0.0, 0.02)
+            parametrized = nn.utils.parametrize.is_parametrized(m, "weight")  # spectral norm
+            nn.init.normal_(m.parametrizations.weight.original if parametrized else m.weight, 0.0, 0.02)
         elif isinstance(m, nn.BatchNorm2d):
             nn.init.normal_(m.weight, 1.0, 0.02)
             nn.init.zeros_(m.bias)

@@ -55,12 +55,21 @@ class ModelParams(_Section):
     latent_size: int = Field(128, ge=1, le=4096)
     g_width: int = Field(32, ge=1, le=1024)  # G's last hidden width; doubles towards the input
     d_width: int = Field(64, ge=1, le=1024)  # D's first width; doubles towards the score
+    d_spectral_norm: bool = False  # spectral normalisation of D's convolutions
 
 
 class TrainParams(_Section):
     epochs: int = Field(100, ge=1)
     batch_size: int = Field(64, ge=1)
     lr: float = Field(2e-4, gt=0, le=1)
+    lr_g: float | None = Field(None, gt=0, le=1)  # overrides lr for G
+    lr_d: float | None = Field(None, gt=0, le=1)  # overrides lr for D
+    loss: Literal["bce", "hinge"] = "bce"
+    diffaugment: list[Literal["color", "translation", "cutout"]] = []  # applied to reals and fakes, D and G steps
+    flip: bool = False  # mirror real images at random
+    ema: float = Field(0.0, ge=0, lt=1)  # decay of the generator's moving average; 0 = off
+    r1_gamma: float = Field(0.0, ge=0)  # R1 penalty on reals; 0 = off
+    r1_every: int = Field(16, ge=1)  # lazy R1: every N discriminator steps, scaled by N
     betas: tuple[float, float] = (0.5, 0.999)
     d_steps: int = Field(1, ge=1, le=100)  # k discriminator updates per generator update
     seed: int = 0
@@ -73,6 +82,9 @@ class TrainParams(_Section):
     log_checkpoint: bool = True  # also store the final checkpoint in the MLflow run
     compile: bool = False  # torch.compile: +5% on this CPU for ~30 s of compiling (measured), so off
     data_on_device: Literal["auto", "always", "never"] = "auto"  # never: stream batches from the file
+    eval_every: int = Field(0, ge=0)  # epochs between in-training evaluations; 0 = off
+    eval_samples: int = Field(256, ge=16)
+    best_metric: str = "attr_tv_mean"  # keep the generator that scores best on this (see stages/metrics.py)
     sync_batchnorm: bool = False  # multi-GPU only: BatchNorm statistics over the global batch
 
     @field_validator("betas")
@@ -120,6 +132,13 @@ class VideoParams(_Section):
         return v
 
 
+class EvaluateParams(_Section):
+    samples: int = Field(1000, ge=16, le=50_000)
+    seed: int = 2024
+    fid: bool = True
+    inception_weights: str = ""  # a local weights-inception-2015-12-05-6726825d.pth, or "download"
+
+
 class TrackingParams(_Section):
     experiment: str = "gan-lab"
 
@@ -131,7 +150,17 @@ class Params(_Section):
     sample: SampleParams = SampleParams()
     latent_study: LatentStudyParams = LatentStudyParams()
     video: VideoParams = VideoParams()
+    evaluate: EvaluateParams = EvaluateParams()
     tracking: TrackingParams = TrackingParams()
+    generator: Literal["best", "last"] = "best"  # which generator sample, latent-study and evaluate use
+
+    @model_validator(mode="after")
+    def _best_metric_known(self) -> Params:
+        from stages.metrics import DIRECTIONS
+
+        if self.train.best_metric not in DIRECTIONS:
+            raise ValueError(f"train.best_metric: '{self.train.best_metric}' is not one of {sorted(DIRECTIONS)}")
+        return self
 
     @model_validator(mode="after")
     def _latent_dims_in_range(self) -> Params:

@@ -13,7 +13,7 @@ from stages.sampling import fixed_latents, save_png, to_grid
 
 def run(params: Params) -> None:
     s = params.sample
-    G = checkpoint.load_generator(layout.CHECKPOINT)
+    G = checkpoint.load_generator(layout.CHECKPOINT, which=params.generator)
     shutil.rmtree(layout.SAMPLES, ignore_errors=True)
     with torch.inference_mode():  # eval-mode BN: each image is independent of its batch mates
         grid = G(fixed_latents(s.seed, G.latent_size))

@@ -61,26 +61,51 @@ def write_run_info(run_id: str, experiment_id: str) -> None:
     write_text(layout.RUN_INFO, json.dumps({"run_id": run_id, "experiment_id": experiment_id}, indent=1))
 
 
-def attach(local_path: Path, artifact_path: str | None = None) -> None:
-    """Add a stage's outputs to the training run recorded in ``models/run.json``.
-
-    If that run is not in this store (outputs restored from another machine's cache), the
-    stage still succeeds: its files are on disk, and MLflow is a view of them.
-    """
+def _recorded_run():
+    """(client, run id) of the training run in models/run.json, or (None, reason)."""
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
     try:
         run_id = json.loads(layout.RUN_INFO.read_text())["run_id"]
     except (OSError, ValueError, KeyError):
-        print(f"note: no {layout.RUN_INFO}; outputs not attached to an MLflow run")
-        return
+        return None, f"no {layout.RUN_INFO}"
     client = MlflowClient(tracking_uri())
     try:
         client.get_run(run_id)
     except MlflowException:
-        print(f"note: MLflow run {run_id} is not in {tracking_uri()}; outputs not attached")
+        return None, f"MLflow run {run_id} is not in {tracking_uri()}"
+    return (client, run_id), ""
+
+
+def log_to_run(metrics: dict[str, float], tags: dict[str, str]) -> None:
+    """Add evaluation numbers to the training run, at its last epoch's step."""
+    from mlflow.entities import Metric, RunTag
+
+    found, why = _recorded_run()
+    if not found:
+        print(f"note: {why}; metrics not logged to MLflow")
         return
+    client, run_id = found
+    import time
+
+    step = last_logged_step(run_id, "loss_d")
+    now = int(time.time() * 1000)
+    client.log_batch(run_id, metrics=[Metric(k, v, now, step) for k, v in metrics.items()],
+                     tags=[RunTag(k, v[:5000]) for k, v in tags.items()])
+
+
+def attach(local_path: Path, artifact_path: str | None = None) -> None:
+    """Add a stage's outputs to the training run recorded in ``models/run.json``.
+
+    If that run is not in this store (outputs restored from another machine's cache), the
+    stage still succeeds: its files are on disk, and MLflow is a view of them.
+    """
+    found, why = _recorded_run()
+    if not found:
+        print(f"note: {why}; outputs not attached to an MLflow run")
+        return
+    client, run_id = found
     if local_path.is_dir():
         client.log_artifacts(run_id, str(local_path), artifact_path)
     else:

@@ -23,7 +23,9 @@ from stages import checkpoint, distributed, layout, tracking
 from stages.atomic import atomic_path
 from stages.data import DeviceData, StreamedData, open_dataset
 from stages.hardware import autocast_for
-from stages.loss import discriminator_loss, generator_loss
+from stages.augment import diff_augment, random_flip
+from stages.ema import make_ema, update_ema
+from stages.loss import LOSSES, r1_penalty
 from stages.networks import Discriminator, Generator, init_dcgan_, recalibrate_batchnorm
 from stages.params import ModelParams, Params, ParamsError, TrainParams, flatten
 from stages.sampling import fixed_latents, frozen_batchnorm_stats, save_png, to_grid
@@ -38,6 +40,12 @@ class GAN:
     opt_g: torch.optim.Optimizer
     opt_d: torch.optim.Optimizer
     latent_size: int
+    ema: torch.nn.Module | None = None  # moving average of G, when train.ema > 0
+
+    @property
+    def generator_for_images(self) -> torch.nn.Module:
+        """What grids, samples and metrics show: the EMA generator when there is one."""
+        return self.ema if self.ema is not None else distributed.unwrap(self.G)
 
 
 @dataclass
@@ -59,11 +67,45 @@ class Progress:
     d_updates: int = 0
     history: list[dict[str, float]] = field(default_factory=list)
     run_id: str | None = None
+    evals: list[dict[str, float]] = field(default_factory=list)
+    best_value: float | None = None
+    best_epoch: int = 0
+    best_generator: dict[str, torch.Tensor] | None = None
+
+
+def make_evaluator(params: Params, real: torch.Tensor):
+    """The cheap metrics (attribute fidelity where labels exist, memorisation) as a function
+    of an eval-mode generator; None when ``train.eval_every`` is 0."""
+    if not params.train.eval_every:
+        return None
+    from stages import attributes
+    from stages.evaluate import generate
+    from stages.metrics import attribute_fidelity, memorisation
+
+    net, why = attributes.load() if layout.ATTRIBUTES.is_file() else (None, f"no {layout.ATTRIBUTES}")
+    if net is None and params.train.best_metric.startswith("attr"):
+        print(f"note: best checkpoint by {params.train.best_metric} is unavailable ({why}); later stages get the last generator")
+
+    def evaluate(G_eval: Generator) -> dict[str, float]:
+        fake = generate(G_eval, params.train.eval_samples, params.evaluate.seed).float().cpu()
+        scores = attribute_fidelity(net, fake, real) if net is not None else {}
+        scores.update(memorisation(fake, real)[0])
+        return scores
+
+    return evaluate
+
+
+def _improves(value: float | None, best: float | None, metric: str) -> bool:
+    from stages.metrics import DIRECTIONS
+
+    if value is None or not math.isfinite(value):
+        return False
+    return best is None or (value < best if DIRECTIONS[metric] == "min" else value > best)
 
 
 def build(m: ModelParams, t: TrainParams, image_size: int, device: torch.device, seed: int, world: int = 1) -> GAN:
     torch.manual_seed(seed)
-    G, D = Generator(m.latent_size, image_size, m.g_width), Discriminator(image_size, m.d_width)
+    G, D = Generator(m.latent_size, image_size, m.g_width), Discriminator(image_size, m.d_width, m.d_spectral_norm)
     init_dcgan_(G)
     init_dcgan_(D)
     fmt = torch.channels_last if t.channels_last else torch.contiguous_format
@@ -75,9 +117,10 @@ def build(m: ModelParams, t: TrainParams, image_size: int, device: torch.device,
     fused = device.type == "cuda"
     return GAN(
         G, D,
-        torch.optim.Adam(G.parameters(), t.lr, betas=t.betas, fused=fused or None),
-        torch.optim.Adam(D.parameters(), t.lr, betas=t.betas, fused=fused or None),
+        torch.optim.Adam(G.parameters(), t.lr_g or t.lr, betas=t.betas, fused=fused or None),
+        torch.optim.Adam(D.parameters(), t.lr_d or t.lr, betas=t.betas, fused=fused or None),
         m.latent_size,
+        make_ema(distributed.unwrap(G)) if t.ema > 0 else None,
     )
 
 
@@ -94,15 +137,26 @@ def train_epoch(gan: GAN, data: DeviceData | StreamedData, t: TrainParams, strea
     perm = torch.randperm(n, device=data.index_device, generator=streams.perm)
     log = torch.full((n // b, len(METRICS)), float("nan"), device=dev)
     fmt = torch.channels_last if t.channels_last else torch.contiguous_format
+    d_loss_fn, g_loss_fn = LOSSES[t.loss]
+    rng = streams.noise
+
+    def aug(x: torch.Tensor) -> torch.Tensor:
+        return diff_augment(x, t.diffaugment, rng) if t.diffaugment else x
+
     for i in range(n // b):
         real = data.batch(perm[i * b : (i + 1) * b][rank::world]).contiguous(memory_format=fmt)
+        if t.flip:
+            real = random_flip(real, rng)
         m = real.shape[0]
         # Step 1: fix G, update D to maximise log D(x) + log(1 - D(G(z)))
-        z = torch.randn(m, gan.latent_size, device=dev, generator=streams.noise)
+        z = torch.randn(m, gan.latent_size, device=dev, generator=rng)
         with autocast():
             fake = G(z).detach()
-            real_logits, fake_logits = D(real), D(fake)
-            loss_d = discriminator_loss(real_logits.float(), fake_logits.float())
+            real_logits, fake_logits = D(aug(real)), D(aug(fake))
+            loss_d = d_loss_fn(real_logits.float(), fake_logits.float())
+        if t.r1_gamma and d_updates % t.r1_every == 0:  # lazy R1, in fp32 for a stable double backward
+            real_r1 = real.detach().requires_grad_(True)
+            loss_d = loss_d + (t.r1_gamma / 2 * t.r1_every) * r1_penalty(D(aug(real_r1)).float(), real_r1)
         gan.opt_d.zero_grad(set_to_none=True)
         loss_d.backward()
         gan.opt_d.step()
@@ -112,12 +166,14 @@ def train_epoch(gan: GAN, data: DeviceData | StreamedData, t: TrainParams, strea
         if d_updates % t.d_steps:
             continue
         # Step 2: fix D, update G to maximise log D(G(z)) on fresh noise
-        z = torch.randn(m, gan.latent_size, device=dev, generator=streams.noise)
+        z = torch.randn(m, gan.latent_size, device=dev, generator=rng)
         with autocast():
-            loss_g = generator_loss(D(G(z)).float())
+            loss_g = g_loss_fn(D(aug(G(z))).float())
         gan.opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
         gan.opt_g.step()
+        if gan.ema is not None:
+            update_ema(gan.ema, distributed.unwrap(G), t.ema, d_updates // t.d_steps)
         log[i, 1] = loss_g.detach()
     return log, d_updates
 
@@ -153,9 +209,21 @@ def write_history(history: list[dict[str, float]]) -> None:
         writer.writerows(history)
 
 
+def write_evals(evals: list[dict[str, float]]) -> None:
+    keys = list(dict.fromkeys(k for row in evals for k in row)) or ["epoch"]  # a declared output even when empty
+    with atomic_path(layout.EVAL_HISTORY) as tmp, open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=keys)
+        writer.writeheader()
+        writer.writerows(evals)
+
+
 def save_grid(G: torch.nn.Module, z: torch.Tensor, epoch: int) -> torch.Tensor:
+    """The fixed-latent grid with batch statistics, as the lecture renders it (the EMA copy
+    lives in eval mode; it is switched back afterwards)."""
+    was_training = G.training
     with torch.no_grad(), frozen_batchnorm_stats(G):
-        grid = to_grid(G(z))
+        grid = to_grid(G.train()(z))
+    G.train(was_training)
     save_png(grid, layout.GRIDS / f"epoch_{epoch:04d}.png")
     return grid
 
@@ -166,6 +234,7 @@ def _state(gan: GAN, params: Params, image_size: int, progress: Progress, noise_
         "model": {**params.model.model_dump(), "image_size": image_size},
         "generator": distributed.unwrap(gan.G).state_dict(),
         "discriminator": distributed.unwrap(gan.D).state_dict(),
+        "ema": gan.ema.state_dict() if gan.ema is not None else None,
         "opt_g": gan.opt_g.state_dict(),
         "opt_d": gan.opt_d.state_dict(),
         "epoch": progress.epoch,
@@ -174,6 +243,10 @@ def _state(gan: GAN, params: Params, image_size: int, progress: Progress, noise_
         "rng": checkpoint.capture_rng({"perm": streams.perm.get_state(), "noise": noise_states}),
         "fingerprint": fp,
         "mlflow_run_id": progress.run_id,
+        "evals": progress.evals,
+        "best_value": progress.best_value,
+        "best_epoch": progress.best_epoch,
+        "generator_best": progress.best_generator,
         "complete": False,
     }
 
@@ -199,12 +272,15 @@ def _resumable(fp: str, device: torch.device, verbose: bool) -> dict[str, Any] |
 def _restore(gan: GAN, state: dict[str, Any], streams: Streams, rank: int) -> Progress:
     distributed.unwrap(gan.G).load_state_dict(state["generator"])
     distributed.unwrap(gan.D).load_state_dict(state["discriminator"])
+    if gan.ema is not None:
+        gan.ema.load_state_dict(state["ema"])
     gan.opt_g.load_state_dict(state["opt_g"])
     gan.opt_d.load_state_dict(state["opt_d"])
     saved = checkpoint.restore_rng(state["rng"])
     streams.perm.set_state(_on(saved["perm"], streams.perm))
     streams.noise.set_state(_on(saved["noise"][rank], streams.noise))
-    return Progress(state["epoch"], state["d_updates"], state["history"], state["mlflow_run_id"])
+    return Progress(state["epoch"], state["d_updates"], state["history"], state["mlflow_run_id"],
+                    state["evals"], state["best_value"], state["best_epoch"], state["generator_best"])
 
 
 def _on(rng_state: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -255,9 +331,15 @@ def run(params: Params) -> dict[str, float] | None:
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     z_grid = fixed_latents(t.grid_seed, params.model.latent_size).to(device)
-    G_plain = distributed.unwrap(gan.G)
+    G_images = gan.generator_for_images
+    evaluator = make_evaluator(params, data.images.float().cpu()) if main else None
+    if main:
+        write_evals(progress.evals)
+
+    def eval_copy() -> Generator:
+        return recalibrate_batchnorm(_copy_generator(G_images, params.model, image_size, device), seed=t.grid_seed)
     if main and progress.epoch == 0:
-        mlflow.log_image(to_pil(save_grid(G_plain, z_grid, 0)), key="fixed_latent_grid", step=0)
+        mlflow.log_image(to_pil(save_grid(G_images, z_grid, 0)), key="fixed_latent_grid", step=0)
 
     b = min(t.batch_size, len(data))
     per_epoch = (len(data) // b) * b
@@ -282,9 +364,19 @@ def run(params: Params) -> dict[str, float] | None:
             write_history(progress.history)
             bar.set_postfix(loss_d=f"{row['loss_d']:.3f}", loss_g=f"{row['loss_g']:.3f}", img_s=f"{row['images_per_s']:.0f}")
             if progress.epoch % t.sample_every == 0 or last:
-                grid = save_grid(G_plain, z_grid, progress.epoch)
+                grid = save_grid(G_images, z_grid, progress.epoch)
                 if progress.epoch > logged_through:
                     mlflow.log_image(to_pil(grid), key="fixed_latent_grid", step=progress.epoch)
+            if evaluator and (progress.epoch % t.eval_every == 0 or last):
+                G_eval = eval_copy()
+                scores = evaluator(G_eval)
+                progress.evals.append({"epoch": progress.epoch, **scores})
+                write_evals(progress.evals)
+                if progress.epoch > logged_through:
+                    mlflow.log_metrics({f"eval.{k.replace('/', '.')}": v for k, v in scores.items() if math.isfinite(v)}, step=progress.epoch)
+                if _improves(scores.get(t.best_metric), progress.best_value, t.best_metric):
+                    progress.best_value, progress.best_epoch = scores[t.best_metric], progress.epoch
+                    progress.best_generator = {k: v.detach().clone() for k, v in G_eval.state_dict().items()}
             if checkpointing:
                 checkpoint.save(_state(gan, params, image_size, progress, noise_states, streams, fp), layout.CHECKPOINT)
     except BaseException as e:
@@ -302,8 +394,11 @@ def run(params: Params) -> dict[str, float] | None:
         mlflow.end_run("FAILED")
         raise RuntimeError(f"train: the {world} replicas ended with different weights: {digests}")
     state = _state(gan, params, image_size, progress, noise_states, streams, fp)
-    G_eval = recalibrate_batchnorm(_copy_generator(G_plain, params.model, image_size, device), seed=t.grid_seed)
+    G_eval = eval_copy()
     state.update(generator_eval=G_eval.state_dict(), complete=True, replica_digests=digests)
+    if progress.best_generator is not None:
+        mlflow.set_tags({"best_epoch": str(progress.best_epoch), f"best_{t.best_metric}": f"{progress.best_value:.6g}"})
+        print(f"train: best generator at epoch {progress.best_epoch} ({t.best_metric}={progress.best_value:.4g})")
     checkpoint.save(state, layout.CHECKPOINT)
     _log_generator(G_eval.cpu().float().to(memory_format=torch.contiguous_format))
     if t.log_checkpoint:

@@ -41,6 +41,7 @@ TINY = {
     "train": {"epochs": 2, "batch_size": 16, "sample_every": 1, "checkpoint_every": 1, "log_checkpoint": False},
     "sample": {"count": 3},
     "latent_study": {"one_hot_dims": [0, 5], "features": {3: 50.0, 12: -50.0}, "sweep": {"dim": 3, "steps": 4}},
+    "evaluate": {"samples": 64},
 }
 
 

@@ -55,7 +55,7 @@ def project(tmp_path_factory, empty_store) -> Path:
     shutil.copy(empty_store, dst / "mlflow.db")
     run(["git", "init", "-q"], dst)
     run([sys.executable, "-m", "dvc", "init", "-q"], dst)
-    assert repro(dst) == ["prepare", "train", "sample", "latent-study", "make-video"]
+    assert repro(dst) == ["prepare", "attributes", "train", "sample", "latent-study", "make-video", "evaluate"]
     return dst
 
 
@@ -83,6 +83,14 @@ def test_outputs_are_what_they_claim(project):
     assert frames == len(grids)
     assert Image.open(project / "reports/video/training.gif").n_frames == len(grids)
 
+    metrics = json.loads((project / "reports/metrics.json").read_text())
+    for key in ("attr_tv_mean", "attr_confident_all", "nn_ratio", "copy_share", "classifier_heldout_accuracy_mean"):
+        assert isinstance(metrics[key], float)
+    assert "fid" not in metrics  # no InceptionV3 weights offline: recorded as unavailable, the stage still succeeds
+    assert "InceptionV3 weights not found" in json.loads((project / "reports/evaluate/notes.json").read_text())["fid"]
+    assert Image.open(project / "reports/evaluate/closest_pairs.png").size == (8 * 32 + 18, 2 * 32 + 6)
+    assert (project / "reports/evaluate/training_curves.png").is_file()
+
     history = (project / "reports/train/history.csv").read_text().splitlines()
     assert history[0] == "epoch,loss_d,loss_g,real_score,fake_score,images_per_s" and len(history) == 3
 
@@ -101,7 +109,9 @@ def test_mlflow_run_has_metrics_model_and_stage_outputs(project):
     for key in ("loss_d", "loss_g", "real_score", "fake_score", "images_per_s"):
         assert [m.step for m in client.get_metric_history(run_id, key)] == [1, 2]
     attached = {a.path for a in client.list_artifacts(run_id)}
-    assert {"samples", "latent_study", "video", "history.csv"} <= attached
+    assert {"samples", "latent_study", "video", "evaluate", "metrics.json", "history.csv"} <= attached
+    assert "nn_ratio" in run_info.data.metrics and "attr_tv_mean" in run_info.data.metrics
+    assert "InceptionV3" in run_info.data.tags["unavailable.fid"]
 
     mlflow.set_tracking_uri(uri)
     models = mlflow.search_logged_models(experiment_ids=[run_info.info.experiment_id], output_format="list")
@@ -127,8 +137,10 @@ def test_changed_params_rerun_exactly_the_dependent_stages(project):
     assert repro(project) == ["sample"]
     set_param(project, "tracking", "experiment", "renamed")
     assert repro(project) == []
+    set_param(project, "evaluate", "samples", 32)
+    assert repro(project) == ["evaluate"]
     set_param(project, "train", "epochs", 3)
-    assert repro(project) == ["train", "sample", "latent-study", "make-video"]
+    assert repro(project) == ["train", "sample", "latent-study", "make-video", "evaluate"]
     assert int(cv2.VideoCapture(str(project / "reports/video/training.avi")).get(cv2.CAP_PROP_FRAME_COUNT)) == 4
 
 

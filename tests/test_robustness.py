@@ -27,14 +27,14 @@ def test_nan_loss_stops_with_epoch_and_step_and_keeps_the_last_good_checkpoint(w
     params = tiny(train={"epochs": 5, "checkpoint_every": 1})
     prepare.run(params)
     calls = {"n": 0}
-    real_loss = train.discriminator_loss
+    real_loss, g_loss = train.LOSSES["bce"]
 
     def poisoned(real_logits, fake_logits):  # 40 images / batch 16 = 2 steps an epoch; step 6 is epoch 3
         calls["n"] += 1
         loss = real_loss(real_logits, fake_logits)
         return loss * float("nan") if calls["n"] == 6 else loss
 
-    monkeypatch.setattr(train, "discriminator_loss", poisoned)
+    monkeypatch.setitem(train.LOSSES, "bce", (poisoned, g_loss))
     with pytest.raises(FloatingPointError, match=r"loss_d became nan at epoch 3, step 6 \(batch 2 of the epoch\)"):
         train.run(params)
     state = checkpoint.load(layout.CHECKPOINT)

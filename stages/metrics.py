@@ -1,0 +1,111 @@
+"""Numbers that say how good a generator is: attribute fidelity, memorisation, FID/KID.
+
+Each function takes image tensors in [-1, 1] and returns plain floats, so the evaluate stage
+can write them to metrics.json and MLflow unchanged.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from stages.attributes import AttributeNet, predict
+
+# Metrics a best checkpoint can be chosen by, and whether lower (min) or higher (max) is better.
+DIRECTIONS = {"attr_tv_mean": "min", "attr_confident_all": "max", "fid": "min", "kid_mean": "min"}
+
+INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"  # torch-fidelity's FID InceptionV3
+
+
+def total_variation(p: torch.Tensor, q: torch.Tensor) -> float:
+    return float(0.5 * (p - q).abs().sum())
+
+
+def attribute_fidelity(net: AttributeNet, generated: torch.Tensor, real: torch.Tensor, confident: float = 0.9) -> dict[str, float]:
+    """Per attribute: total variation between the attribute mix the classifier sees in
+    generated and in real images (0 = same mix, 1 = disjoint), and the share of generated
+    images it classifies with probability >= ``confident``. Comparing predictions on both
+    sides cancels the classifier's own bias."""
+    pg, pr = predict(net, generated), predict(net, real)
+    out: dict[str, float] = {}
+    all_confident = torch.ones(len(generated), dtype=torch.bool)
+    for a in pg:
+        k = pg[a].shape[1]
+        hist_g = torch.bincount(pg[a].argmax(1), minlength=k).float() / len(generated)
+        hist_r = torch.bincount(pr[a].argmax(1), minlength=k).float() / len(real)
+        sure = pg[a].max(1).values >= confident
+        all_confident &= sure
+        out[f"attr_tv/{a}"] = total_variation(hist_g, hist_r)
+        out[f"attr_confident/{a}"] = float(sure.float().mean())
+    tvs = [v for k, v in out.items() if k.startswith("attr_tv/")]
+    out["attr_tv_mean"] = sum(tvs) / len(tvs)
+    out["attr_confident_all"] = float(all_confident.float().mean())
+    return out
+
+
+def nearest(a: torch.Tensor, b: torch.Tensor, exclude_self: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Distance from each row of ``a`` to its nearest row of ``b`` (RMS over pixels), and its index."""
+    a, b = a.flatten(1).float(), b.flatten(1).float()
+    d = torch.cdist(a, b) / a.shape[1] ** 0.5
+    if exclude_self:
+        d.fill_diagonal_(float("inf"))
+    return d.min(dim=1)
+
+
+def memorisation(generated: torch.Tensor, real: torch.Tensor) -> tuple[dict[str, float], torch.Tensor]:
+    """How close samples are to their nearest training image, against how close training
+    images are to each other. ``nn_ratio`` ~ 1: as novel as a fresh draw of the data;
+    << 1: copies; >> 1: far from every training image (poor samples). ``copy_share``: samples
+    closer to a training image than half the median training-to-training distance."""
+    d_gen, idx = nearest(generated, real)
+    d_real, _ = nearest(real, real, exclude_self=True)
+    median_real = float(d_real.median())
+    out = {
+        "nn_dist_gen_median": float(d_gen.median()),
+        "nn_dist_real_median": median_real,
+        "nn_ratio": float(d_gen.median()) / median_real if median_real > 0 else float("inf"),
+        "copy_share": float((d_gen < 0.5 * median_real).float().mean()),
+    }
+    return out, torch.stack([d_gen, idx.float()], dim=1)
+
+
+def inception_path(setting: str) -> Path | None:
+    """The FID weights: the path in params, else torch's download cache; None if neither."""
+    if setting and setting != "download":
+        return Path(setting)
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / INCEPTION_FILE
+    return cached if cached.is_file() else None
+
+
+def fid_kid(generated: torch.Tensor, real: torch.Tensor, weights: str, feature: nn.Module | None = None,
+            kid_subset: int = 100) -> tuple[dict[str, float], str]:
+    """FID and KID with torchmetrics. Returns ({}, reason) when the InceptionV3 weights are not
+    on this machine: an offline machine cannot download them, and the stage must still work.
+    ``feature`` replaces InceptionV3 (tests use a small stand-in network)."""
+    from torchmetrics.image.fid import FrechetInceptionDistance
+    from torchmetrics.image.kid import KernelInceptionDistance
+
+    if feature is None:
+        path = inception_path(weights)
+        if path is None and weights != "download":
+            return {}, (f"InceptionV3 weights not found (offline?): set evaluate.inception_weights to a local copy of {INCEPTION_FILE}, "
+                        "or to 'download' where the internet is reachable")
+        if path is not None and not path.is_file():
+            return {}, f"evaluate.inception_weights: {path} does not exist"
+        kwargs = {"feature": 2048, "feature_extractor_weights_path": str(path) if path else None}
+    else:
+        kwargs = {"feature": feature}
+    try:
+        fid = FrechetInceptionDistance(normalize=True, **kwargs)
+        kid = KernelInceptionDistance(normalize=True, subset_size=min(kid_subset, len(generated), len(real)),
+                                      **({"feature": 2048, "feature_extractor_weights_path": kwargs["feature_extractor_weights_path"]} if feature is None else kwargs))
+    except Exception as e:  # noqa: BLE001 - a failed download or a bad weights file is reported, not fatal
+        return {}, f"FID/KID unavailable: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+    for metric in (fid, kid):
+        for images, is_real in ((real, True), (generated, False)):
+            for chunk in images.split(100):
+                metric.update(((chunk.float() + 1) / 2).clamp(0, 1), real=is_real)
+    kid_mean, kid_std = kid.compute()
+    return {"fid": float(fid.compute()), "kid_mean": float(kid_mean), "kid_std": float(kid_std)}, ""

@@ -1,0 +1,67 @@
+"""The evaluation numbers mean what they say."""
+
+import torch
+from torch import nn
+
+from stages import prepare
+from stages.attributes import fit, read_labels
+from stages.demo_faces import ATTRIBUTES
+from stages.metrics import fid_kid, memorisation, total_variation
+from stages import checkpoint, layout
+from tests.conftest import tiny
+
+
+def test_attribute_classifier_beats_chance_by_a_wide_margin(workdir):
+    prepare.run(tiny(prepare={"image_size": 64, "demo": {"count": 600, "seed": 5}}))
+    data = checkpoint.load(layout.DATASET)
+    _, accuracy = fit(data["images"], read_labels(data["files"]))
+    for attribute, values in ATTRIBUTES.items():
+        chance = 1 / len(values)
+        assert accuracy[attribute] > chance, (attribute, accuracy[attribute])
+    assert sum(accuracy.values()) / len(accuracy) > 0.75  # mean chance is 0.37
+
+
+def test_memorisation_flags_a_generator_that_returns_training_images():
+    g = torch.Generator().manual_seed(0)
+    real = torch.rand(200, 3, 16, 16, generator=g) * 2 - 1
+    copies, _ = memorisation(real[:50] + 0.001 * torch.randn(50, 3, 16, 16, generator=g), real)
+    assert copies["copy_share"] == 1.0 and copies["nn_ratio"] < 0.05
+    fresh, _ = memorisation(torch.rand(50, 3, 16, 16, generator=g) * 2 - 1, real)  # new draws of the same distribution
+    assert fresh["copy_share"] == 0.0 and 0.8 < fresh["nn_ratio"] < 1.2
+
+
+def test_total_variation():
+    assert total_variation(torch.tensor([0.5, 0.5]), torch.tensor([0.5, 0.5])) == 0
+    assert total_variation(torch.tensor([1.0, 0.0]), torch.tensor([0.0, 1.0])) == 1
+
+
+class StandIn(nn.Module):
+    """A tiny fixed feature network in place of InceptionV3 (never downloaded in tests)."""
+
+    num_features = 8
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.net = nn.Sequential(nn.Conv2d(3, 8, 4, 4), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+
+    def forward(self, x):
+        return self.net(x.float() / 255 if x.dtype == torch.uint8 else x)
+
+
+def test_fid_code_path_with_a_stand_in_feature_network():
+    g = torch.Generator().manual_seed(0)
+    real = torch.rand(120, 3, 32, 32, generator=g) * 2 - 1
+    same, reason = fid_kid(real[60:], real[:60], "", feature=StandIn(), kid_subset=50)
+    shifted, _ = fid_kid((real[60:] * 0.3 + 0.5).clamp(-1, 1), real[:60], "", feature=StandIn(), kid_subset=50)
+    assert reason == "" and set(same) == {"fid", "kid_mean", "kid_std"}
+    assert 0 <= same["fid"] < shifted["fid"] and same["kid_mean"] < shifted["kid_mean"]
+
+
+def test_fid_is_unavailable_offline_with_a_reason(tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))  # an empty download cache
+    real = torch.zeros(4, 3, 32, 32)
+    scores, reason = fid_kid(real, real, "")
+    assert scores == {} and "InceptionV3 weights not found" in reason and "evaluate.inception_weights" in reason
+    scores, reason = fid_kid(real, real, str(tmp_path / "missing.pth"))
+    assert scores == {} and "does not exist" in reason

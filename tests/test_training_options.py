@@ -1,0 +1,110 @@
+"""Augmentation, EMA, hinge, R1 and spectral norm do what their papers say, on known values."""
+
+import pytest
+import torch
+from torch import nn
+
+from stages import augment, checkpoint, layout, prepare, train
+from stages.ema import make_ema, update_ema
+from stages.loss import hinge_discriminator_loss, hinge_generator_loss, r1_penalty
+from stages.networks import Discriminator, init_dcgan_
+from tests.conftest import tiny
+
+
+@pytest.mark.parametrize("policy", augment.POLICIES)
+def test_each_augmentation_keeps_shape_and_range_and_is_differentiable(policy):
+    rng = torch.Generator().manual_seed(0)
+    x = (torch.rand(6, 3, 32, 32) * 2 - 1).requires_grad_(True)
+    y = augment.diff_augment(x, [policy], rng)
+    assert y.shape == x.shape
+    if policy != "color":  # colour jitter may leave [-1, 1], as in the paper; the others only move or zero pixels
+        assert y.min() >= -1 and y.max() <= 1
+    assert not torch.equal(y, x)
+    y.square().sum().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+
+
+def test_translation_and_cutout_move_or_zero_pixels():
+    rng = torch.Generator().manual_seed(1)
+    x = torch.rand(4, 3, 32, 32) + 0.5  # strictly positive, so zeros show what was removed
+    cut = augment.cutout(x, rng)
+    zeroed = (cut == 0).all(dim=1).float().mean(dim=(1, 2))
+    assert ((zeroed > 0.05) & (zeroed <= 0.25)).all()  # a 16 x 16 square of 32 x 32, clipped at the borders
+    moved = augment.translation(x, rng)
+    assert torch.isin(moved[moved != 0], x).all()  # pixels are moved, never invented
+
+
+def test_flip_mirrors_about_half():
+    rng = torch.Generator().manual_seed(0)
+    x = torch.arange(64.0).view(1, 1, 8, 8).repeat(400, 3, 1, 1)
+    flipped = augment.random_flip(x, rng)
+    is_flipped = (flipped == x.flip(3)).all(dim=(1, 2, 3))
+    assert (is_flipped | (flipped == x).all(dim=(1, 2, 3))).all() and 150 < is_flipped.sum() < 250
+
+
+def test_ema_update_math():
+    g = nn.Linear(2, 1, bias=False)
+    ema = make_ema(g)
+    with torch.no_grad():
+        g.weight.fill_(1.0)
+        ema.weight.fill_(0.0)
+    update_ema(ema, g, decay=0.9, step=1000)  # ramp finished: d = 0.9
+    torch.testing.assert_close(ema.weight, torch.full((1, 2), 0.1))
+    update_ema(ema, g, decay=0.9, step=0)  # ramp: d = 1/10
+    torch.testing.assert_close(ema.weight, torch.full((1, 2), 0.1 * 0.1 + 0.9))
+
+
+def test_hinge_losses_on_known_values():
+    real, fake = torch.tensor([2.0, 0.5, -1.0]), torch.tensor([-2.0, 0.0, 1.0])
+    # relu(1 - real) = [0, 0.5, 2] -> 2.5/3; relu(1 + fake) = [0, 1, 2] -> 1
+    torch.testing.assert_close(hinge_discriminator_loss(real, fake), torch.tensor(2.5 / 3 + 1.0))
+    torch.testing.assert_close(hinge_generator_loss(fake), torch.tensor(1 / 3))
+
+
+def test_r1_penalty_on_a_known_function():
+    x = torch.randn(5, 1, 2, 2, requires_grad=True)
+    logits = (3.0 * x).sum(dim=(1, 2, 3))  # dD/dx = 3 everywhere: ||grad||^2 = 9 * 4 = 36
+    torch.testing.assert_close(r1_penalty(logits, x), torch.tensor(36.0))
+
+
+def test_spectral_norm_keeps_each_conv_at_unit_norm():
+    D = Discriminator(32, 8, spectral_norm=True)
+    init_dcgan_(D)
+    D.train()
+    for _ in range(30):  # power iteration converges over forward passes
+        D(torch.randn(4, 3, 32, 32))
+    convs = [m for m in D.modules() if isinstance(m, nn.Conv2d)]
+    for conv in convs[:-1]:
+        sigma = torch.linalg.matrix_norm(conv.weight.detach().flatten(1), ord=2)
+        assert abs(sigma - 1) < 0.05
+
+
+def test_all_options_train_and_resume_exactly(workdir, monkeypatch):
+    options = {"epochs": 4, "checkpoint_every": 2, "diffaugment": ["color", "translation", "cutout"], "flip": True,
+               "ema": 0.99, "loss": "hinge", "r1_gamma": 1.0, "r1_every": 2, "lr_g": 0.002, "lr_d": 0.001}
+    params = tiny(train=options, model={"d_spectral_norm": True})
+    prepare.run(params)
+    train.run(params)
+    straight = checkpoint.load(layout.CHECKPOINT)
+    assert straight["ema"] is not None and all(torch.isfinite(v).all() for v in straight["ema"].values())
+    state = {k: v for k, v in straight.items()}
+    layout.CHECKPOINT.unlink()
+
+    calls = {"n": 0}
+    real_write = train.write_history
+
+    def crash_in_epoch_3(history):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        real_write(history)
+
+    monkeypatch.setattr(train, "write_history", crash_in_epoch_3)
+    with pytest.raises(KeyboardInterrupt):
+        train.run(params)
+    monkeypatch.setattr(train, "write_history", real_write)
+    train.run(params)
+    resumed = checkpoint.load(layout.CHECKPOINT)
+    for key in ("generator", "discriminator", "ema", "generator_eval"):
+        for name, tensor in state[key].items():
+            assert torch.equal(tensor, resumed[key][name]), f"{key}.{name}"
