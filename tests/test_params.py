@@ -36,6 +36,13 @@ def test_project_params_file_is_valid():
         ({"latent_study": {"sweep": {"dimm": 1}}}, "latent_study.sweep.dimm: unknown key; did you mean 'latent_study.sweep.dim'?"),
         ({"latent_study": {"one_hot_dims": [128]}}, "latent_study.one_hot_dims: dimension 128 is outside 0..127"),
         ({"model": {"latent_size": 16}, "latent_study": {"one_hot_dims": [], "sweep": {"dim": 0}, "features": {20: 50}}}, "latent_study.features: dimension 20 is outside 0..15"),
+        ({"model": {"latent_size": 0}}, "model.latent_size: Input should be greater than or equal to 1 (got 0)"),
+        ({"model": {"g_width": -8}}, "model.g_width: Input should be greater than or equal to 1 (got -8)"),
+        ({"prepare": {"image_size": -64}}, "prepare.image_size: must be one of"),
+        ({"train": {"diffaugment": ["blur"]}}, "train.diffaugment.0: Input should be 'color', 'translation' or 'cutout'"),
+        ({"train": {"best_metric": "accuracy"}}, "train.best_metric: 'accuracy' is not one of"),
+        ({"train": {"ema": 1.0}}, "train.ema: Input should be less than 1"),
+        ({"generator": "middle"}, "generator: Input should be 'best' or 'last'"),
         ([1, 2], "expected a mapping"),
     ],
 )
