@@ -81,6 +81,8 @@ def predict(net: AttributeNet, images: torch.Tensor, batch: int = 256) -> dict[s
 
 def load(path=layout.ATTRIBUTES) -> tuple[AttributeNet | None, str]:
     """The classifier, or None and the reason it is not available."""
+    if not path.is_file():
+        return None, f"no {path} (run `gan attributes`)"
     state = checkpoint.load(path)
     if not state.get("available"):
         return None, state.get("reason", "no attribute classifier")

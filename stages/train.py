@@ -82,7 +82,7 @@ def make_evaluator(params: Params, real: torch.Tensor):
     from stages.evaluate import generate
     from stages.metrics import attribute_fidelity, memorisation
 
-    net, why = attributes.load() if layout.ATTRIBUTES.is_file() else (None, f"no {layout.ATTRIBUTES}")
+    net, why = attributes.load()
     if net is None and params.train.best_metric.startswith("attr"):
         print(f"note: best checkpoint by {params.train.best_metric} is unavailable ({why}); later stages get the last generator")
 
