@@ -31,6 +31,16 @@ def atomic_path(target: Path | str) -> Iterator[Path]:
         raise
 
 
+def remove_stale_temp_files(folder: Path | str) -> int:
+    """Delete temp files that a killed writer left (SIGKILL gives ``atomic_path`` no chance to
+    clean up); run before resuming in a folder that DVC keeps between runs."""
+    removed = 0
+    for stale in Path(folder).glob(".*.tmp*"):
+        stale.unlink(missing_ok=True)
+        removed += 1
+    return removed
+
+
 def write_text(target: Path | str, text: str) -> None:
     with atomic_path(target) as tmp:
         tmp.write_text(text)

@@ -20,7 +20,7 @@ import torch
 from tqdm import tqdm
 
 from stages import checkpoint, distributed, layout, tracking
-from stages.atomic import atomic_path
+from stages.atomic import atomic_path, remove_stale_temp_files
 from stages.data import DeviceData, StreamedData, open_dataset
 from stages.hardware import autocast_for
 from stages.augment import diff_augment, random_flip
@@ -304,6 +304,9 @@ def run(params: Params) -> dict[str, float] | None:
     streams = Streams.seeded(t.seed, device, rank, data.index_device)
     resumed = _resumable(fp, device, main)
     progress = _restore(gan, resumed, streams, rank) if resumed else Progress()
+    if main:
+        for folder in (layout.GRIDS, layout.TRAIN_REPORTS, layout.CHECKPOINT.parent):
+            remove_stale_temp_files(folder)
     if main and resumed:
         print(f"resuming from {layout.CHECKPOINT} at epoch {progress.epoch}")
         for stale in layout.GRIDS.glob("epoch_*.png"):

@@ -118,3 +118,15 @@ def test_sigkill_at_a_random_moment_then_resume_is_bit_identical(tmp_path, empty
     grids = sorted(p.name for p in (killed / layout.GRIDS).glob("*.png"))
     assert grids == [f"epoch_{e:04d}.png" for e in range(epochs + 1)]
     assert not list(killed.rglob(".*.tmp*")), "a temp file was left behind"
+
+
+def test_temp_files_left_by_a_killed_writer_are_removed_before_training_resumes(workdir):
+    params = tiny(train={"epochs": 2})
+    prepare.run(params)
+    leftovers = [layout.GRIDS / ".epoch_0007.x1y2z3.tmp.png", layout.CHECKPOINT.parent / ".checkpoint.abc.tmp.pt"]
+    for path in leftovers:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"half a file")
+    train.run(params)
+    assert not any(path.exists() for path in leftovers)
+    assert sorted(p.name for p in layout.GRIDS.iterdir()) == ["epoch_0000.png", "epoch_0001.png", "epoch_0002.png"]
