@@ -22,11 +22,13 @@ def save(state: dict[str, Any], path: Path) -> None:
         torch.save(state, tmp)
 
 
-def load(path: Path, device: str | torch.device = "cpu") -> dict[str, Any]:
+def load(path: Path, device: str | torch.device = "cpu", mmap: bool = False,
+         missing: str = "checkpoint not found (run `gan train` first)") -> dict[str, Any]:
+    """``mmap``: tensors stay in the file and are paged in when touched (large data sets)."""
     if not Path(path).is_file():
-        raise ParamsError(f"{path}: checkpoint not found (run `gan train` first)")
+        raise ParamsError(f"{path}: {missing}")
     try:
-        return torch.load(path, map_location=device, weights_only=True)
+        return torch.load(path, map_location=device, weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as e:
         raise ParamsError(f"{path}: refused to load: not a plain weights file ({str(e).splitlines()[0]})") from None
     except (RuntimeError, EOFError, OSError) as e:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from stages.params import ParamsError
+from stages import checkpoint
 
 DEVICE_SHARE = 0.4  # of free memory that the float32 data set may take before it streams
 
@@ -56,9 +56,6 @@ def fits(nbytes: int, device: torch.device) -> bool:
 
 def open_dataset(path: Path, device: torch.device, mode: str) -> DeviceData | StreamedData:
     """``mode``: auto (on the device if it fits), always, never (stream)."""
-    try:
-        images = torch.load(path, map_location="cpu", weights_only=True, mmap=True)["images"]
-    except (OSError, RuntimeError, KeyError) as e:
-        raise ParamsError(f"{path}: not a readable dataset file ({str(e).splitlines()[0]}); run `gan prepare`") from None
+    images = checkpoint.load(path, mmap=True, missing="dataset not found (run `gan prepare` first)")["images"]
     on_device = mode == "always" or (mode == "auto" and fits(images.numel() * 4, device))
     return DeviceData(images, device) if on_device else StreamedData(images, device)

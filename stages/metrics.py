@@ -105,8 +105,7 @@ def fid_kid(generated: torch.Tensor, real: torch.Tensor, weights: str, feature: 
         kwargs = {"feature": feature}
     try:
         fid = FrechetInceptionDistance(normalize=True, **kwargs)
-        kid = KernelInceptionDistance(normalize=True, subset_size=min(kid_subset, len(generated), len(real)),
-                                      **({"feature": 2048, "feature_extractor_weights_path": kwargs["feature_extractor_weights_path"]} if feature is None else kwargs))
+        kid = KernelInceptionDistance(normalize=True, subset_size=min(kid_subset, len(generated), len(real)), **kwargs)
     except Exception as e:  # noqa: BLE001 - a failed download or a bad weights file is reported, not fatal
         return {}, f"FID/KID unavailable: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
     for metric in (fid, kid):

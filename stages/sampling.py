@@ -21,18 +21,19 @@ def fixed_latents(seed: int, latent_size: int, n: int = GRID_LATENTS) -> torch.T
 
 
 @contextlib.contextmanager
-def frozen_batchnorm_stats(model: nn.Module) -> Iterator[None]:
-    """Forward in train mode (batch statistics, as the lecture renders its grids) without
-    touching the running statistics that training keeps."""
+def batch_statistics(model: nn.Module) -> Iterator[nn.Module]:
+    """Forward with batch statistics (train mode, as the lecture renders its grids) without
+    touching the running statistics that training keeps; the mode is restored afterwards."""
     bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    saved = [m.momentum for m in bns]
+    saved, was_training = [m.momentum for m in bns], model.training
     for m in bns:
         m.momentum = 0.0
     try:
-        yield
+        yield model.train()
     finally:
         for m, momentum in zip(bns, saved):
             m.momentum = momentum
+        model.train(was_training)
 
 
 def to_grid(images: torch.Tensor, nrow: int = 8) -> torch.Tensor:

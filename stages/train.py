@@ -28,7 +28,7 @@ from stages.ema import make_ema, update_ema
 from stages.loss import LOSSES, r1_penalty
 from stages.networks import Discriminator, Generator, init_dcgan_, recalibrate_batchnorm
 from stages.params import ModelParams, Params, ParamsError, TrainParams, flatten
-from stages.sampling import fixed_latents, frozen_batchnorm_stats, save_png, to_grid
+from stages.sampling import batch_statistics, fixed_latents, save_png, to_grid
 
 METRICS = ("loss_d", "loss_g", "real_score", "fake_score")
 
@@ -190,9 +190,9 @@ def summarise(log: torch.Tensor, first_update: int, d_steps: int, epoch: int) ->
         key, value = ("loss_d", rows[i, 0]) if not torch.isfinite(rows[i, 0]) else ("loss_g", rows[i, 1])
         raise FloatingPointError(f"train: {key} became {float(value)} at epoch {epoch}, step {int(updates[i])} "
                                  f"(batch {i + 1} of the epoch); the last good checkpoint is kept in {layout.CHECKPOINT}")
-    means = {k: float(rows[:, j].mean()) for j, k in enumerate(METRICS) if k != "loss_g"}
+    means = {k: float(rows[:, j].mean()) for j, k in enumerate(METRICS)}
     means["loss_g"] = float(rows[g_rows, 1].mean()) if g_rows.any() else float("nan")
-    return {k: means[k] for k in METRICS}
+    return means
 
 
 def fingerprint(params: Params, dataset_sha: str, world: int) -> str:
@@ -218,12 +218,8 @@ def write_evals(evals: list[dict[str, float]]) -> None:
 
 
 def save_grid(G: torch.nn.Module, z: torch.Tensor, epoch: int) -> torch.Tensor:
-    """The fixed-latent grid with batch statistics, as the lecture renders it (the EMA copy
-    lives in eval mode; it is switched back afterwards)."""
-    was_training = G.training
-    with torch.no_grad(), frozen_batchnorm_stats(G):
-        grid = to_grid(G.train()(z))
-    G.train(was_training)
+    with torch.no_grad(), batch_statistics(G) as G_batch:
+        grid = to_grid(G_batch(z))
     save_png(grid, layout.GRIDS / f"epoch_{epoch:04d}.png")
     return grid
 

@@ -41,7 +41,6 @@ def catalogue(tmp_path, monkeypatch):
     pal.save(src / "palette_transparent.png", transparency=0)
     Image.new("LA", (30, 30), (90, 128)).save(src / "la.png")
     Image.new("RGBA", (30, 30), (10, 10, 200, 255)).save(src / "rgba.png")
-    png(src / "anim.gif", color=(255, 255, 0)).unlink()
     Image.new("RGB", (30, 30), (255, 255, 0)).save(src / "anim.gif", save_all=True, append_images=[Image.new("RGB", (30, 30), (0, 0, 0))])
     exif = Image.Exif()
     exif[0x0112] = 8

@@ -10,7 +10,9 @@ import sys
 from pathlib import Path
 
 import cv2
+import numpy as np
 import pytest
+import torch
 import yaml
 from PIL import Image
 
@@ -116,11 +118,7 @@ def test_mlflow_run_has_metrics_model_and_stage_outputs(project):
     mlflow.set_tracking_uri(uri)
     models = mlflow.search_logged_models(experiment_ids=[run_info.info.experiment_id], output_format="list")
     model = next(m for m in models if m.source_run_id == run_id)
-    import numpy as np
-
     generator = mlflow.pytorch.load_model(model.model_uri)
-    import torch
-
     with torch.no_grad():
         images = generator(torch.zeros(2, 16))
     assert tuple(images.shape) == (2, 3, 32, 32) and float(images.abs().max()) <= 1

@@ -87,7 +87,6 @@ def test_all_options_train_and_resume_exactly(workdir, monkeypatch):
     train.run(params)
     straight = checkpoint.load(layout.CHECKPOINT)
     assert straight["ema"] is not None and all(torch.isfinite(v).all() for v in straight["ema"].values())
-    state = {k: v for k, v in straight.items()}
     layout.CHECKPOINT.unlink()
 
     calls = {"n": 0}
@@ -106,5 +105,5 @@ def test_all_options_train_and_resume_exactly(workdir, monkeypatch):
     train.run(params)
     resumed = checkpoint.load(layout.CHECKPOINT)
     for key in ("generator", "discriminator", "ema", "generator_eval"):
-        for name, tensor in state[key].items():
+        for name, tensor in straight[key].items():
             assert torch.equal(tensor, resumed[key][name]), f"{key}.{name}"
