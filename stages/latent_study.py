@@ -1,102 +1,24 @@
-"""Stage ``latent-study``: the homework's hand-made latent vectors, each image with its caption.
-
-Studies (all from ``params.latent_study``): constant vectors (all 0, 1, -1, 0.5, 0.3), one-hot
-vectors, a base vector with one feature set to a large value (the lecture's feature 3 = 50 and
-feature 123 = -50), and one dimension swept over a range with the others fixed.
-"""
+"""Stage ``latent-study``: the homework's hand-made latent vectors, each image with its caption."""
 
 from __future__ import annotations
 
-import html
 import shutil
-from dataclasses import dataclass
 
-import numpy as np
 import torch
-from PIL import Image
 
-from stages import checkpoint, layout, tracking
-from stages.annotate import to_uint8, upscale, with_caption
-from stages.atomic import atomic_path, write_text
-from stages.params import LatentStudyParams, Params
-from stages.sampling import fixed_latents
-
-_BASES = {"zeros": 0.0, "ones": 1.0, "neg_ones": -1.0}
-
-
-@dataclass
-class Study:
-    name: str
-    title: str
-    captions: list[str]
-    latents: torch.Tensor  # (n, latent_size)
-
-
-def build_studies(p: LatentStudyParams, latent_size: int) -> list[Study]:
-    def full(value: float, n: int = 1) -> torch.Tensor:
-        return torch.full((n, latent_size), float(value))
-
-    constants = torch.cat([full(c) for c in p.constants]) if p.constants else full(0, 0)
-    one_hot = full(0.0, len(p.one_hot_dims))
-    for row, dim in enumerate(p.one_hot_dims):
-        one_hot[row, dim] = 1.0
-    base_value = _BASES[p.feature_base]
-    features = full(base_value, 1 + len(p.features))
-    for row, (dim, value) in enumerate(p.features.items(), start=1):
-        features[row, dim] = value
-    sw = p.sweep
-    values = torch.linspace(sw.start, sw.stop, sw.steps)
-    base = fixed_latents(p.seed, latent_size, 1) if sw.base == "random" else full(1.0 if sw.base == "ones" else 0.0)
-    sweep = base.repeat(sw.steps, 1)
-    sweep[:, sw.dim] = values
-    base_name = {"zeros": "all 0", "ones": "all 1", "neg_ones": "all -1"}[p.feature_base]
-    return [
-        Study("constants", "Constant latent vectors", [f"all {c:g}" for c in p.constants], constants),
-        Study("one_hot", "One-hot latent vectors (0, ..., 1, ..., 0)", [f"one-hot dim {d}" for d in p.one_hot_dims], one_hot),
-        Study("features", f"One feature set to a large value, others {base_name}",
-              [base_name] + [f"{base_name}, dim {d} = {v:g}" for d, v in p.features.items()], features),
-        Study("sweep", f"Dimension {sw.dim} swept from {sw.start:g} to {sw.stop:g}, others fixed ({sw.base} base)",
-              [f"dim {sw.dim} = {v:.2f}" for v in values.tolist()], sweep),
-    ]
+from ganlab import layout
+from ganlab.device import resolve_device
+from ganlab.io import tracking
+from ganlab.metrics.sampler import generate, load_generator
+from ganlab.params import Params
+from ganlab.render.latent_study import build_studies, write_page
 
 
 def run(params: Params) -> None:
-    G = checkpoint.load_generator(layout.CHECKPOINT, which=params.generator)
-    studies = [s for s in build_studies(params.latent_study, G.latent_size) if len(s.captions)]
-    out = layout.LATENT_STUDY
-    shutil.rmtree(out, ignore_errors=True)
-    with torch.inference_mode():  # every study in one batch; eval-mode BN keeps images independent
-        images = G(torch.cat([s.latents for s in studies])).add(1).div(2)
-    sections, offset = [], 0
-    for study in studies:
-        tiles = []
-        figures = []
-        for i, caption in enumerate(study.captions):
-            tile = upscale(to_uint8(images[offset + i]))
-            name = f"{study.name}/{i:02d}.png"
-            _save(tile, out / name)
-            tiles.append(with_caption(tile, caption))
-            figures.append(f'<figure><img src="{name}" alt="{html.escape(caption)}"><figcaption>{html.escape(caption)}</figcaption></figure>')
-        offset += len(study.captions)
-        _save(np.hstack([np.pad(t, ((0, 0), (2, 2), (0, 0)), constant_values=255) for t in tiles]), out / f"{study.name}.png")
-        sections.append(f"<h2>{html.escape(study.title)}</h2>\n<div class=\"row\">{''.join(figures)}</div>")
-    write_text(out / "index.html", _PAGE.format(body="\n".join(sections), size=G.image_size, latent=G.latent_size))
-    tracking.attach(out, "latent_study")
-    print(f"latent-study: {offset} images in {len(studies)} studies -> {out}/index.html")
-
-
-def _save(rgb: np.ndarray, path) -> None:
-    with atomic_path(path) as tmp:
-        Image.fromarray(rgb).save(tmp, format="PNG")
-
-
-_PAGE = """<!doctype html>
-<html><head><meta charset="utf-8"><title>Latent study</title>
-<style>body{{font-family:sans-serif;margin:2em}} .row{{display:flex;flex-wrap:wrap;gap:8px}}
-figure{{margin:0;text-align:center}} img{{width:128px;image-rendering:pixelated}} figcaption{{font-size:12px}}</style>
-</head><body>
-<h1>Images from hand-made latent vectors</h1>
-<p>Generator: {size} x {size} px, latent size {latent}, BatchNorm in eval mode (each image independent of the others).</p>
-{body}
-</body></html>
-"""
+    G, _ = load_generator(layout.CHECKPOINT, resolve_device(params.device), which=params.generator)
+    studies = build_studies(params.latent_study, G.latent_size)
+    images = generate(G, torch.cat([s.latents for s in studies]))  # eval-mode BN keeps images independent
+    shutil.rmtree(layout.LATENT_STUDY, ignore_errors=True)
+    count = write_page(studies, images, layout.LATENT_STUDY, G.image_size, G.latent_size)
+    tracking.attach(layout.LATENT_STUDY, "latent_study")
+    print(f"latent-study: {count} images in {len(studies)} studies -> {layout.LATENT_STUDY}/index.html")

@@ -1,25 +1,29 @@
-"""Stage ``sample``: the fixed-latent 8 x 8 grid and single images from the trained generator."""
+"""Stage ``sample``: the fixed-latent 8 x 8 grid and single images from the trained generator,
+which it also logs as the training run's MLflow model."""
 
 from __future__ import annotations
 
+import copy
 import shutil
 
-import torch
-
-from stages import checkpoint, layout, tracking
-from stages.params import Params
-from stages.sampling import fixed_latents, save_png, to_grid
+from ganlab import layout
+from ganlab.device import resolve_device
+from ganlab.io import tracking
+from ganlab.metrics.sampler import fixed_latents, generate, load_generator
+from ganlab.params import Params
+from ganlab.render.grids import save_png, to_grid
 
 
 def run(params: Params) -> None:
     s = params.sample
-    G = checkpoint.load_generator(layout.CHECKPOINT, which=params.generator)
+    G, epoch = load_generator(layout.CHECKPOINT, resolve_device(params.device), which=params.generator)
+    grid = generate(G, fixed_latents(s.seed, G.latent_size))  # eval-mode BN: each image independent of its batch mates
+    singles = generate(G, fixed_latents(s.seed + 1, G.latent_size, s.count))
     shutil.rmtree(layout.SAMPLES, ignore_errors=True)
-    with torch.inference_mode():  # eval-mode BN: each image is independent of its batch mates
-        grid = G(fixed_latents(s.seed, G.latent_size))
-        singles = G(fixed_latents(s.seed + 1, G.latent_size, s.count)) if s.count else grid[:0]
     save_png(to_grid(grid), layout.SAMPLES / "grid.png")
     for i, image in enumerate(singles):
-        save_png(to_grid(image[None], nrow=1)[:, 2:-2, 2:-2], layout.SAMPLES / f"sample_{i:03d}.png")
+        save_png(to_grid(image[None], nrow=1, padding=0), layout.SAMPLES / f"sample_{i:03d}.png")
     tracking.attach(layout.SAMPLES, "samples")
-    print(f"sample: 8x8 grid and {s.count} images -> {layout.SAMPLES}/")
+    tracking.log_generator(copy.deepcopy(G).cpu(), fixed_latents(0, G.latent_size, 2).numpy(),
+                           {"which": params.generator, "epoch": str(epoch)})
+    print(f"sample: 8x8 grid and {s.count} images from the {params.generator} generator (epoch {epoch}) -> {layout.SAMPLES}/")

@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from stages.params import Params, parse_params
+from ganlab.params import Params, parse_params
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -10,7 +10,8 @@ import pytest
 from PIL import Image
 
 from stages import prepare
-from stages.params import ParamsError, parse_params
+from ganlab.errors import UserError
+from ganlab.params import parse_params
 
 
 def png(path: Path, size=(40, 30), color=(200, 30, 30), mode="RGB") -> Path:
@@ -114,6 +115,6 @@ def test_every_case_has_its_outcome(catalogue, capsys):
 def test_unusable_sources_are_one_line_errors(tmp_path, monkeypatch, setup, message):
     monkeypatch.chdir(tmp_path)
     setup(Path("src"))
-    with pytest.raises(ParamsError) as e:
+    with pytest.raises(UserError) as e:
         prepare.run(parse_params({"prepare": {"source": "src"}}))
     assert message.format(d="src") in str(e.value) and "\n" not in str(e.value)

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from stages.demo_faces import ATTRIBUTES, FaceLabel, draw_face, sample_labels, write_demo_faces
+from ganlab.data.demo_faces import ATTRIBUTES, FaceLabel, draw_face, sample_labels, write_demo_faces
 
 
 def test_deterministic_from_seed(tmp_path):

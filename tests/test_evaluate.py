@@ -4,17 +4,18 @@ import torch
 from torch import nn
 
 from stages import prepare
-from stages.attributes import fit, read_labels
-from stages.demo_faces import ATTRIBUTES
-from stages.metrics import fid_kid, memorisation, total_variation
-from stages import checkpoint, layout
+from ganlab.metrics.attributes import fit
+from ganlab.data.demo_faces import ATTRIBUTES, read_labels
+from ganlab.metrics.scores import fid_kid, memorisation, total_variation
+from ganlab import layout
+from ganlab.io import checkpoint
 from tests.conftest import tiny
 
 
 def test_attribute_classifier_beats_chance_by_a_wide_margin(workdir):
     prepare.run(tiny(prepare={"image_size": 64, "demo": {"count": 600, "seed": 5}}))
     data = checkpoint.load(layout.DATASET)
-    _, accuracy = fit(data["images"], read_labels(data["files"]))
+    _, accuracy = fit(data["images"], read_labels(layout.DEMO_IMAGES, data["files"]), torch.device("cpu"))
     for attribute, values in ATTRIBUTES.items():
         chance = 1 / len(values)
         assert accuracy[attribute] > chance, (attribute, accuracy[attribute])

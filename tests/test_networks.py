@@ -4,7 +4,8 @@ import pytest
 import torch
 from torch import nn
 
-from stages.networks import SUPPORTED_SIZES, Discriminator, Generator, init_dcgan_, recalibrate_batchnorm
+from ganlab.metrics.sampler import recalibrate_batchnorm
+from ganlab.training.networks import SUPPORTED_SIZES, Discriminator, Generator, init_dcgan_
 
 LATENT = 128
 

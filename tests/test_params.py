@@ -4,13 +4,14 @@ from pathlib import Path
 
 import pytest
 
-from stages.params import Params, ParamsError, flatten, load_params, parse_params
+from ganlab.errors import UserError
+from ganlab.params import Params, flatten, load_params, parse_params
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def error(raw) -> str:
-    with pytest.raises(ParamsError) as e:
+    with pytest.raises(UserError) as e:
         parse_params(raw)
     return str(e.value)
 
@@ -27,7 +28,7 @@ def test_project_params_file_is_valid():
         ({"train": {"lr": -1}}, "train.lr: Input should be greater than 0 (got -1)"),
         ({"train": {"batch_size": 0}}, "train.batch_size: Input should be greater than or equal to 1 (got 0)"),
         ({"prepare": {"image_size": 100}}, "prepare.image_size: must be one of [32, 64, 128, 256] (got 100)"),
-        ({"train": {"device": "tpu"}}, "train.device: Input should be 'auto', 'cpu' or 'cuda'"),
+        ({"device": "tpu"}, "device: Input should be 'auto', 'cpu' or 'cuda'"),
         ({"train": {"betas": [0.5, 1.0]}}, "train.betas: each beta must be in [0, 1)"),
         ({"video": {"codec": "H264X"}}, "video.codec: must be a four-character code"),
         ({"prepare": {"background": [0, 0, 300]}}, "prepare.background: each channel must be in 0..255"),
@@ -40,7 +41,7 @@ def test_project_params_file_is_valid():
         ({"model": {"g_width": -8}}, "model.g_width: Input should be greater than or equal to 1 (got -8)"),
         ({"prepare": {"image_size": -64}}, "prepare.image_size: must be one of"),
         ({"train": {"diffaugment": ["blur"]}}, "train.diffaugment.0: Input should be 'color', 'translation' or 'cutout'"),
-        ({"train": {"best_metric": "accuracy"}}, "train.best_metric: 'accuracy' is not one of"),
+        ({"train": {"best_metric": "accuracy"}}, "train.best_metric: Input should be 'attr_tv_mean'"),
         ({"train": {"ema": 1.0}}, "train.ema: Input should be less than 1"),
         ({"generator": "middle"}, "generator: Input should be 'best' or 'last'"),
         ([1, 2], "expected a mapping"),
@@ -58,14 +59,14 @@ def test_yaml_style_numbers_are_accepted():
 
 
 def test_missing_and_broken_files(tmp_path):
-    with pytest.raises(ParamsError, match="params file not found"):
+    with pytest.raises(UserError, match="params file not found"):
         load_params(tmp_path / "nope.yaml")
     bad = tmp_path / "bad.yaml"
     bad.write_text("train: {epochs: [\n")
-    with pytest.raises(ParamsError, match="not valid YAML"):
+    with pytest.raises(UserError, match="not valid YAML"):
         load_params(bad)
 
 
 def test_flatten_gives_dotted_keys():
     flat = flatten(Params())
-    assert flat["train.lr"] == 2e-4 and flat["latent_study.sweep.dim"] == 3 and flat["prepare.demo.count"] > 0
+    assert flat["train.lr"] == 1e-3 and flat["latent_study.sweep.dim"] == 3 and flat["prepare.demo.count"] > 0

@@ -47,7 +47,8 @@ def project(tmp_path_factory, empty_store) -> Path:
     dst = tmp_path_factory.mktemp("project")
     for name in ("dvc.yaml", ".dvcignore", ".gitignore"):
         shutil.copy(ROOT / name, dst / name)
-    shutil.copytree(ROOT / "stages", dst / "stages", ignore=shutil.ignore_patterns("__pycache__"))
+    for package in ("stages", "ganlab"):
+        shutil.copytree(ROOT / package, dst / package, ignore=shutil.ignore_patterns("__pycache__"))
     (dst / "data" / "raw").mkdir(parents=True)
     shutil.copy(ROOT / "data" / "raw" / "README.md", dst / "data" / "raw" / "README.md")
     params = yaml.safe_load((ROOT / "params.yaml").read_text())

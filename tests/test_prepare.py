@@ -8,9 +8,11 @@ import pytest
 import torch
 from PIL import Image
 
-from stages import layout, prepare
-from stages.images import SkipImage, load_image
-from stages.params import ParamsError, parse_params
+from ganlab import layout
+from stages import prepare
+from ganlab.data.images import SkipImage, load_image
+from ganlab.errors import UserError
+from ganlab.params import parse_params
 
 RED, BLUE = (255, 0, 0), (0, 0, 255)
 
@@ -111,11 +113,11 @@ def test_bad_files_raise_skip(tmp_path):
 
 def test_missing_or_empty_source_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(ParamsError, match="prepare.source: folder 'nowhere' does not exist"):
+    with pytest.raises(UserError, match="prepare.source: folder 'nowhere' does not exist"):
         prepare.run(parse_params({"prepare": {"source": "nowhere"}}))
     (tmp_path / "junk").mkdir()
     (tmp_path / "junk" / "a.png").write_text("text")
-    with pytest.raises(ParamsError, match="no usable image in 'junk': all 1 image files were skipped \\(first: a.png: not an image"):
+    with pytest.raises(UserError, match="no usable image in 'junk': all 1 image files were skipped \\(first: a.png: not an image"):
         prepare.run(parse_params({"prepare": {"source": "junk"}}))
     assert not layout.DATASET.exists()
 

@@ -14,10 +14,13 @@ import torch
 import yaml
 from mlflow.tracking import MlflowClient
 
-from stages import checkpoint, layout, prepare, train
-from stages.atomic import atomic_path
-from stages.params import ParamsError
-from stages.tracking import tracking_uri
+from ganlab import layout
+from ganlab.io import checkpoint
+from ganlab.training import loop
+from stages import prepare, train
+from ganlab.io.atomic import atomic_path
+from ganlab.errors import UserError
+from ganlab.io.tracking import tracking_uri
 from tests.conftest import TINY, tiny
 
 GAN = str(Path(sys.executable).parent / "gan")
@@ -27,14 +30,14 @@ def test_nan_loss_stops_with_epoch_and_step_and_keeps_the_last_good_checkpoint(w
     params = tiny(train={"epochs": 5, "checkpoint_every": 1})
     prepare.run(params)
     calls = {"n": 0}
-    real_loss, g_loss = train.LOSSES["bce"]
+    real_loss, g_loss = loop.LOSSES["bce"]
 
     def poisoned(real_logits, fake_logits):  # 40 images / batch 16 = 2 steps an epoch; step 6 is epoch 3
         calls["n"] += 1
         loss = real_loss(real_logits, fake_logits)
         return loss * float("nan") if calls["n"] == 6 else loss
 
-    monkeypatch.setitem(train.LOSSES, "bce", (poisoned, g_loss))
+    monkeypatch.setitem(loop.LOSSES, "bce", (poisoned, g_loss))
     with pytest.raises(FloatingPointError, match=r"loss_d became nan at epoch 3, step 6 \(batch 2 of the epoch\)"):
         train.run(params)
     state = checkpoint.load(layout.CHECKPOINT)
@@ -49,7 +52,7 @@ class Exploit:
 
 def test_a_malicious_checkpoint_is_refused_and_runs_nothing(workdir):
     torch.save({"generator": Exploit()}, "evil.pt")
-    with pytest.raises(ParamsError, match="evil.pt: refused to load"):
+    with pytest.raises(UserError, match="evil.pt: refused to load"):
         checkpoint.load(Path("evil.pt"))
     assert not Path("PWNED").exists()
 

@@ -10,9 +10,10 @@ import yaml
 from mlflow.tracking import MlflowClient
 from torch import nn
 
-from stages import checkpoint, layout
-from stages.bench import forward_flops, train_flops_per_image
-from stages.networks import Discriminator, Generator
+from ganlab import layout
+from ganlab.io import checkpoint
+from ganlab.bench import forward_flops, train_flops_per_image
+from ganlab.training.networks import Discriminator, Generator
 from tests.conftest import TINY
 
 GAN = str(Path(sys.executable).parent / "gan")

@@ -6,10 +6,13 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
-from stages import checkpoint, layout, prepare, sample, train
-from stages.hardware import resolve_device
-from stages.params import ParamsError
-from stages.tracking import tracking_uri
+from ganlab import layout
+from ganlab.io import checkpoint
+from ganlab.training import hooks
+from stages import prepare, sample, train
+from ganlab.device import resolve_device
+from ganlab.errors import UserError
+from ganlab.io.tracking import tracking_uri
 from tests.conftest import tiny
 
 
@@ -62,7 +65,7 @@ def test_resume_after_a_crash_is_bit_identical(workdir, monkeypatch):
     straight = checkpoint.load(layout.CHECKPOINT)
 
     calls = {"n": 0}
-    real_write = train.write_history
+    real_write = hooks.write_history
 
     def crash_in_epoch_3(history):
         calls["n"] += 1
@@ -71,12 +74,12 @@ def test_resume_after_a_crash_is_bit_identical(workdir, monkeypatch):
         real_write(history)
 
     layout.CHECKPOINT.unlink()
-    monkeypatch.setattr(train, "write_history", crash_in_epoch_3)
+    monkeypatch.setattr(hooks, "write_history", crash_in_epoch_3)
     with pytest.raises(KeyboardInterrupt):
         train.run(params)
     interrupted = checkpoint.load(layout.CHECKPOINT)
     assert interrupted["epoch"] == 2
-    monkeypatch.setattr(train, "write_history", real_write)
+    monkeypatch.setattr(hooks, "write_history", real_write)
     train.run(params)
     resumed = checkpoint.load(layout.CHECKPOINT)
 
@@ -115,7 +118,7 @@ def test_sample_grid_matches_the_last_training_grid(workdir):
 def test_cuda_requested_without_cuda_is_a_clear_error(workdir):
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
-    with pytest.raises(ParamsError, match="train.device"):
+    with pytest.raises(UserError, match="device: 'cuda' requested"):
         resolve_device("cuda")
 
 

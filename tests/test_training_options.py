@@ -4,10 +4,13 @@ import pytest
 import torch
 from torch import nn
 
-from stages import augment, checkpoint, layout, prepare, train
-from stages.ema import make_ema, update_ema
-from stages.loss import hinge_discriminator_loss, hinge_generator_loss, r1_penalty
-from stages.networks import Discriminator, init_dcgan_
+from ganlab import layout
+from ganlab.io import checkpoint
+from ganlab.training import augment, hooks
+from stages import prepare, train
+from ganlab.training.ema import make_ema, update_ema
+from ganlab.training.loss import hinge_discriminator_loss, hinge_generator_loss, r1_penalty
+from ganlab.training.networks import Discriminator, init_dcgan_
 from tests.conftest import tiny
 
 
@@ -90,7 +93,7 @@ def test_all_options_train_and_resume_exactly(workdir, monkeypatch):
     layout.CHECKPOINT.unlink()
 
     calls = {"n": 0}
-    real_write = train.write_history
+    real_write = hooks.write_history
 
     def crash_in_epoch_3(history):
         calls["n"] += 1
@@ -98,10 +101,10 @@ def test_all_options_train_and_resume_exactly(workdir, monkeypatch):
             raise KeyboardInterrupt
         real_write(history)
 
-    monkeypatch.setattr(train, "write_history", crash_in_epoch_3)
+    monkeypatch.setattr(hooks, "write_history", crash_in_epoch_3)
     with pytest.raises(KeyboardInterrupt):
         train.run(params)
-    monkeypatch.setattr(train, "write_history", real_write)
+    monkeypatch.setattr(hooks, "write_history", real_write)
     train.run(params)
     resumed = checkpoint.load(layout.CHECKPOINT)
     for key in ("generator", "discriminator", "ema", "generator_eval"):

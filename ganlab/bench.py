@@ -3,7 +3,7 @@
 Both loops run in one process on the same machine, with the same model, batch size and
 optimiser. The notebook loop is re-implemented faithfully: an ImageFolder DataLoader that
 decodes and transforms PNG files every epoch, Sigmoid + ``F.binary_cross_entropy``, fp32,
-and ``.item()`` after every step. Usable as ``python -m stages.bench`` too.
+and ``.item()`` after every step.
 """
 
 from __future__ import annotations
@@ -15,17 +15,22 @@ import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+import torchvision.transforms as T
+from PIL import Image
 from torch import nn
+from torch.utils.data import DataLoader
+from torchvision.datasets import ImageFolder
 
-from stages.data import DeviceData
-from stages.demo_faces import write_demo_faces
-from stages.hardware import autocast_for, resolve_device
-from stages.networks import Discriminator, Generator, init_dcgan_
-from stages.params import parse_params
-from stages.prepare import to_tensor
-from stages.train import Streams, build, train_epoch
+from ganlab.data.dataset import DeviceData, to_tensor
+from ganlab.data.demo_faces import write_demo_faces
+from ganlab.device import autocast_for, resolve_device
+from ganlab.params import parse_params
+from ganlab.training.loop import build, train_epoch
+from ganlab.training.networks import Discriminator, Generator, init_dcgan_
+from ganlab.training.state import Streams
 
 CONFIGS = {  # name: (image size, G width, D width, batch size)
     "lecture-128": (128, 32, 64, 128),
@@ -77,18 +82,11 @@ def train_flops_per_image(G: Generator, D: Discriminator) -> int:
 def _images(folder: Path, count: int, size: int) -> torch.Tensor:
     write_demo_faces(folder / "faces", count, seed=0, size=size)
     (folder / "faces" / "labels.csv").unlink()
-    from PIL import Image
-    import numpy as np
-
     return to_tensor(np.stack([np.asarray(Image.open(p).convert("RGB")) for p in sorted((folder / "faces").glob("*.png"))]))
 
 
 def notebook_loop(folder: Path, size: int, gw: int, dw: int, batch: int, steps: int, warmup: int, device: torch.device) -> float:
     """The lecture notebook's loop, as written there (only the timing is ours)."""
-    import torchvision.transforms as T
-    from torch.utils.data import DataLoader
-    from torchvision.datasets import ImageFolder
-
     stats = (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)
     ds = ImageFolder(str(folder), transform=T.Compose([T.Resize(size), T.CenterCrop(size), T.ToTensor(), T.Normalize(*stats)]))
     train_dl = DataLoader(ds, batch, shuffle=True, num_workers=3, pin_memory=device.type == "cuda", drop_last=True)
@@ -204,11 +202,3 @@ def main(configs: list[str] | None = None, steps: int = 4, warmup: int = 1, devi
         print(f"{r.config:12} {r.device[:24]:24} {r.notebook_images_per_s:15.1f} {r.ours_images_per_s:11.1f} {r.speedup:6.2f} "
               f"{r.train_gflop_per_image:10.3f} {r.ours_tflops:8.4f} {r.sampling_images_per_s:13.1f}"
               + (f"  ({r.peak_share:.1%} of bf16 peak)" if r.peak_share else ""))
-
-
-if __name__ == "__main__":
-    import sys
-
-    from stages.cli import app
-
-    app(["bench", *sys.argv[1:]])

@@ -14,7 +14,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from stages.hardware import resolve_device
+from ganlab.device import resolve_device
 
 
 def setup(device_name: str) -> tuple[int, int, torch.device]:

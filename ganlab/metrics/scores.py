@@ -1,7 +1,7 @@
 """Numbers that say how good a generator is: attribute fidelity, memorisation, FID/KID.
 
-Each function takes image tensors in [-1, 1] and returns plain floats, so the evaluate stage
-can write them to metrics.json and MLflow unchanged.
+Each function takes image tensors in [-1, 1], all on one device, and returns plain floats, so
+they go to metrics.json and MLflow unchanged.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from stages.attributes import AttributeNet, predict
+from ganlab.metrics.attributes import AttributeNet, predict
 
 # Metrics a best checkpoint can be chosen by, and whether lower (min) or higher (max) is better.
 DIRECTIONS = {"attr_tv_mean": "min", "attr_confident_mean": "max", "attr_confident_all": "max", "fid": "min", "kid_mean": "min"}
@@ -30,8 +30,9 @@ def attribute_fidelity(net: AttributeNet, generated: torch.Tensor, real: torch.T
     sides cancels the classifier's own bias."""
     pg, pr = predict(net, generated), predict(net, real)
     out: dict[str, float] = {}
-    all_g = torch.ones(len(generated), dtype=torch.bool)
-    all_r = torch.ones(len(real), dtype=torch.bool)
+    device = next(iter(pg.values())).device
+    all_g = torch.ones(len(generated), dtype=torch.bool, device=device)
+    all_r = torch.ones(len(real), dtype=torch.bool, device=device)
     for a in pg:
         k = pg[a].shape[1]
         hist_g = torch.bincount(pg[a].argmax(1), minlength=k).float() / len(generated)
@@ -109,6 +110,7 @@ def fid_kid(generated: torch.Tensor, real: torch.Tensor, weights: str, feature: 
     except Exception as e:  # noqa: BLE001 - a failed download or a bad weights file is reported, not fatal
         return {}, f"FID/KID unavailable: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
     for metric in (fid, kid):
+        metric.to(generated.device)
         for images, is_real in ((real, True), (generated, False)):
             for chunk in images.split(100):
                 metric.update(((chunk.float() + 1) / 2).clamp(0, 1), real=is_real)

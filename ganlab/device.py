@@ -1,4 +1,9 @@
-"""Which device to train on and which speed-ups it supports, decided once per run."""
+"""The device: resolved once from params, read back from a network everywhere else.
+
+Every stage resolves ``params.device`` with :func:`resolve_device` and moves its networks
+there; from then on a tensor is born on the device of the network that reads it
+(:func:`device_of`), never assumed to be the CPU.
+"""
 
 from __future__ import annotations
 
@@ -6,16 +11,22 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 
 import torch
+from torch import nn
 
-from stages.params import ParamsError
+from ganlab.errors import UserError
 
 
 def resolve_device(name: str) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
-        raise ParamsError("train.device: 'cuda' requested but no CUDA device is available")
+        raise UserError("device: 'cuda' requested but no CUDA device is available")
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
+
+
+def device_of(module: nn.Module) -> torch.device:
+    """Where a network's weights live: the device its inputs must be created on."""
+    return next(module.parameters()).device
 
 
 def cpu_has_native_bf16() -> bool:

@@ -42,6 +42,7 @@ class Generator(nn.Sequential):
         super().__init__(*layers)
         self.latent_size = latent_size
         self.image_size = image_size
+        self.width = width
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return super().forward(z.reshape(z.shape[0], self.latent_size, 1, 1))
@@ -83,25 +84,3 @@ def init_dcgan_(module: nn.Module) -> None:
             nn.init.normal_(m.weight, 1.0, 0.02)
             nn.init.zeros_(m.bias)
 
-
-@torch.no_grad()
-def recalibrate_batchnorm(generator: Generator, batches: int = 8, batch_size: int = 128, seed: int = 0) -> Generator:
-    """Replace BN running statistics by an exact average over fresh latents, then set eval mode.
-
-    Running statistics kept with momentum 0.1 during training lag behind a generator that
-    moves every step; eval-mode images from them look washed out. Re-estimating them for the
-    final weights makes one-latent-at-a-time sampling match the batch-statistics look.
-    """
-    device = next(generator.parameters()).device
-    rng = torch.Generator(device="cpu").manual_seed(seed)
-    bns = [m for m in generator.modules() if isinstance(m, nn.BatchNorm2d)]
-    saved = [m.momentum for m in bns]
-    for m in bns:
-        m.reset_running_stats()
-        m.momentum = None  # cumulative moving average: exact mean over all batches
-    generator.train()
-    for _ in range(batches):
-        generator(torch.randn(batch_size, generator.latent_size, generator=rng).to(device))
-    for m, momentum in zip(bns, saved):
-        m.momentum = momentum
-    return generator.eval()

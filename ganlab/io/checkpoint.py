@@ -1,50 +1,42 @@
 """Checkpoint files: everything a run needs to continue, loaded without unpickling code.
 
 ``torch.load(weights_only=True)`` accepts only tensors and plain containers, so a checkpoint
-from a stranger cannot execute anything when it is opened.
+from a stranger cannot execute anything when it is opened. Every file loads to the CPU: the
+caller moves what it needs to its device once, and random-number states (which
+``torch.Generator.set_state`` accepts only as CPU byte tensors) stay where they must be.
 """
 
 from __future__ import annotations
 
 import pickle
+import random
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
-from stages.atomic import atomic_path
-from stages.networks import Generator
-from stages.params import ParamsError
+from ganlab.errors import UserError
+from ganlab.io.atomic import atomic_path
 
 
 def save(state: dict[str, Any], path: Path) -> None:
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+    """Written through the open temp file, so that the zip's inner folder is named after the
+    final file and the same state gives the same bytes (torch.save names it after the path)."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        torch.save(state, f)
 
 
-def load(path: Path, device: str | torch.device = "cpu", mmap: bool = False,
-         missing: str = "checkpoint not found (run `gan train` first)") -> dict[str, Any]:
+def load(path: Path, mmap: bool = False, missing: str = "checkpoint not found (run `gan train` first)") -> dict[str, Any]:
     """``mmap``: tensors stay in the file and are paged in when touched (large data sets)."""
     if not Path(path).is_file():
-        raise ParamsError(f"{path}: {missing}")
+        raise UserError(f"{path}: {missing}")
     try:
-        return torch.load(path, map_location=device, weights_only=True, mmap=mmap)
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as e:
-        raise ParamsError(f"{path}: refused to load: not a plain weights file ({str(e).splitlines()[0]})") from None
+        raise UserError(f"{path}: refused to load: not a plain weights file ({str(e).splitlines()[0]})") from None
     except (RuntimeError, EOFError, OSError) as e:
-        raise ParamsError(f"{path}: not a readable checkpoint ({str(e).splitlines()[0]})") from None
-
-
-def load_generator(path: Path, device: str | torch.device = "cpu", which: str = "last") -> Generator:
-    """The generator for inference (``which``: best or last), in eval mode, with the BN
-    statistics made for sampling. Without in-training evaluation, best is last."""
-    state = load(path, device)
-    if not state.get("complete"):
-        raise ParamsError(f"{path}: training has not finished (epoch {state.get('epoch')}); run `gan train` to resume it")
-    m = state["model"]
-    g = Generator(m["latent_size"], m["image_size"], m["g_width"]).to(device)
-    g.load_state_dict(state["generator_best"] if which == "best" and state.get("generator_best") else state["generator_eval"])
-    return g.eval().requires_grad_(False)
+        raise UserError(f"{path}: not a readable checkpoint ({str(e).splitlines()[0]})") from None
 
 
 def capture_rng(streams: dict[str, Any]) -> dict[str, Any]:
@@ -54,10 +46,6 @@ def capture_rng(streams: dict[str, Any]) -> dict[str, Any]:
     Training draws only from ``streams``; the global states are kept too, so that anything a
     user adds (dropout, a custom augmentation) also resumes exactly.
     """
-    import random
-
-    import numpy as np
-
     kind, keys, pos, has_gauss, cached = np.random.get_state()
     return {
         "streams": streams,
@@ -70,13 +58,9 @@ def capture_rng(streams: dict[str, Any]) -> dict[str, Any]:
 
 def restore_rng(state: dict[str, Any]) -> dict[str, Any]:
     """Restore the global random states; return the run's own streams for the caller."""
-    import random
-
-    import numpy as np
-
-    torch.set_rng_state(state["torch"].cpu())
+    torch.set_rng_state(state["torch"])
     if state["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
+        torch.cuda.set_rng_state_all(state["cuda"])
     random.setstate(state["python"])
     n = state["numpy"]
     np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached"]))

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from PIL import Image
 
-from stages.atomic import atomic_path
+from ganlab.io.atomic import atomic_path
 
 # Every categorical attribute with its values; the classifier of later stages reads this.
 ATTRIBUTES: dict[str, tuple[str, ...]] = {
@@ -113,8 +114,6 @@ def sample_labels(count: int, seed: int) -> tuple[list[FaceLabel], np.random.Gen
 
 def write_demo_faces(out_dir: Path, count: int, seed: int, size: int = 128) -> list[FaceLabel]:
     """Write ``count`` PNG faces and ``labels.csv`` (one row per image) into ``out_dir``."""
-    from PIL import Image
-
     out_dir.mkdir(parents=True, exist_ok=True)
     labels, rng = sample_labels(count, seed)
     for label in labels:
@@ -125,3 +124,10 @@ def write_demo_faces(out_dir: Path, count: int, seed: int, size: int = 128) -> l
         writer.writeheader()
         writer.writerows(asdict(label) for label in labels)
     return labels
+
+
+def read_labels(folder: Path, files: list[str]) -> dict[str, "np.ndarray"]:
+    """Class indices per attribute for ``files`` (the dataset's row order), from ``labels.csv``."""
+    with open(folder / "labels.csv", newline="") as f:
+        rows = {r["file"]: r for r in csv.DictReader(f)}
+    return {a: np.array([values.index(rows[fn][a]) for fn in files]) for a, values in ATTRIBUTES.items()}

@@ -1,0 +1,91 @@
+"""The one way latents become images, for training grids, samples, the latent study and metrics.
+
+Latents are drawn from a seeded CPU generator, so a seed means the same faces on every machine,
+and moved once, here, to the device of the generator that reads them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ganlab.device import device_of
+from ganlab.errors import UserError
+from ganlab.io import checkpoint
+from ganlab.training.networks import Generator
+
+GRID_LATENTS = 64  # 8 x 8, as in the lecture
+
+
+def fixed_latents(seed: int, latent_size: int, n: int = GRID_LATENTS) -> torch.Tensor:
+    """The same (n, latent_size) latents for a seed on every machine (CPU; :func:`generate` moves them)."""
+    return torch.randn(n, latent_size, generator=torch.Generator().manual_seed(seed))
+
+
+@contextlib.contextmanager
+def batch_statistics(model: nn.Module) -> Iterator[nn.Module]:
+    """Forward with batch statistics (train mode, as the lecture renders its grids) without
+    touching the running statistics that training keeps; the mode is restored afterwards."""
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    saved, was_training = [m.momentum for m in bns], model.training
+    for m in bns:
+        m.momentum = 0.0
+    try:
+        yield model.train()
+    finally:
+        for m, momentum in zip(bns, saved):
+            m.momentum = momentum
+        model.train(was_training)
+
+
+@torch.no_grad()
+def generate(G: nn.Module, z: torch.Tensor, batch: int = 256, batch_stats: bool = False) -> torch.Tensor:
+    """Images (N, 3, S, S) in [-1, 1], float32, on G's device.
+
+    ``batch_stats``: BatchNorm normalises over the batch (one call, as the lecture's grids);
+    otherwise G is used as it is, in chunks of ``batch`` (eval mode: each image independent).
+    """
+    z = z.to(device_of(G))
+    if batch_stats:
+        with batch_statistics(G) as G_batch:
+            return G_batch(z).float()
+    return torch.cat([G(chunk).float() for chunk in z.split(batch)])
+
+
+@torch.no_grad()
+def recalibrate_batchnorm(G: nn.Module, batches: int = 8, batch_size: int = 128, seed: int = 0) -> nn.Module:
+    """Replace BN running statistics by an exact average over fresh latents, then set eval mode.
+
+    Running statistics kept with momentum 0.1 during training lag behind a generator that
+    moves every step; eval-mode images from them look washed out. Re-estimating them for the
+    final weights makes one-latent-at-a-time sampling match the batch-statistics look.
+    """
+    bns = [m for m in G.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    saved = [m.momentum for m in bns]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative moving average: exact mean over all batches
+    G.train()
+    for z in fixed_latents(seed, G.latent_size, batches * batch_size).split(batch_size):
+        G(z.to(device_of(G)))
+    for m, momentum in zip(bns, saved):
+        m.momentum = momentum
+    return G.eval()
+
+
+def load_generator(path: Path, device: torch.device, which: str = "last") -> tuple[Generator, int]:
+    """The generator for inference (``which``: best or last) on ``device``, in eval mode with
+    BN statistics made for sampling, and the epoch it is from. Without in-training evaluation,
+    best is last."""
+    state = checkpoint.load(path)
+    if not state.get("complete"):
+        raise UserError(f"{path}: training has not finished (epoch {state.get('epoch')}); run `gan train` to resume it")
+    m = state["model"]
+    g = Generator(m["latent_size"], m["image_size"], m["g_width"])
+    best = which == "best" and state.get("generator_best") is not None
+    g.load_state_dict(state["generator_best"] if best else state["generator_eval"])
+    return g.to(device).eval().requires_grad_(False), state["best_epoch"] if best else state["epoch"]

@@ -1,0 +1,34 @@
+"""A static PNG of the training curves: ``dvc plots show`` needs the internet to render its HTML."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+from ganlab.io.atomic import atomic_path
+
+
+def plot_curves(history_csv: Path, eval_csv: Path, out_path: Path) -> None:
+    """Losses, scores, speed and (if recorded) the in-training metrics over epochs, as one PNG."""
+    import matplotlib  # optional heavy dependency: only this plot needs it
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = [(history_csv, ("loss_d", "loss_g"), "losses"), (history_csv, ("real_score", "fake_score"), "mean D(x) and D(G(z))"),
+              (history_csv, ("images_per_s",), "training images/s")]
+    if eval_csv.is_file() and list(csv.DictReader(open(eval_csv))):
+        panels.append((eval_csv, ("attr_tv_mean", "nn_ratio", "copy_share"), "in-training evaluation"))
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4))
+    for ax, (path, keys, title) in zip(axes, panels):
+        rows = list(csv.DictReader(open(path)))
+        for k in keys:
+            if rows and k in rows[0]:
+                ax.plot([int(r["epoch"]) for r in rows], [float(r[k]) for r in rows], label=k, marker="." if path == eval_csv else None)
+        ax.set_title(title)
+        ax.set_xlabel("epoch")
+        ax.legend()
+    fig.tight_layout()
+    with atomic_path(out_path) as tmp:
+        fig.savefig(tmp, format="png", dpi=90)
+    plt.close(fig)

@@ -1,0 +1,189 @@
+"""The lecture's training loop: for every batch, k discriminator steps, then one generator step.
+
+Step 1 fixes G and updates D to maximise log D(x) + log(1 - D(G(z))); step 2 fixes D and updates
+G to maximise log D(G(z)). Everything else (history, grids, evaluation, checkpoints, MLflow)
+hangs off named hooks (``hooks.py``). Data, noise and running metrics stay on the training
+device; the host reads the metrics once per epoch, not once per step.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ganlab import layout
+from ganlab.data.dataset import DeviceData, StreamedData, open_dataset
+from ganlab.device import autocast_for
+from ganlab.metrics.sampler import recalibrate_batchnorm
+from ganlab.params import ModelParams, Params, TrainParams
+from ganlab.training import distributed
+from ganlab.training.augment import diff_augment, random_flip
+from ganlab.training.ema import make_ema, update_ema
+from ganlab.training.hooks import Hooks, Run, main_process_hooks
+from ganlab.training.loss import LOSSES, r1_penalty
+from ganlab.training.networks import Discriminator, Generator, init_dcgan_
+from ganlab.training.state import Progress, Streams, fingerprint, resumable, restore
+
+METRICS = ("loss_d", "loss_g", "real_score", "fake_score")
+
+
+@dataclass
+class GAN:
+    G: nn.Module  # a Generator, or DDP / torch.compile around one
+    D: nn.Module
+    opt_g: torch.optim.Optimizer
+    opt_d: torch.optim.Optimizer
+    latent_size: int
+    ema: nn.Module | None = None  # moving average of G, when train.ema > 0
+
+    @property
+    def generator_for_images(self) -> nn.Module:
+        """What grids, samples and metrics show: the EMA generator when there is one."""
+        return self.ema if self.ema is not None else distributed.unwrap(self.G)
+
+    def eval_generator(self, seed: int) -> Generator:
+        """A copy of the image generator with BN statistics re-estimated for eval-mode sampling."""
+        G = self.generator_for_images
+        copy = Generator(G.latent_size, G.image_size, G.width)
+        copy.load_state_dict(G.state_dict())
+        return recalibrate_batchnorm(copy.to(next(G.parameters()).device), seed=seed)
+
+
+def build(m: ModelParams, t: TrainParams, image_size: int, device: torch.device, seed: int, world: int = 1) -> GAN:
+    torch.manual_seed(seed)
+    G, D = Generator(m.latent_size, image_size, m.g_width), Discriminator(image_size, m.d_width, m.d_spectral_norm)
+    init_dcgan_(G)
+    init_dcgan_(D)
+    fmt = torch.channels_last if t.channels_last else torch.contiguous_format
+    G, D = G.to(device, memory_format=fmt), D.to(device, memory_format=fmt)
+    if t.compile:
+        G, D = torch.compile(G), torch.compile(D)
+    if world > 1:
+        G, D = distributed.wrap(G, device, t.sync_batchnorm), distributed.wrap(D, device, t.sync_batchnorm)
+    fused = device.type == "cuda"
+    return GAN(
+        G, D,
+        torch.optim.Adam(G.parameters(), t.lr_g or t.lr, betas=t.betas, fused=fused or None),
+        torch.optim.Adam(D.parameters(), t.lr_d or t.lr, betas=t.betas, fused=fused or None),
+        m.latent_size,
+        make_ema(distributed.unwrap(G)) if t.ema > 0 else None,
+    )
+
+
+def train_epoch(gan: GAN, data: DeviceData | StreamedData, t: TrainParams, streams: Streams, d_updates: int, autocast,
+                rank: int = 0, world: int = 1) -> tuple[torch.Tensor, int]:
+    """One pass over a fresh permutation; each rank trains on its shard of every batch.
+
+    Returns a (steps, 4) device tensor of per-step METRICS (loss_g is NaN where G did not
+    update) and the new D-update count. Nothing here waits for the device.
+    """
+    G, D, dev = gan.G, gan.D, streams.noise.device
+    n = len(data)
+    b = min(t.batch_size, n)  # a data set smaller than the batch trains on all of it
+    perm = torch.randperm(n, device=data.index_device, generator=streams.perm)
+    log = torch.full((n // b, len(METRICS)), float("nan"), device=dev)
+    fmt = torch.channels_last if t.channels_last else torch.contiguous_format
+    d_loss_fn, g_loss_fn = LOSSES[t.loss]
+    rng = streams.noise
+
+    def aug(x: torch.Tensor) -> torch.Tensor:
+        return diff_augment(x, t.diffaugment, rng) if t.diffaugment else x
+
+    for i in range(n // b):
+        real = data.batch(perm[i * b : (i + 1) * b][rank::world]).contiguous(memory_format=fmt)
+        if t.flip:
+            real = random_flip(real, rng)
+        m = real.shape[0]
+        # Step 1: fix G, update D to maximise log D(x) + log(1 - D(G(z)))
+        z = torch.randn(m, gan.latent_size, device=dev, generator=rng)
+        with autocast():
+            fake = G(z).detach()
+            real_logits, fake_logits = D(aug(real)), D(aug(fake))
+            loss_d = d_loss_fn(real_logits.float(), fake_logits.float())
+        if t.r1_gamma and d_updates % t.r1_every == 0:  # lazy R1, in fp32 for a stable double backward
+            real_r1 = real.detach().requires_grad_(True)
+            loss_d = loss_d + (t.r1_gamma / 2 * t.r1_every) * r1_penalty(D(aug(real_r1)).float(), real_r1)
+        gan.opt_d.zero_grad(set_to_none=True)
+        loss_d.backward()
+        gan.opt_d.step()
+        d_updates += 1
+        log[i, 0] = loss_d.detach()
+        log[i, 2:] = torch.stack([torch.sigmoid(real_logits.detach().float()).mean(), torch.sigmoid(fake_logits.detach().float()).mean()])
+        if d_updates % t.d_steps:
+            continue
+        # Step 2: fix D, update G to maximise log D(G(z)) on fresh noise
+        z = torch.randn(m, gan.latent_size, device=dev, generator=rng)
+        with autocast():
+            loss_g = g_loss_fn(D(aug(G(z))).float())
+        gan.opt_g.zero_grad(set_to_none=True)
+        loss_g.backward()
+        gan.opt_g.step()
+        if gan.ema is not None:
+            update_ema(gan.ema, distributed.unwrap(G), t.ema, d_updates // t.d_steps)
+        log[i, 1] = loss_g.detach()
+    return log, d_updates
+
+
+def summarise(log: torch.Tensor, first_update: int, d_steps: int, epoch: int) -> dict[str, float]:
+    """Epoch means from the per-step log (the one host sync of the epoch); a non-finite loss
+    stops training with the exact step it first appeared at."""
+    rows = log.cpu()
+    updates = torch.arange(first_update + 1, first_update + 1 + len(rows))
+    g_rows = updates % d_steps == 0
+    bad = ~torch.isfinite(rows[:, 0]) | (g_rows & ~torch.isfinite(rows[:, 1]))
+    if bad.any():
+        i = int(bad.nonzero()[0])
+        key, value = ("loss_d", rows[i, 0]) if not torch.isfinite(rows[i, 0]) else ("loss_g", rows[i, 1])
+        raise FloatingPointError(f"train: {key} became {float(value)} at epoch {epoch}, step {int(updates[i])} "
+                                 f"(batch {i + 1} of the epoch); the last good checkpoint is kept in {layout.CHECKPOINT}")
+    means = {k: float(rows[:, j].mean()) for j, k in enumerate(METRICS)}
+    means["loss_g"] = float(rows[g_rows, 1].mean()) if g_rows.any() else float("nan")
+    return means
+
+
+def checkpoint_due(epoch: int, t: TrainParams) -> bool:
+    """Resumable checkpoints between the first and the last epoch (the last one writes the final state)."""
+    return epoch % t.checkpoint_every == 0 and epoch < t.epochs
+
+
+def training_loop(params: Params) -> dict[str, float] | None:
+    """Train; returns the last epoch's metrics on the main process, None on the others."""
+    t = params.train
+    rank, world, device = distributed.setup(params.device)
+    data = open_dataset(layout.DATASET, device, t.data_on_device)
+    dataset_sha = json.loads(layout.MANIFEST.read_text())["dataset_sha256"]
+    gan = build(params.model, t, data.images.shape[-1], device, t.seed, world)
+    streams = Streams.seeded(t.seed, device, rank, data.index_device)
+    fp = fingerprint(params, dataset_sha, world)
+    resumed = resumable(layout.CHECKPOINT, fp, say=print if rank == 0 else lambda *_: None)
+    progress = restore(gan, resumed, streams, rank) if resumed else Progress()
+    run = Run(params, gan, data, streams, progress, fp, dataset_sha, device, world, resumed=resumed is not None)
+    hooks = Hooks(main_process_hooks() if rank == 0 else [])  # rank 0 alone writes files and talks to MLflow
+    autocast = autocast_for(device, t.amp)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+
+    hooks.on_start(run)
+    try:
+        for epoch in range(progress.epoch + 1, t.epochs + 1):
+            t0 = time.perf_counter()
+            first_update = progress.d_updates
+            log, progress.d_updates = train_epoch(gan, data, t, streams, progress.d_updates, autocast, rank, world)
+            means = summarise(distributed.average(log, world), first_update, t.d_steps, epoch)
+            progress.history.append({"epoch": epoch, **means, "images_per_s": run.images_per_epoch / (time.perf_counter() - t0)})
+            progress.epoch = epoch
+            run.noise_states = distributed.gather(streams.noise.get_state(), world) if checkpoint_due(epoch, t) else []
+            hooks.on_epoch_end(run)
+        run.digests = distributed.gather(distributed.parameter_digest(gan.G) + distributed.parameter_digest(gan.D), world)
+        run.noise_states = distributed.gather(streams.noise.get_state(), world)
+        distributed.teardown(world)
+        hooks.on_end(run)
+    except BaseException as e:
+        hooks.on_failure(run, e)
+        distributed.teardown(world)
+        raise
+    return progress.history[-1] if rank == 0 else None

@@ -1,0 +1,115 @@
+"""Resumable state: what a checkpoint holds, whether it may be resumed, and how it is restored.
+
+A checkpoint resumes only under the same fingerprint (everything that shapes the weights), so a
+changed param or data set starts fresh instead of silently continuing another run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ganlab.errors import UserError
+from ganlab.io import checkpoint
+from ganlab.params import Params
+from ganlab.training import distributed
+from ganlab.training.networks import Generator
+
+
+@dataclass
+class Streams:
+    """The run's random streams: batch order (the same on every rank) and noise (per rank)."""
+
+    perm: torch.Generator
+    noise: torch.Generator
+
+    @classmethod
+    def seeded(cls, seed: int, device: torch.device, rank: int = 0, index_device: torch.device | None = None) -> Streams:
+        return cls(torch.Generator(device=index_device or device).manual_seed(seed),
+                   torch.Generator(device=device).manual_seed(seed + 1_000_003 * (rank + 1)))
+
+
+@dataclass
+class Progress:
+    epoch: int = 0
+    d_updates: int = 0
+    history: list[dict[str, float]] = field(default_factory=list)
+    run_id: str | None = None
+    evals: list[dict[str, float]] = field(default_factory=list)
+    best_value: float | None = None
+    best_epoch: int = 0
+    best_generator: dict[str, torch.Tensor] | None = None  # on the CPU
+
+
+def fingerprint(params: Params, dataset_sha: str, world: int) -> str:
+    """Identifies everything that shapes the weights; a checkpoint resumes only under the same one."""
+    shaping = {"model": params.model.model_dump(mode="json"), "data": dataset_sha, "world": world}
+    shaping["train"] = params.train.model_dump(mode="json", exclude={"checkpoint_every", "log_checkpoint"})
+    return hashlib.sha256(json.dumps(shaping, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def snapshot(gan, params: Params, image_size: int, progress: Progress, noise_states: list, streams: Streams, fp: str) -> dict[str, Any]:
+    """Everything needed to continue exactly; ``torch.save`` copies device tensors to the host."""
+    return {
+        "format": 1,
+        "model": {**params.model.model_dump(), "image_size": image_size},
+        "generator": distributed.unwrap(gan.G).state_dict(),
+        "discriminator": distributed.unwrap(gan.D).state_dict(),
+        "ema": gan.ema.state_dict() if gan.ema is not None else None,
+        "opt_g": gan.opt_g.state_dict(),
+        "opt_d": gan.opt_d.state_dict(),
+        "epoch": progress.epoch,
+        "d_updates": progress.d_updates,
+        "history": progress.history,
+        "rng": checkpoint.capture_rng({"perm": streams.perm.get_state(), "noise": noise_states}),
+        "fingerprint": fp,
+        "mlflow_run_id": progress.run_id,
+        "evals": progress.evals,
+        "best_value": progress.best_value,
+        "best_epoch": progress.best_epoch,
+        "generator_best": progress.best_generator,
+        "complete": False,
+    }
+
+
+def resumable(path: Path, fp: str, say) -> dict[str, Any] | None:
+    """The checkpoint's state (on the CPU) if this run may continue it, else None, saying why."""
+    if not path.is_file():
+        return None
+    try:
+        state = checkpoint.load(path)
+    except UserError as e:
+        say(f"starting fresh: {e}")
+        return None
+    if state.get("fingerprint") != fp:
+        say(f"starting fresh: {path} was made with other params or data")
+        return None
+    if state.get("complete"):
+        say(f"starting fresh: {path} is a finished run")
+        return None
+    return state
+
+
+def restore(gan, state: dict[str, Any], streams: Streams, rank: int) -> Progress:
+    """Load a CPU state into the networks and optimizers (which copy it to their device) and the streams."""
+    distributed.unwrap(gan.G).load_state_dict(state["generator"])
+    distributed.unwrap(gan.D).load_state_dict(state["discriminator"])
+    if gan.ema is not None:
+        gan.ema.load_state_dict(state["ema"])
+    gan.opt_g.load_state_dict(state["opt_g"])
+    gan.opt_d.load_state_dict(state["opt_d"])
+    saved = checkpoint.restore_rng(state["rng"])
+    streams.perm.set_state(saved["perm"])
+    streams.noise.set_state(saved["noise"][rank])
+    return Progress(state["epoch"], state["d_updates"], state["history"], state["mlflow_run_id"],
+                    state["evals"], state["best_value"], state["best_epoch"], state["generator_best"])
+
+
+def generator_state(G: Generator) -> dict[str, torch.Tensor]:
+    """A CPU copy of G's weights, to keep beside a training run that goes on changing them."""
+    return {k: v.detach().to("cpu", copy=True) for k, v in G.state_dict().items()}

@@ -1,0 +1,22 @@
+"""Stage ``make-video``: the training grids in epoch order, as the lecture's video and a GIF."""
+
+from __future__ import annotations
+
+import shutil
+
+from ganlab import layout
+from ganlab.io import tracking
+from ganlab.params import Params
+from ganlab.render.video import grid_frames, write_gif, write_video
+
+
+def run(params: Params) -> None:
+    v = params.video
+    frames = grid_frames(layout.GRIDS)
+    shutil.rmtree(layout.VIDEO, ignore_errors=True)
+    target = layout.VIDEO / f"training.{v.container}"
+    write_video([rgb for _, rgb in frames], target, v.codec, v.fps)
+    if v.gif:
+        write_gif([rgb for _, rgb in frames], layout.VIDEO / "training.gif", v.fps, v.gif_scale)
+    tracking.attach(layout.VIDEO, "video")
+    print(f"make-video: {len(frames)} frames (epochs {frames[0][0]}..{frames[-1][0]}) at {v.fps} fps -> {target}")

@@ -1,0 +1,146 @@
+"""The layout holds: no import cycles, no stage importing another, no imports hidden in
+functions, one set of defaults, and dvc.yaml depending on exactly the code each stage runs."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ganlab.params import Params, load_params
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = ("ganlab", "stages")
+# Imported inside functions on purpose: each costs seconds or is needed by one code path only.
+LAZY_OK = {"mlflow", "matplotlib", "torchmetrics"}
+# Stage modules and the `gan` subcommand that runs each; cli.py is the dispatcher, not a stage.
+STAGE_COMMANDS = {"prepare": "prepare", "attributes": "attributes", "train": "train", "sample": "sample",
+                  "latent_study": "latent-study", "make_video": "make-video", "evaluate": "evaluate"}
+
+
+def module_files() -> dict[str, Path]:
+    files = {}
+    for package in PACKAGES:
+        for path in (ROOT / package).rglob("*.py"):
+            parts = path.relative_to(ROOT).with_suffix("").parts
+            name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+            files[name] = path
+    return files
+
+
+def imports(path: Path, modules: dict[str, Path]) -> tuple[set[str], list[tuple[int, str]]]:
+    """(project modules imported at module level, (line, module) of every import inside a function)."""
+    tree = ast.parse(path.read_text())
+    top, nested = set(), []
+
+    def names(node: ast.AST) -> list[str]:
+        if isinstance(node, ast.Import):
+            return [a.name for a in node.names]
+        if isinstance(node, ast.ImportFrom) and node.module:
+            return [f"{node.module}.{a.name}" for a in node.names] + [node.module]
+        return []
+
+    def resolve(name: str) -> str | None:
+        while name and name not in modules:
+            name = name.rpartition(".")[0]
+        return name or None
+
+    for node in tree.body:
+        for name in names(node):
+            if (found := resolve(name)) is not None:
+                top.add(found)
+    for fn in ast.walk(tree):
+        if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            for node in ast.walk(fn):
+                nested += [(node.lineno, name) for name in names(node)]
+    top.discard(".".join(path.relative_to(ROOT).with_suffix("").parts))
+    return {m for m in top if m not in PACKAGES}, nested
+
+
+@pytest.fixture(scope="module")
+def graph() -> dict[str, set[str]]:
+    modules = module_files()
+    return {name: imports(path, modules)[0] for name, path in modules.items()}
+
+
+def closure(graph: dict[str, set[str]], start: str) -> set[str]:
+    seen, todo = set(), [start]
+    while todo:
+        m = todo.pop()
+        if m not in seen:
+            seen.add(m)
+            todo += graph.get(m, ())
+    return seen
+
+
+def test_no_import_cycles(graph):
+    state: dict[str, int] = {}
+
+    def visit(m: str, path: list[str]) -> None:
+        state[m] = 1
+        for dep in sorted(graph[m]):
+            if state.get(dep) == 1:
+                pytest.fail("import cycle: " + " -> ".join(path[path.index(dep):] + [dep]) if dep in path else dep)
+            if dep not in state:
+                visit(dep, path + [dep])
+        state[m] = 2
+
+    for m in sorted(graph):
+        if m not in state:
+            visit(m, [m])
+
+
+def test_no_stage_imports_another_stage(graph):
+    for stage in STAGE_COMMANDS:
+        others = {m for m in graph[f"stages.{stage}"] if m.startswith("stages.")}
+        assert not others, f"stages.{stage} imports {others}"
+    assert not any(m.startswith("stages") for name, deps in graph.items() if name.startswith("ganlab") for m in deps)
+
+
+def test_nothing_is_imported_inside_a_function_but_optional_heavy_dependencies():
+    modules = module_files()
+    hidden = [f"{path.relative_to(ROOT)}:{line} imports {name}" for path in modules.values()
+              for line, name in imports(path, modules)[1] if name.split(".")[0] not in LAZY_OK]
+    assert not hidden, "\n".join(hidden)
+
+
+def test_params_yaml_and_the_typed_defaults_agree():
+    assert load_params(ROOT / "params.yaml") == Params()
+
+
+def _empty(path: Path) -> bool:
+    """A package marker with nothing but a docstring: no code a stage could depend on."""
+    body = ast.parse(path.read_text()).body
+    return all(isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant) for n in body)
+
+
+def _covered(path: Path, deps: list[str]) -> bool:
+    rel = path.relative_to(ROOT).as_posix()
+    return any(rel == d or rel.startswith(d.rstrip("/") + "/") for d in deps)
+
+
+def test_dvc_stages_depend_on_every_module_they_import(graph):
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    modules = module_files()
+    assert {s["cmd"] for s in stages.values()} == {f"gan {c}" for c in STAGE_COMMANDS.values()}
+    for module, command in STAGE_COMMANDS.items():
+        deps = [d for d in stages[command]["deps"]]
+        needed = sorted(m for m in closure(graph, f"stages.{module}") if m not in PACKAGES and not _empty(modules[m]))
+        missing = [modules[m].relative_to(ROOT).as_posix() for m in needed if not _covered(modules[m], deps)]
+        assert not missing, f"dvc.yaml stage {command} misses deps: {missing}"
+        extra = [d for d in deps if d.endswith(".py") or d in PACKAGES or d.startswith(("ganlab/", "stages/"))
+                 if not any(_covered(modules[m], [d]) for m in needed)]
+        assert not extra, f"dvc.yaml stage {command} depends on code it does not run: {extra}"
+
+
+def test_params_domains_match_what_the_code_supports():
+    from typing import get_args
+
+    from ganlab.metrics.scores import DIRECTIONS
+    from ganlab.params import IMAGE_SIZES, TrainParams
+    from ganlab.training.networks import SUPPORTED_SIZES
+
+    assert IMAGE_SIZES == SUPPORTED_SIZES
+    assert set(get_args(TrainParams.model_fields["best_metric"].annotation)) == set(DIRECTIONS)
