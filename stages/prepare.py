@@ -6,7 +6,6 @@ import hashlib
 import json
 from pathlib import Path
 
-import torch
 from torchvision.utils import save_image
 
 from ganlab import layout

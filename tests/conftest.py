@@ -49,5 +49,5 @@ def tiny(**sections) -> Params:
     """Small enough to train in about a second: 32 px, widths 8, 40 demo faces."""
     raw = {k: dict(v) for k, v in TINY.items()}
     for name, values in sections.items():
-        raw[name] = {**raw.get(name, {}), **values}
+        raw[name] = {**raw.get(name, {}), **values} if isinstance(values, dict) else values  # top-level keys: device, generator
     return parse_params(raw)

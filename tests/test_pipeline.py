@@ -2,10 +2,7 @@
 param reruns exactly the stages that depend on it."""
 
 import json
-import os
 import re
-import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -13,51 +10,16 @@ import cv2
 import numpy as np
 import pytest
 import torch
-import yaml
 from PIL import Image
 
-from tests.conftest import ROOT, TINY
-
-BIN = str(Path(sys.executable).parent)
-
-
-def run(cmd: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "DVC_NO_ANALYTICS": "1"}
-    env.pop("MLFLOW_TRACKING_URI", None)
-    out = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
-    assert out.returncode == 0, f"{' '.join(cmd)} failed:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}"
-    return out
-
-
-def repro(project: Path) -> list[str]:
-    """The stages `dvc repro` ran, in order."""
-    return re.findall(r"Running stage '([\w-]+)'", run([sys.executable, "-m", "dvc", "repro"], project).stdout)
-
-
-def set_param(project: Path, section: str, key: str, value) -> None:
-    path = project / "params.yaml"
-    params = yaml.safe_load(path.read_text())
-    params[section][key] = value
-    path.write_text(yaml.safe_dump(params, sort_keys=False))
+from ganlab.training.networks import Generator
+from tests.project import new_project, repro, run, set_param
 
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory, empty_store) -> Path:
     """A fresh copy of the project with tiny params, after one full `dvc repro`."""
-    dst = tmp_path_factory.mktemp("project")
-    for name in ("dvc.yaml", ".dvcignore", ".gitignore"):
-        shutil.copy(ROOT / name, dst / name)
-    for package in ("stages", "ganlab"):
-        shutil.copytree(ROOT / package, dst / package, ignore=shutil.ignore_patterns("__pycache__"))
-    (dst / "data" / "raw").mkdir(parents=True)
-    shutil.copy(ROOT / "data" / "raw" / "README.md", dst / "data" / "raw" / "README.md")
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    for section, values in TINY.items():
-        params[section].update(values)
-    (dst / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    shutil.copy(empty_store, dst / "mlflow.db")
-    run(["git", "init", "-q"], dst)
-    run([sys.executable, "-m", "dvc", "init", "-q"], dst)
+    dst = new_project(tmp_path_factory.mktemp("project"), empty_store)
     assert repro(dst) == ["prepare", "attributes", "train", "sample", "latent-study", "make-video", "evaluate"]
     return dst
 
@@ -116,14 +78,29 @@ def test_mlflow_run_has_metrics_model_and_stage_outputs(project):
     assert "nn_ratio" in run_info.data.metrics and "attr_tv_mean" in run_info.data.metrics
     assert "InceptionV3" in run_info.data.tags["unavailable.fid"]
 
-    mlflow.set_tracking_uri(uri)
-    models = mlflow.search_logged_models(experiment_ids=[run_info.info.experiment_id], output_format="list")
-    model = next(m for m in models if m.source_run_id == run_id)
+    (model,) = logged_generators(project, run_id)
+    state = torch.load(project / "models/checkpoint.pt", weights_only=True)
+    assert model.tags == {"which": "best", "epoch": str(state["best_epoch"])} and state["best_epoch"] > 0
+    assert run_info.data.tags["generator.epoch"] == str(state["best_epoch"])
     generator = mlflow.pytorch.load_model(model.model_uri)
+    assert isinstance(generator, torch.nn.Module)
+    generator.eval()  # a plain nn.Module, not an exported graph whose .eval() raises
+    best = Generator(16, 32, 8)
+    best.load_state_dict(state["generator_best"])
+    z = torch.randn(4, 16)
     with torch.no_grad():
-        images = generator(torch.zeros(2, 16))
-    assert tuple(images.shape) == (2, 3, 32, 32) and float(images.abs().max()) <= 1
-    assert np.isfinite(images.detach().numpy()).all()
+        images = generator(z)
+        torch.testing.assert_close(images, best.eval()(z))  # the generator the reports describe
+    assert tuple(images.shape) == (4, 3, 32, 32) and float(images.abs().max()) <= 1
+    assert np.isfinite(images.numpy()).all()
+
+
+def logged_generators(project: Path, run_id: str) -> list:
+    import mlflow
+
+    mlflow.set_tracking_uri(f"sqlite:///{project / 'mlflow.db'}")
+    models = mlflow.search_logged_models(experiment_ids=[mlflow.get_run(run_id).info.experiment_id], output_format="list")
+    return [m for m in models if m.source_run_id == run_id and m.name == "generator"]
 
 
 def test_changed_params_rerun_exactly_the_dependent_stages(project):
@@ -134,6 +111,8 @@ def test_changed_params_rerun_exactly_the_dependent_stages(project):
     assert repro(project) == ["make-video"]
     set_param(project, "sample", "count", 2)
     assert repro(project) == ["sample"]
+    run_id = json.loads((project / "models/run.json").read_text())["run_id"]
+    assert len(logged_generators(project, run_id)) == 1  # the rerun replaced the model, it did not add one
     set_param(project, "tracking", "experiment", "renamed")
     assert repro(project) == []
     set_param(project, "evaluate", "samples", 32)
@@ -141,6 +120,15 @@ def test_changed_params_rerun_exactly_the_dependent_stages(project):
     set_param(project, "train", "epochs", 3)
     assert repro(project) == ["train", "sample", "latent-study", "make-video", "evaluate"]
     assert int(cv2.VideoCapture(str(project / "reports/video/training.avi")).get(cv2.CAP_PROP_FRAME_COUNT)) == 4
+
+
+@pytest.mark.parametrize("module, stages", [("ganlab/render/video.py", ["make-video"]),
+                                            ("ganlab/render/latent_study.py", ["latent-study"]),
+                                            ("stages/sample.py", ["sample"])])
+def test_a_code_change_reruns_exactly_the_stages_that_run_that_code(project, module, stages):
+    with open(project / module, "a") as f:
+        f.write("\n# changed\n")
+    assert repro(project) == stages
 
 
 def test_experiments_in_temp_and_queued_workspaces_land_in_the_project_store(project):
