@@ -120,14 +120,16 @@ class Console(Hook):
         row = run.progress.history[-1]
         self.bar.update()
         self.bar.set_postfix(loss_d=f"{row['loss_d']:.3f}", loss_g=f"{row['loss_g']:.3f}", img_s=f"{row['images_per_s']:.0f}")
+        if run.last_epoch:
+            self.bar.close()  # before the other hooks' closing lines
 
     def on_end(self, run: Run) -> None:
-        self.bar.close()
         final = run.progress.history[-1]
         print("train: " + ", ".join(f"{k}={v:.4g}" for k, v in final.items()) + f" -> {layout.CHECKPOINT} (MLflow run {run.progress.run_id})")
 
     def on_failure(self, run: Run, error: BaseException) -> None:
-        self.bar.close()
+        if hasattr(self, "bar"):  # absent when an earlier hook failed to start
+            self.bar.close()
 
 
 def write_history(history: list[dict[str, float]]) -> None:

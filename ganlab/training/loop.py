@@ -167,8 +167,8 @@ def training_loop(params: Params) -> dict[str, float] | None:
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
 
-    hooks.on_start(run)
     try:
+        hooks.on_start(run)
         for epoch in range(progress.epoch + 1, t.epochs + 1):
             t0 = time.perf_counter()
             first_update = progress.d_updates
