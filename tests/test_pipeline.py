@@ -80,7 +80,8 @@ def test_mlflow_run_has_metrics_model_and_stage_outputs(project):
 
     (model,) = logged_generators(project, run_id)
     state = torch.load(project / "models/checkpoint.pt", weights_only=True)
-    assert model.tags == {"which": "best", "epoch": str(state["best_epoch"])} and state["best_epoch"] > 0
+    assert {k: model.tags[k] for k in ("which", "epoch")} == {"which": "best", "epoch": str(state["best_epoch"])}
+    assert state["best_epoch"] > 0
     assert run_info.data.tags["generator.epoch"] == str(state["best_epoch"])
     generator = mlflow.pytorch.load_model(model.model_uri)
     assert isinstance(generator, torch.nn.Module)
