@@ -21,6 +21,7 @@ LATENT_STUDY = Path("reports/latent_study")
 VIDEO = Path("reports/video")
 
 ATTRIBUTES = Path("models/attributes.pt")
+FEATURES = Path("models/features.pt")  # the training images in ImageNet features: what fd, kid, precision and recall compare against
 ATTRIBUTES_REPORT = Path("reports/attributes.json")
 METRICS = Path("reports/metrics.json")
 EVALUATE = Path("reports/evaluate")

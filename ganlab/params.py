@@ -85,7 +85,7 @@ class TrainParams(_Section):
     eval_every: int = Field(25, ge=0)  # epochs between in-training evaluations; 0 = off
     eval_samples: int = Field(256, ge=16)
     # keep the generator that scores best on this (directions in ganlab/metrics/scores.py; a test keeps them equal)
-    best_metric: Literal["attr_tv_mean", "attr_confident_mean", "attr_confident_all", "fid", "kid_mean"] = "attr_tv_mean"
+    best_metric: Literal["fd", "kid", "recall", "attr_tv_mean", "attr_confident_mean", "attr_confident_all"] = "fd"
     sync_batchnorm: bool = False  # multi-GPU only: BatchNorm statistics over the global batch
 
     @field_validator("betas")

@@ -15,6 +15,7 @@ from ganlab.errors import UserError
 from ganlab.params import Params, load_params
 from stages import attributes as attributes_stage
 from stages import evaluate as evaluate_stage
+from stages import features as features_stage
 from stages import latent_study as latent_study_stage
 from stages import make_video as make_video_stage
 from stages import prepare as prepare_stage
@@ -22,7 +23,7 @@ from stages import sample as sample_stage
 from stages import train as train_stage
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="A reproducible DCGAN lab: prepare, attributes, train, sample, latent-study, make-video, evaluate; bench, demo-faces.")
+                  help="A reproducible DCGAN lab: prepare, attributes, features, train, sample, latent-study, make-video, evaluate; bench, demo-faces.")
 ParamsOption = typer.Option(Path("params.yaml"), "--params", "-p", help="Params file.")
 
 
@@ -45,6 +46,12 @@ def prepare(params: Path = ParamsOption) -> None:
 def attributes(params: Path = ParamsOption) -> None:
     """Train the demo faces' attribute classifier (for evaluation); other data sets skip it."""
     _run(attributes_stage.run, params)
+
+
+@app.command()
+def features(params: Path = ParamsOption) -> None:
+    """The training images in ImageNet features (EfficientNet-Lite0): what fd, kid, precision and recall compare against."""
+    _run(features_stage.run, params)
 
 
 @app.command()

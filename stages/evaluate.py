@@ -8,6 +8,7 @@ plot of the training curves (``dvc plots show`` needs the internet to render).
 from __future__ import annotations
 
 import json
+import math
 import shutil
 
 import torch
@@ -18,7 +19,8 @@ from ganlab.device import resolve_device
 from ganlab.io import tracking
 from ganlab.io.atomic import write_text
 from ganlab.metrics import attributes
-from ganlab.metrics.evaluator import evaluate_generator
+from ganlab.metrics.evaluator import Reference, evaluate_generator
+from ganlab.metrics.features import FeatureNet, reference_features
 from ganlab.metrics.sampler import load_generator
 from ganlab.params import Params
 from ganlab.render.grids import save_png, to_grid
@@ -38,7 +40,11 @@ def run(params: Params) -> dict[str, float]:
     G, _ = load_generator(layout.CHECKPOINT, device, which=params.generator)
     real = load_images(layout.DATASET)["images"]
     net, why_not = attributes.load(layout.ATTRIBUTES, device)
-    result = evaluate_generator(G, real, e.samples, e.seed, net, fid_weights=e.inception_weights if e.fid else None)
+    feature_net = FeatureNet().to(device)
+    dataset_sha = json.loads(layout.MANIFEST.read_text())["dataset_sha256"]
+    reference = Reference(reference_features(feature_net, layout.FEATURES, real, dataset_sha))
+    result = evaluate_generator(G, real, e.samples, e.seed, feature_net, reference, net,
+                                fid_weights=e.inception_weights if e.fid else None)
     metrics, notes = result.metrics, result.notes
     if not e.fid:
         notes["fid"] = "evaluate.fid is false"
@@ -46,18 +52,32 @@ def run(params: Params) -> dict[str, float]:
         notes["attributes"] = why_not
     else:
         metrics["classifier_heldout_accuracy_mean"] = json.loads(layout.ATTRIBUTES_REPORT.read_text())["heldout_accuracy_mean"]
+    for key in ("fid", "inception_kid"):
+        if key not in metrics:  # recorded as unavailable, so that a table across experiments shows it missing
+            metrics[key] = "unavailable"
+            metrics[f"{key}_unavailable"] = notes.get("fid", "")
 
     shutil.rmtree(layout.EVALUATE, ignore_errors=True)
     save_png(closest_pairs(result.samples, real, result.nearest), layout.EVALUATE / "closest_pairs.png")
     plot_curves(layout.HISTORY, layout.EVAL_HISTORY, layout.EVALUATE / "training_curves.png")
     write_text(layout.EVALUATE / "notes.json", json.dumps(notes, indent=1))
-    write_text(layout.METRICS, json.dumps({k: round(v, 6) for k, v in metrics.items()}, indent=1))
+    write_text(layout.METRICS, json.dumps({k: _json_value(v) for k, v in metrics.items()}, indent=1, allow_nan=False))
 
-    tracking.log_to_run(metrics, {f"unavailable.{k}": v for k, v in notes.items()})
+    numbers = {k: v for k, v in metrics.items() if isinstance(v, float)}
+    tracking.log_to_run(numbers, {f"note.{k}": v for k, v in notes.items()})
     tracking.attach(layout.EVALUATE, "evaluate")
     tracking.attach(layout.METRICS)
     for key, reason in notes.items():
         print(f"evaluate: {key} unavailable: {reason}")
-    shown = {k: v for k, v in metrics.items() if "/" not in k}
+    shown = {k: v for k, v in numbers.items() if "/" not in k}
     print("evaluate: " + ", ".join(f"{k}={v:.4g}" for k, v in shown.items()) + f" -> {layout.METRICS}")
+    print(f"evaluate: fd {metrics['fd']:.4g} (floor {metrics['fd_floor']:.4g}, the same distance between two halves of the "
+          f"training images), precision {metrics['precision']:.2f}, recall {metrics['recall']:.2f}")
     return metrics
+
+
+def _json_value(v: float | str) -> float | str | None:
+    """Strict JSON: an undefined number (a 1-image set has no nearest-neighbour distance) is null."""
+    if isinstance(v, str):
+        return v
+    return round(v, 6) if math.isfinite(v) else None

@@ -29,5 +29,5 @@ def test_bad_key_and_missing_checkpoint(tmp_path):
 
 def test_help_lists_every_stage(tmp_path):
     out = gan("--help", cwd=tmp_path)
-    for command in ("prepare", "attributes", "train", "sample", "latent-study", "make-video", "evaluate", "bench", "demo-faces"):
+    for command in ("prepare", "attributes", "features", "train", "sample", "latent-study", "make-video", "evaluate", "bench", "demo-faces"):
         assert command in out.stdout

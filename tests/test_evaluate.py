@@ -55,8 +55,8 @@ def test_fid_code_path_with_a_stand_in_feature_network():
     real = torch.rand(120, 3, 32, 32, generator=g) * 2 - 1
     same, reason = fid_kid(real[60:], real[:60], "", feature=StandIn(), kid_subset=50)
     shifted, _ = fid_kid((real[60:] * 0.3 + 0.5).clamp(-1, 1), real[:60], "", feature=StandIn(), kid_subset=50)
-    assert reason == "" and set(same) == {"fid", "kid_mean", "kid_std"}
-    assert 0 <= same["fid"] < shifted["fid"] and same["kid_mean"] < shifted["kid_mean"]
+    assert reason == "" and set(same) == {"fid", "inception_kid", "inception_kid_std"}
+    assert 0 <= same["fid"] < shifted["fid"] and same["inception_kid"] < shifted["inception_kid"]
 
 
 def test_fid_is_unavailable_offline_with_a_reason(tmp_path, monkeypatch):

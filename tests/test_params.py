@@ -41,7 +41,7 @@ def test_project_params_file_is_valid():
         ({"model": {"g_width": -8}}, "model.g_width: Input should be greater than or equal to 1 (got -8)"),
         ({"prepare": {"image_size": -64}}, "prepare.image_size: must be one of"),
         ({"train": {"diffaugment": ["blur"]}}, "train.diffaugment.0: Input should be 'color', 'translation' or 'cutout'"),
-        ({"train": {"best_metric": "accuracy"}}, "train.best_metric: Input should be 'attr_tv_mean'"),
+        ({"train": {"best_metric": "accuracy"}}, "train.best_metric: Input should be 'fd', 'kid', 'recall'"),
         ({"train": {"ema": 1.0}}, "train.ema: Input should be less than 1"),
         ({"generator": "middle"}, "generator: Input should be 'best' or 'last'"),
         ([1, 2], "expected a mapping"),

@@ -20,7 +20,7 @@ from tests.project import new_project, repro, run, set_param
 def project(tmp_path_factory, empty_store) -> Path:
     """A fresh copy of the project with tiny params, after one full `dvc repro`."""
     dst = new_project(tmp_path_factory.mktemp("project"), empty_store)
-    assert repro(dst) == ["prepare", "attributes", "train", "sample", "latent-study", "make-video", "evaluate"]
+    assert repro(dst) == ["prepare", "attributes", "features", "train", "sample", "latent-study", "make-video", "evaluate"]
     return dst
 
 
@@ -49,9 +49,12 @@ def test_outputs_are_what_they_claim(project):
     assert Image.open(project / "reports/video/training.gif").n_frames == len(grids)
 
     metrics = json.loads((project / "reports/metrics.json").read_text())
-    for key in ("attr_tv_mean", "attr_confident_all", "nn_ratio", "copy_share", "classifier_heldout_accuracy_mean"):
-        assert isinstance(metrics[key], float)
-    assert "fid" not in metrics  # no InceptionV3 weights offline: recorded as unavailable, the stage still succeeds
+    for key in ("fd", "fd_floor", "kid", "kid_std", "precision", "recall", "attr_tv_mean", "attr_confident_all", "nn_ratio",
+                "copy_share", "classifier_heldout_accuracy_mean"):
+        assert isinstance(metrics[key], float), key
+    # no InceptionV3 weights offline: recorded as unavailable, with the reason, and the stage still succeeds
+    assert metrics["fid"] == metrics["inception_kid"] == "unavailable"
+    assert "InceptionV3 weights not found" in metrics["fid_unavailable"]
     assert "InceptionV3 weights not found" in json.loads((project / "reports/evaluate/notes.json").read_text())["fid"]
     assert Image.open(project / "reports/evaluate/closest_pairs.png").size == (8 * 32 + 18, 2 * 32 + 6)
     assert (project / "reports/evaluate/training_curves.png").is_file()
@@ -76,7 +79,7 @@ def test_mlflow_run_has_metrics_model_and_stage_outputs(project):
     attached = {a.path for a in client.list_artifacts(run_id)}
     assert {"samples", "latent_study", "video", "evaluate", "metrics.json", "history.csv"} <= attached
     assert "nn_ratio" in run_info.data.metrics and "attr_tv_mean" in run_info.data.metrics
-    assert "InceptionV3" in run_info.data.tags["unavailable.fid"]
+    assert "InceptionV3" in run_info.data.tags["note.fid"]
 
     (model,) = logged_generators(project, run_id)
     state = torch.load(project / "models/checkpoint.pt", weights_only=True)

@@ -16,7 +16,7 @@ PACKAGES = ("ganlab", "stages")
 # Imported inside functions on purpose: each costs seconds or is needed by one code path only.
 LAZY_OK = {"mlflow", "matplotlib", "torchmetrics"}
 # Stage modules and the `gan` subcommand that runs each; cli.py is the dispatcher, not a stage.
-STAGE_COMMANDS = {"prepare": "prepare", "attributes": "attributes", "train": "train", "sample": "sample",
+STAGE_COMMANDS = {"prepare": "prepare", "attributes": "attributes", "features": "features", "train": "train", "sample": "sample",
                   "latent_study": "latent-study", "make_video": "make-video", "evaluate": "evaluate"}
 
 

@@ -1,39 +1,93 @@
-"""The one evaluation of a generator, used by training (to keep the best one) and by ``gan evaluate``."""
+"""The one evaluation of a generator, used by training (to keep the best one) and by ``gan evaluate``.
+
+Distances are measured in ImageNet features against the training images, next to a floor: the
+same distance between two random halves of the training images at the same sample count.
+"fd 78 (floor 52)" then means something on 40 images as on 1000.
+"""
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+import statistics
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
 from ganlab.device import device_of
 from ganlab.metrics.attributes import AttributeNet
+from ganlab.metrics.features import FeatureNet, features
 from ganlab.metrics.sampler import fixed_latents, generate
-from ganlab.metrics.scores import DIRECTIONS, attribute_fidelity, fid_kid, memorisation
+from ganlab.metrics.scores import (DIRECTIONS, attribute_fidelity, fid_kid, frechet_distance, kernel_distance, memorisation,
+                                   precision_recall)
+
+SPLITS = 5  # random halves of the training images; their spread says how far the figures can be trusted
+UNSTABLE_SPREAD = 0.10  # relative spread of the floor over the splits above which fd differences are mostly noise
+
+
+@dataclass
+class Reference:
+    """The training images as the metrics see them: their features and random half splits."""
+
+    features: torch.Tensor  # (N, D) on the feature net's device
+    seed: int = 0
+    _floors: dict[int, list[float]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        g = torch.Generator().manual_seed(self.seed)
+        n = len(self.features)
+        self.splits = [torch.randperm(n, generator=g).to(self.features.device) for _ in range(SPLITS)]
+        self.half = n // 2
+
+    def fd(self, fake: torch.Tensor) -> tuple[float, int]:
+        """Mean Fréchet distance of ``fake`` features to the second half of each split, at n =
+        min(half, len(fake)) fake samples; and that n."""
+        n = min(self.half, len(fake))
+        return statistics.fmean(frechet_distance(fake[:n], self.features[p[self.half : 2 * self.half]]) for p in self.splits), n
+
+    def floors(self, n: int) -> list[float]:
+        """FD(first half, second half) of each split at n samples: what a perfect generator would score."""
+        if n not in self._floors:
+            self._floors[n] = [frechet_distance(self.features[p[:n]], self.features[p[self.half : 2 * self.half]]) for p in self.splits]
+        return self._floors[n]
 
 
 @dataclass
 class Evaluation:
     metrics: dict[str, float]
-    notes: dict[str, str]  # metric -> why it is unavailable
+    notes: dict[str, str]  # metric -> why it is unavailable or how far to trust it
     samples: torch.Tensor  # the generated images, on the generator's device
     nearest: torch.Tensor  # (samples, 2): distance to the nearest training image, and its index
 
 
-def evaluate_generator(G: nn.Module, real: torch.Tensor, samples: int, seed: int, attributes: AttributeNet | None = None,
-                       fid_weights: str | None = None) -> Evaluation:
+def feature_scores(fake: torch.Tensor, ref: Reference) -> tuple[dict[str, float], dict[str, str]]:
+    """fd (and its floor), kid and precision/recall of generated features against the reference."""
+    fd, n = ref.fd(fake)
+    floors = ref.floors(n)
+    floor = statistics.fmean(floors)
+    spread = statistics.pstdev(floors) / floor if floor > 0 else math.inf
+    kid, kid_std = kernel_distance(fake, ref.features)
+    precision, recall = precision_recall(ref.features, fake)
+    metrics = {"fd": fd, "fd_floor": floor, "fd_ratio": fd / floor if floor > 0 else math.inf, "fd_floor_spread": spread,
+               "kid": kid, "kid_std": kid_std, "precision": precision, "recall": recall, "fd_samples": float(n)}
+    notes = {}
+    if n < 50 or spread > UNSTABLE_SPREAD:
+        notes["fd"] = (f"{2 * ref.half} training images give halves of {ref.half}; at {n} samples the floor varies by "
+                       f"{spread:.0%} between random halves, so fd differences smaller than that are noise")
+    return metrics, notes
+
+
+def evaluate_generator(G: nn.Module, real: torch.Tensor, samples: int, seed: int, feature_net: FeatureNet, ref: Reference,
+                       attributes: AttributeNet | None = None, fid_weights: str | None = None) -> Evaluation:
     """Score ``samples`` images from ``seed``'s latents against ``real``, on G's device.
 
-    ``attributes``: the demo's attribute classifier (on G's device), or None where there are no
-    labels. ``fid_weights``: None skips FID/KID (in-training evaluation), else the setting of
-    ``evaluate.inception_weights``.
+    ``ref``: the real images' features (:func:`reference`). ``attributes``: the demo's attribute
+    classifier, or None where there are no labels. ``fid_weights``: None skips the standard
+    FID/KID (in-training evaluation), else the setting of ``evaluate.inception_weights``.
     """
     real = real.to(device_of(G)).float()
     fake = generate(G, fixed_latents(seed, G.latent_size, samples))
-    metrics: dict[str, float] = {}
-    notes: dict[str, str] = {}
+    metrics, notes = feature_scores(features(feature_net, fake), ref)
     if attributes is not None:
         metrics.update(attribute_fidelity(attributes, fake, real))
     mem, table = memorisation(fake, real)

@@ -19,7 +19,8 @@ from ganlab.io import checkpoint
 from ganlab.io.atomic import atomic_path, remove_stale_temp_files
 from ganlab.io.tracking import TrainingRun, git_commit
 from ganlab.metrics import attributes
-from ganlab.metrics.evaluator import evaluate_generator, improves
+from ganlab.metrics.evaluator import Reference, evaluate_generator, improves
+from ganlab.metrics.features import FeatureNet, reference_features
 from ganlab.metrics.sampler import fixed_latents, generate
 from ganlab.params import Params, flatten
 from ganlab.render.grids import save_png, to_grid, to_pil
@@ -188,6 +189,8 @@ class Evaluation(Hook):
         t = run.params.train
         write_evals(run.progress.evals)  # a declared output, even when empty
         if t.eval_every:
+            self.features = FeatureNet().to(run.device)
+            self.reference = Reference(reference_features(self.features, layout.FEATURES, run.data.images, run.dataset_sha))
             self.net, why = attributes.load(layout.ATTRIBUTES, run.device)
             if self.net is None and t.best_metric.startswith("attr"):
                 print(f"note: best checkpoint by {t.best_metric} is unavailable ({why}); later stages get the last generator")
@@ -197,7 +200,8 @@ class Evaluation(Hook):
         if not t.eval_every or not run.every(t.eval_every):
             return
         G = run.gan.eval_generator(seed=t.grid_seed)
-        scores = evaluate_generator(G, run.data.images, t.eval_samples, run.params.evaluate.seed, self.net).metrics
+        scores = evaluate_generator(G, run.data.images, t.eval_samples, run.params.evaluate.seed, self.features, self.reference,
+                                    self.net).metrics
         progress.evals.append({"epoch": progress.epoch, **scores})
         write_evals(progress.evals)
         run.tracker.log_metrics({f"eval.{k}": v for k, v in scores.items()}, step=progress.epoch)
