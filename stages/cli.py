@@ -50,7 +50,7 @@ def attributes(params: Path = ParamsOption) -> None:
 
 @app.command()
 def features(params: Path = ParamsOption) -> None:
-    """The training images in ImageNet features (EfficientNet-Lite0): what fd, kid, precision and recall compare against."""
+    """The training images in ImageNet features (EfficientNet-Lite1): what fd, kid, precision and recall compare against."""
     _run(features_stage.run, params)
 
 

@@ -1,4 +1,4 @@
-"""Stage ``features``: the training images in ImageNet features (EfficientNet-Lite0), computed
+"""Stage ``features``: the training images in ImageNet features (EfficientNet-Lite1), computed
 once for every in-training evaluation and for ``gan evaluate``."""
 
 from __future__ import annotations

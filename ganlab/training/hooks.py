@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import shutil
+import time
 from pathlib import Path
 
 import torch
@@ -199,9 +200,11 @@ class Evaluation(Hook):
         t, progress = run.params.train, run.progress
         if not t.eval_every or not run.every(t.eval_every):
             return
+        start = time.perf_counter()
         G = run.gan.eval_generator(seed=t.grid_seed)
         scores = evaluate_generator(G, run.data.images, t.eval_samples, run.params.evaluate.seed, self.features, self.reference,
                                     self.net).metrics
+        scores["eval_seconds"] = time.perf_counter() - start  # what the evaluation costs the run
         progress.evals.append({"epoch": progress.epoch, **scores})
         write_evals(progress.evals)
         run.tracker.log_metrics({f"eval.{k}": v for k, v in scores.items()}, step=progress.epoch)
