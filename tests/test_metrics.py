@@ -74,18 +74,45 @@ def test_calibration_on_real_images(faces, net):
     scores = {name: feature_scores(f, ref)[0] for name, f in
               {"held_out": held_out, "blurred": blurred, "noise": noise, "collapsed": collapsed}.items()}
     floor = scores["held_out"]["fd_floor"]
-    assert 0.7 * floor < scores["held_out"]["fd"] < 1.3 * floor  # fresh draws of the data score at the floor
+    assert scores["held_out"]["fd"] < floor + 3 * scores["held_out"]["fd_std"]  # fresh draws of the data score at the floor
     assert scores["held_out"]["fd"] < scores["blurred"]["fd"] < scores["noise"]["fd"]
-    assert scores["blurred"]["fd_ratio"] > 1.5 and scores["noise"]["fd_ratio"] > 3
-    assert scores["collapsed"]["fd_ratio"] > 2 and scores["collapsed"]["recall"] < 0.05 < scores["held_out"]["recall"]
+    assert scores["blurred"]["fd_ratio"] > 3 and scores["noise"]["fd_ratio"] > 10
+    assert scores["collapsed"]["fd_ratio"] > 10 and scores["collapsed"]["recall"] < 0.05 < scores["held_out"]["recall"]
     assert scores["held_out"]["precision"] > 0.5 and scores["held_out"]["recall"] > 0.5
     # in pixel space a collapsed generator looks "as novel as real data": nn_ratio misses it
     nn_ratio = memorisation(faces[200:201].repeat(200, 1, 1, 1), faces[:200])[0]["nn_ratio"]
     assert 0.7 < nn_ratio < 1.5
-    assert 200 < floor < 1000, floor  # the band this network and these faces give at 100 samples (README)
+    assert 5 < floor < 100, floor  # the band this network and these faces give at 100 samples (README)
 
 
 def test_a_small_set_says_its_figures_are_noise(faces, net):
     ref = Reference(features(net, faces[:40]))
     metrics, notes = feature_scores(features(net, faces[200:240]), ref)
-    assert metrics["fd_samples"] == 20 and "noise" in notes["fd"]
+    assert metrics["fd_samples"] == 20 and metrics["fd_dims"] == 5 and "rough" in notes["fd"]
+
+
+def test_reference_features_are_reused_only_for_the_same_images(tmp_path, faces, net, capsys):
+    from ganlab.io import checkpoint
+    from ganlab.metrics.features import INPUT_SIZE, NAME, reference_features
+
+    path = tmp_path / "features.pt"
+    stored = torch.zeros(3, 1280)
+    checkpoint.save({"features": stored, "network": NAME, "input_size": INPUT_SIZE, "dataset_sha256": "abc"}, path)
+    assert torch.equal(reference_features(net, path, faces[:3], "abc"), stored)
+    fresh = reference_features(net, path, faces[:3], "other images")
+    assert "computing the features again" in capsys.readouterr().out and torch.allclose(fresh, features(net, faces[:3]))
+
+
+def test_a_tampered_weights_file_is_refused(tmp_path):
+    import os
+
+    from ganlab.errors import UserError
+
+    class Exploit:
+        def __reduce__(self):
+            return (os.system, (f"touch {tmp_path / 'PWNED'}",))
+
+    torch.save({"_conv_stem.weight": Exploit()}, tmp_path / "evil.pth")
+    with pytest.raises(UserError, match="refused to load"):
+        FeatureNet(weights=tmp_path / "evil.pth")
+    assert not (tmp_path / "PWNED").exists()

@@ -55,6 +55,8 @@ def test_outputs_are_what_they_claim(project):
     # no InceptionV3 weights offline: recorded as unavailable, with the reason, and the stage still succeeds
     assert metrics["fid"] == metrics["inception_kid"] == "unavailable"
     assert "InceptionV3 weights not found" in metrics["fid_unavailable"]
+    shown = json.loads(run([sys.executable, "-m", "dvc", "metrics", "show", "--json"], project).stdout)
+    assert shown[""]["data"]["reports/metrics.json"]["data"]["fid"] == "unavailable"  # DVC reads it; a table shows it missing
     assert "InceptionV3 weights not found" in json.loads((project / "reports/evaluate/notes.json").read_text())["fid"]
     assert Image.open(project / "reports/evaluate/closest_pairs.png").size == (8 * 32 + 18, 2 * 32 + 6)
     assert (project / "reports/evaluate/training_curves.png").is_file()
