@@ -28,6 +28,7 @@ def test_outputs_are_what_they_claim(project):
     grid = Image.open(project / "reports/samples/grid.png")
     assert grid.size == (8 * 32 + 9 * 2, 8 * 32 + 9 * 2)  # 8 x 8 tiles of 32 px with 2 px gutters
     assert len(list((project / "reports/samples").glob("sample_*.png"))) == 3
+    assert Image.open(project / "reports/samples/sample_000.png").size == (32, 32)  # the image, no cut gutter
 
     study = project / "reports/latent_study"
     page = (study / "index.html").read_text()
