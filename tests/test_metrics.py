@@ -116,3 +116,10 @@ def test_a_tampered_weights_file_is_refused(tmp_path):
     with pytest.raises(UserError, match="refused to load"):
         FeatureNet(weights=tmp_path / "evil.pth")
     assert not (tmp_path / "PWNED").exists()
+
+
+def test_too_few_images_give_undefined_figures_not_a_crash(faces, net):
+    import math
+
+    metrics, notes = feature_scores(features(net, faces[200:264]), Reference(features(net, faces[:3])))
+    assert math.isnan(metrics["fd"]) and math.isnan(metrics["recall"]) and "fewer than 8 images" in notes["fd"]

@@ -81,8 +81,15 @@ class Evaluation:
     nearest: torch.Tensor  # (samples, 2): distance to the nearest training image, and its index
 
 
+FEATURE_METRICS = ("fd", "fd_std", "fd_floor", "fd_floor_std", "fd_ratio", "kid", "kid_std", "precision", "recall")
+MIN_IMAGES = 8  # two halves of 4: the fewest for a k = 3 nearest-neighbour radius and a covariance
+
+
 def feature_scores(fake: torch.Tensor, ref: Reference) -> tuple[dict[str, float], dict[str, str]]:
     """fd (and its floor), kid and precision/recall of generated features against the reference."""
+    if len(ref.features) < MIN_IMAGES or len(fake) < MIN_IMAGES:
+        why = f"undefined for fewer than {MIN_IMAGES} images ({len(ref.features)} training images, {len(fake)} samples)"
+        return dict.fromkeys(FEATURE_METRICS, math.nan), {"fd": why}
     fds, n = ref.fd(fake)
     floors = ref.floors(n)
     fd, fd_std, floor = statistics.fmean(fds), statistics.pstdev(fds), statistics.fmean(floors)
