@@ -84,6 +84,7 @@ class TrainParams(_Section):
     data_on_device: Literal["auto", "always", "never"] = "auto"  # never: stream batches from the file
     eval_every: int = Field(25, ge=0)  # epochs between in-training evaluations; 0 = off
     eval_samples: int = Field(256, ge=16)
+    eval_seed: int = 2024  # the latents of the in-training evaluation (train's own: evaluate.seed reruns evaluate only)
     # keep the generator that scores best on this (directions in ganlab/metrics/scores.py; a test keeps them equal)
     best_metric: Literal["fd", "kid", "recall", "attr_tv_mean", "attr_confident_mean", "attr_confident_all"] = "fd"
     sync_batchnorm: bool = False  # multi-GPU only: BatchNorm statistics over the global batch

@@ -27,6 +27,11 @@ from ganlab.render.grids import save_png, to_grid
 from ganlab.render.plots import plot_curves
 
 
+# What `dvc metrics show` and `dvc exp show` list; every number is in reports/evaluate/metrics_detail.json and MLflow.
+HEADLINE = ("fd", "fd_floor", "fd_ratio", "fd_std", "kid", "precision", "recall", "nn_ratio", "copy_share", "attr_tv_mean",
+            "fid", "inception_kid", "fid_unavailable")
+
+
 def closest_pairs(fake: torch.Tensor, real: torch.Tensor, table: torch.Tensor, n: int = 8) -> torch.Tensor:
     """Top row: the n samples closest to a training image; bottom row: those training images."""
     fake, real, table = fake.cpu(), real.cpu(), table.cpu()
@@ -55,29 +60,33 @@ def run(params: Params) -> dict[str, float]:
     for key in ("fid", "inception_kid"):
         if key not in metrics:  # recorded as unavailable, so that a table across experiments shows it missing
             metrics[key] = "unavailable"
-            metrics[f"{key}_unavailable"] = notes.get("fid", "")
+            metrics["fid_unavailable"] = notes.get("fid", "").split(":")[0]  # one short line; the whole reason: notes.json
+    headline = {k: metrics[k] for k in HEADLINE if k in metrics}
 
     shutil.rmtree(layout.EVALUATE, ignore_errors=True)
     save_png(closest_pairs(result.samples, real, result.nearest), layout.EVALUATE / "closest_pairs.png")
     plot_curves(layout.HISTORY, layout.EVAL_HISTORY, layout.EVALUATE / "training_curves.png")
     write_text(layout.EVALUATE / "notes.json", json.dumps(notes, indent=1))
-    write_text(layout.METRICS, json.dumps({k: _json_value(v) for k, v in metrics.items()}, indent=1, allow_nan=False))
+    write_text(layout.EVALUATE / "metrics_detail.json", _json(metrics))
+    write_text(layout.METRICS, _json(headline))
 
     numbers = {k: v for k, v in metrics.items() if isinstance(v, float)}
     tracking.log_to_run(numbers, {f"note.{k}": v for k, v in notes.items()})
     tracking.attach(layout.EVALUATE, "evaluate")
     tracking.attach(layout.METRICS)
     for key, reason in notes.items():
-        print(f"evaluate: {key} unavailable: {reason}")
-    shown = {k: v for k, v in numbers.items() if "/" not in k}
-    print("evaluate: " + ", ".join(f"{k}={v:.4g}" for k, v in shown.items()) + f" -> {layout.METRICS}")
+        print(f"evaluate: {key}: {reason}")
+    shown = {k: v for k, v in headline.items() if isinstance(v, float)}
+    print("evaluate: " + ", ".join(f"{k}={v:.4g}" for k, v in shown.items()) + f" -> {layout.METRICS} "
+          f"(everything: {layout.EVALUATE}/metrics_detail.json)")
     print(f"evaluate: fd {metrics['fd']:.4g} (floor {metrics['fd_floor']:.4g}, the same distance between two halves of the "
           f"training images), precision {metrics['precision']:.2f}, recall {metrics['recall']:.2f}")
     return metrics
 
 
-def _json_value(v: float | str) -> float | str | None:
-    """Strict JSON: an undefined number (a 1-image set has no nearest-neighbour distance) is null."""
-    if isinstance(v, str):
-        return v
-    return round(v, 6) if math.isfinite(v) else None
+def _json(metrics: dict[str, float | str]) -> str:
+    """Strict JSON: an undefined number (a set too small to measure) is null."""
+    def value(v: float | str) -> float | str | None:
+        return v if isinstance(v, str) else round(v, 6) if math.isfinite(v) else None
+
+    return json.dumps({k: value(v) for k, v in metrics.items()}, indent=1, allow_nan=False)

@@ -49,13 +49,17 @@ def test_outputs_are_what_they_claim(project):
     assert frames == len(grids)
     assert Image.open(project / "reports/video/training.gif").n_frames == len(grids)
 
-    metrics = json.loads((project / "reports/metrics.json").read_text())
+    headline = json.loads((project / "reports/metrics.json").read_text())
+    assert list(headline) == ["fd", "fd_floor", "fd_ratio", "fd_std", "kid", "precision", "recall", "nn_ratio", "copy_share",
+                              "attr_tv_mean", "fid", "inception_kid", "fid_unavailable"]  # readable in `dvc metrics show`
+    metrics = json.loads((project / "reports/evaluate/metrics_detail.json").read_text())
+    assert {k: metrics[k] for k in headline} == headline
     for key in ("fd", "fd_floor", "kid", "kid_std", "precision", "recall", "attr_tv_mean", "attr_confident_all", "nn_ratio",
                 "copy_share", "classifier_heldout_accuracy_mean"):
         assert isinstance(metrics[key], float), key
     # no InceptionV3 weights offline: recorded as unavailable, with the reason, and the stage still succeeds
     assert metrics["fid"] == metrics["inception_kid"] == "unavailable"
-    assert "InceptionV3 weights not found" in metrics["fid_unavailable"]
+    assert metrics["fid_unavailable"] == "InceptionV3 weights not found (offline?)"
     shown = json.loads(run([sys.executable, "-m", "dvc", "metrics", "show", "--json"], project).stdout)
     assert shown[""]["data"]["reports/metrics.json"]["data"]["fid"] == "unavailable"  # DVC reads it; a table shows it missing
     assert "InceptionV3 weights not found" in json.loads((project / "reports/evaluate/notes.json").read_text())["fid"]
@@ -124,6 +128,8 @@ def test_changed_params_rerun_exactly_the_dependent_stages(project):
     assert repro(project) == []
     set_param(project, "evaluate", "samples", 32)
     assert repro(project) == ["evaluate"]
+    set_param(project, "evaluate", "seed", 7)
+    assert repro(project) == ["evaluate"]  # in-training evaluation has its own train.eval_seed
     set_param(project, "train", "epochs", 3)
     assert repro(project) == ["train", "sample", "latent-study", "make-video", "evaluate"]
     assert int(cv2.VideoCapture(str(project / "reports/video/training.avi")).get(cv2.CAP_PROP_FRAME_COUNT)) == 4

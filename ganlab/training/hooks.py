@@ -202,7 +202,7 @@ class Evaluation(Hook):
             return
         start = time.perf_counter()
         G = run.gan.eval_generator(seed=t.grid_seed)
-        scores = evaluate_generator(G, run.data.images, t.eval_samples, run.params.evaluate.seed, self.features, self.reference,
+        scores = evaluate_generator(G, run.data.images, t.eval_samples, t.eval_seed, self.features, self.reference,
                                     self.net).metrics
         scores["eval_seconds"] = time.perf_counter() - start  # what the evaluation costs the run
         progress.evals.append({"epoch": progress.epoch, **scores})
