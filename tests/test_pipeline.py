@@ -62,6 +62,7 @@ def test_outputs_are_what_they_claim(project):
     assert metrics["fid_unavailable"] == "InceptionV3 weights not found (offline?)"
     shown = json.loads(run([sys.executable, "-m", "dvc", "metrics", "show", "--json"], project).stdout)
     assert shown[""]["data"]["reports/metrics.json"]["data"]["fid"] == "unavailable"  # DVC reads it; a table shows it missing
+    assert list(shown[""]["data"]) == ["reports/metrics.json"]  # one metrics file: `dvc metrics show` stays one readable row
     assert "InceptionV3 weights not found" in json.loads((project / "reports/evaluate/notes.json").read_text())["fid"]
     assert Image.open(project / "reports/evaluate/closest_pairs.png").size == (8 * 32 + 18, 2 * 32 + 6)
     assert (project / "reports/evaluate/training_curves.png").is_file()
