@@ -1,6 +1,7 @@
 """Training follows the slides, records what happened, and resumes exactly."""
 
 import csv
+import re
 
 import pytest
 import torch
@@ -44,6 +45,8 @@ def test_training_records_metrics_grids_and_checkpoint(workdir):
     assert run.data.params["train.epochs"] == "3" and run.data.tags["dataset_sha256"]
     for key in ("loss_d", "loss_g", "real_score", "fake_score", "images_per_s"):
         assert [m.step for m in client.get_metric_history(run.info.run_id, key)] == [1, 2, 3]
+    images = [a.path for a in client.list_artifacts(run.info.run_id, "images") if a.path.endswith(".png")]
+    assert sorted(int(re.search(r"\+step\+(\d+)\+", path).group(1)) for path in images) == [0, 1, 2, 3]  # the untrained grid too
 
 
 def test_k_discriminator_steps_per_generator_step(workdir):

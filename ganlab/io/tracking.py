@@ -82,7 +82,7 @@ class TrainingRun:
         self.resumed = run_id is not None
         active = mlflow.start_run(run_id=run_id) if run_id else mlflow.start_run(experiment_id=exp_id)
         self.run_id = active.info.run_id
-        self.logged_through = last_logged_step(self.run_id, "loss_d") if self.resumed else 0
+        self.logged_through = last_logged_step(self.run_id, "loss_d") if self.resumed else -1  # a fresh run logs step 0 too
         write_text(layout.RUN_INFO, json.dumps({"run_id": self.run_id, "experiment_id": exp_id}, indent=1))
 
     def log_params(self, flat: dict[str, Any], tags: dict[str, str]) -> None:
@@ -106,7 +106,7 @@ class TrainingRun:
     def log_image(self, image: Image.Image, key: str, step: int) -> None:
         import mlflow
 
-        if step > self.logged_through or step == 0 and not self.resumed:
+        if step > self.logged_through:
             mlflow.log_image(image, key=key, step=step)
 
     def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
