@@ -1,5 +1,6 @@
 """Where every stage reads and writes, relative to the project root; dvc.yaml names the same paths."""
 
+import re
 from pathlib import Path
 
 RAW = Path("data/raw")  # put your own images here; DVC tracks this folder as prepare's input
@@ -16,6 +17,11 @@ TRAIN_REPORTS = Path("reports/train")
 GRIDS = TRAIN_REPORTS / "grids"
 HISTORY = TRAIN_REPORTS / "history.csv"
 EVAL_HISTORY = TRAIN_REPORTS / "eval_history.csv"
+GRID_FILE = re.compile(r"images_(\d{9})\.png$")  # a training grid, named by the real images shown to D before it
+
+
+def grid_file(images: int) -> Path:
+    return GRIDS / f"images_{images:09d}.png"
 SAMPLES = Path("reports/samples")
 LATENT_STUDY = Path("reports/latent_study")
 VIDEO = Path("reports/video")

@@ -60,7 +60,8 @@ class ModelParams(_Section):
 
 
 class TrainParams(_Section):
-    epochs: int = Field(150, ge=1)
+    kimg: float = Field(150.0, gt=0)  # training length: thousands of real images shown to D
+    epochs: int | None = Field(None, ge=1)  # overrides kimg: epochs x the data set's size
     batch_size: int = Field(64, ge=1)
     lr: float = Field(1e-3, gt=0, le=1)
     lr_g: float | None = Field(None, gt=0, le=1)  # overrides lr for G
@@ -74,15 +75,16 @@ class TrainParams(_Section):
     betas: tuple[float, float] = (0.5, 0.999)
     d_steps: int = Field(1, ge=1, le=100)  # k discriminator updates per generator update
     seed: int = 0
-    sample_every: int = Field(3, ge=1)  # epochs between fixed-latent grids
+    tick_kimg: float = Field(2.0, gt=0)  # a history row and MLflow metrics every tick (the one read of the losses)
+    grids: int = Field(48, ge=1, le=500)  # fixed-latent grids (video frames) over the run, log-spaced in images seen
     grid_seed: int = 42  # the 64 fixed latents of the training grids
-    checkpoint_every: int = Field(5, ge=1)
+    checkpoint_kimg: float = Field(25.0, gt=0)  # resumable checkpoints, written in the background
     channels_last: bool = True
     amp: bool = True  # bf16 autocast on CUDA and on CPUs with native bf16 (AVX512-BF16/AMX)
-    log_checkpoint: bool = True  # also store the final checkpoint in the MLflow run
+    log_checkpoint: bool = False  # also copy the final checkpoint (G, D, both optimizers) into the MLflow run
     compile: bool = False  # torch.compile: +5% on this CPU for ~30 s of compiling (measured), so off
     data_on_device: Literal["auto", "always", "never"] = "auto"  # never: stream batches from the file
-    eval_every: int = Field(25, ge=0)  # epochs between in-training evaluations; 0 = off
+    eval_kimg: float = Field(25.0, ge=0)  # in-training evaluations, and one at the end; 0 = off
     eval_samples: int = Field(256, ge=16)
     eval_seed: int = 2024  # the latents of the in-training evaluation (train's own: evaluate.seed reruns evaluate only)
     # keep the generator that scores best on this (directions in ganlab/metrics/scores.py; a test keeps them equal)

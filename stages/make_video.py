@@ -1,4 +1,4 @@
-"""Stage ``make-video``: the training grids in epoch order, as the lecture's video and a GIF."""
+"""Stage ``make-video``: the training grids in training order, as the lecture's video and a GIF."""
 
 from __future__ import annotations
 
@@ -19,4 +19,4 @@ def run(params: Params) -> None:
     if v.gif:
         write_gif([rgb for _, rgb in frames], layout.VIDEO / "training.gif", v.fps, v.gif_scale)
     tracking.attach(layout.VIDEO, "video")
-    print(f"make-video: {len(frames)} frames (epochs {frames[0][0]}..{frames[-1][0]}) at {v.fps} fps -> {target}")
+    print(f"make-video: {len(frames)} frames ({frames[0][0] / 1000:g}..{frames[-1][0] / 1000:g} kimg) at {v.fps} fps -> {target}")

@@ -16,7 +16,7 @@ from ganlab.render.grids import save_png, to_grid
 
 def run(params: Params) -> None:
     s = params.sample
-    G, epoch = load_generator(layout.CHECKPOINT, resolve_device(params.device), which=params.generator)
+    G, kimg = load_generator(layout.CHECKPOINT, resolve_device(params.device), which=params.generator)
     grid = generate(G, fixed_latents(s.seed, G.latent_size))  # eval-mode BN: each image independent of its batch mates
     singles = generate(G, fixed_latents(s.seed + 1, G.latent_size, s.count))
     shutil.rmtree(layout.SAMPLES, ignore_errors=True)
@@ -25,5 +25,5 @@ def run(params: Params) -> None:
         save_png(to_grid(image[None], nrow=1, padding=0), layout.SAMPLES / f"sample_{i:03d}.png")
     tracking.attach(layout.SAMPLES, "samples")
     tracking.log_generator(copy.deepcopy(G).cpu(), fixed_latents(0, G.latent_size, 2).numpy(),
-                           {"which": params.generator, "epoch": str(epoch)})
-    print(f"sample: 8x8 grid and {s.count} images from the {params.generator} generator (epoch {epoch}) -> {layout.SAMPLES}/")
+                           {"which": params.generator, "kimg": f"{kimg:g}"})
+    print(f"sample: 8x8 grid and {s.count} images from the {params.generator} generator ({kimg:g} kimg) -> {layout.SAMPLES}/")

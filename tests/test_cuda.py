@@ -25,7 +25,7 @@ from tests.project import new_project, repro, run
 
 pytestmark = [pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs an NVIDIA GPU (CUDA); none here")]
 
-CUDA_TINY = {"train": {"epochs": 3, "eval_every": 1, "checkpoint_every": 1}, "generator": "best", "device": "cuda"}
+CUDA_TINY = {"train": {"kimg": 0.048, "eval_kimg": 0.016}, "generator": "best", "device": "cuda"}  # 3 steps, each evaluated and checkpointed
 
 
 def test_the_default_pipeline_runs_on_cuda(tmp_path, empty_store):
@@ -36,7 +36,7 @@ def test_the_default_pipeline_runs_on_cuda(tmp_path, empty_store):
     run_id = json.loads((project / "models/run.json").read_text())["run_id"]
     info = client.get_run(run_id)
     assert info.info.status == "FINISHED" and info.data.tags["device"].startswith("cuda")
-    assert [m.step for m in client.get_metric_history(run_id, "eval.nn_ratio")] == [1, 2, 3]
+    assert [m.step for m in client.get_metric_history(run_id, "eval.nn_ratio")] == [16, 32, 48]
     assert "nn_ratio" in json.loads((project / "reports/metrics.json").read_text())
     assert repro(project) == []
 
@@ -45,26 +45,26 @@ def test_kill_and_resume_on_cuda(workdir, monkeypatch):
     params = tiny(**CUDA_TINY)
     prepare.run(params)
     attributes.run(params)
-    real_write = hooks.write_history
+    real_append = hooks.append_history
 
-    def crash_in_epoch_2(history):
-        if len(history) == 2:
+    def crash_at_step_2(row):
+        if row["kimg"] == 0.032:
             raise KeyboardInterrupt("simulated kill")
-        real_write(history)
+        real_append(row)
 
-    monkeypatch.setattr(hooks, "write_history", crash_in_epoch_2)
+    monkeypatch.setattr(hooks, "append_history", crash_at_step_2)
     with pytest.raises(KeyboardInterrupt):
         train.run(params)
     interrupted = checkpoint.load(layout.CHECKPOINT)
-    assert interrupted["epoch"] == 1 and not interrupted["complete"]
-    monkeypatch.setattr(hooks, "write_history", real_write)
+    assert interrupted["step"] == 1 and not interrupted["complete"]
+    monkeypatch.setattr(hooks, "append_history", real_append)
     final = train.run(params)  # RNG states come back from a CPU checkpoint into CUDA generators
-    assert final["epoch"] == 3
+    assert final["kimg"] == 0.048
     resumed = checkpoint.load(layout.CHECKPOINT)
     assert resumed["complete"] and resumed["mlflow_run_id"] == interrupted["mlflow_run_id"]
     assert all(t.device.type == "cpu" for t in resumed["generator"].values())  # checkpoints always load to the CPU
     steps = [m.step for m in MlflowClient(tracking_uri()).get_metric_history(resumed["mlflow_run_id"], "loss_d")]
-    assert steps == [1, 2, 3]
+    assert steps == [16, 32, 48]
 
 
 def test_every_later_stage_runs_on_cuda(workdir, monkeypatch):

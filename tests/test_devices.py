@@ -22,7 +22,7 @@ from stages import evaluate, latent_study, prepare, sample, train
 from tests.conftest import tiny
 
 FEEDERS = {("ganlab.metrics.sampler", "generate"), ("ganlab.metrics.sampler", "recalibrate_batchnorm"),
-           ("ganlab.training.loop", "train_epoch"),
+           ("ganlab.training.loop", "train_steps"),
            ("mlflow.pytorch", "predict")}  # MLflow checks the logged CPU copy on a CPU input example
 
 
@@ -45,10 +45,10 @@ def test_every_generator_call_in_a_whole_run_comes_from_a_known_feeder(workdir, 
         return forward(self, z)
 
     monkeypatch.setattr(Generator, "forward", recording)
-    params = tiny(train={"epochs": 2, "eval_every": 1, "ema": 0.9})
+    params = tiny(train={"eval_kimg": 0.016, "ema": 0.9})
     for stage in (prepare, train, sample, latent_study, evaluate):
         stage.run(params)
-    assert ("ganlab.metrics.sampler", "generate") in callers and ("ganlab.training.loop", "train_epoch") in callers
+    assert ("ganlab.metrics.sampler", "generate") in callers and ("ganlab.training.loop", "train_steps") in callers
     assert callers <= FEEDERS, f"a generator is fed from {callers - FEEDERS}; route it through ganlab.metrics.sampler"
 
 

@@ -39,8 +39,8 @@ def test_outputs_are_what_they_claim(project):
     for name in counts:
         assert f'src="{name}/00.png"' in page and (study / f"{name}.png").is_file()
 
-    grids = sorted((project / "reports/train/grids").glob("epoch_*.png"))
-    assert len(grids) == 3  # epochs 0, 1, 2
+    grids = sorted((project / "reports/train/grids").glob("images_*.png"))
+    assert len(grids) == 5  # untrained, then after each of the 4 steps
     video = cv2.VideoCapture(str(project / "reports/video/training.avi"))
     assert video.isOpened() and int(video.get(cv2.CAP_PROP_FRAME_COUNT)) == len(grids)
     frames = 0
@@ -68,7 +68,7 @@ def test_outputs_are_what_they_claim(project):
     assert (project / "reports/evaluate/training_curves.png").is_file()
 
     history = (project / "reports/train/history.csv").read_text().splitlines()
-    assert history[0] == "epoch,loss_d,loss_g,real_score,fake_score,images_per_s" and len(history) == 3
+    assert history[0] == "kimg,epoch,loss_d,loss_g,real_score,fake_score,images_per_s,seconds" and len(history) == 5
 
 
 def test_mlflow_run_has_metrics_model_and_stage_outputs(project):
@@ -83,7 +83,7 @@ def test_mlflow_run_has_metrics_model_and_stage_outputs(project):
     assert run_info.info.artifact_uri.startswith((project / "mlruns" / "gan-lab").as_uri())
     assert run_info.data.params["prepare.image_size"] == "32"
     for key in ("loss_d", "loss_g", "real_score", "fake_score", "images_per_s"):
-        assert [m.step for m in client.get_metric_history(run_id, key)] == [1, 2]
+        assert [m.step for m in client.get_metric_history(run_id, key)] == [16, 32, 48, 64]  # images seen
     attached = {a.path for a in client.list_artifacts(run_id)}
     assert {"samples", "latent_study", "video", "evaluate", "metrics.json", "history.csv"} <= attached
     assert "nn_ratio" in run_info.data.metrics and "attr_tv_mean" in run_info.data.metrics
@@ -91,9 +91,9 @@ def test_mlflow_run_has_metrics_model_and_stage_outputs(project):
 
     (model,) = logged_generators(project, run_id)
     state = torch.load(project / "models/checkpoint.pt", weights_only=True)
-    assert {k: model.tags[k] for k in ("which", "epoch")} == {"which": "best", "epoch": str(state["best_epoch"])}
-    assert state["best_epoch"] > 0
-    assert run_info.data.tags["generator.epoch"] == str(state["best_epoch"])
+    assert {k: model.tags[k] for k in ("which", "kimg")} == {"which": "best", "kimg": f"{state['best_kimg']:g}"}
+    assert state["best_kimg"] > 0
+    assert run_info.data.tags["generator.kimg"] == f"{state['best_kimg']:g}"
     generator = mlflow.pytorch.load_model(model.model_uri)
     assert isinstance(generator, torch.nn.Module)
     generator.eval()  # a plain nn.Module, not an exported graph whose .eval() raises
@@ -131,9 +131,10 @@ def test_changed_params_rerun_exactly_the_dependent_stages(project):
     assert repro(project) == ["evaluate"]
     set_param(project, "evaluate", "seed", 7)
     assert repro(project) == ["evaluate"]  # in-training evaluation has its own train.eval_seed
-    set_param(project, "train", "epochs", 3)
+    set_param(project, "train", "kimg", 0.128)
     assert repro(project) == ["train", "sample", "latent-study", "make-video", "evaluate"]
-    assert int(cv2.VideoCapture(str(project / "reports/video/training.avi")).get(cv2.CAP_PROP_FRAME_COUNT)) == 4
+    assert len((project / "reports/train/history.csv").read_text().splitlines()) == 1 + 8
+    assert int(cv2.VideoCapture(str(project / "reports/video/training.avi")).get(cv2.CAP_PROP_FRAME_COUNT)) == 5  # train.grids + 1, however long
 
 
 @pytest.mark.parametrize("module, stages", [("ganlab/render/video.py", ["make-video"]),

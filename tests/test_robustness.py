@@ -26,22 +26,22 @@ from tests.conftest import TINY, tiny
 GAN = str(Path(sys.executable).parent / "gan")
 
 
-def test_nan_loss_stops_with_epoch_and_step_and_keeps_the_last_good_checkpoint(workdir, monkeypatch):
-    params = tiny(train={"epochs": 5, "checkpoint_every": 1})
+def test_nan_loss_stops_with_its_step_and_keeps_the_last_good_checkpoint(workdir, monkeypatch):
+    params = tiny(train={"kimg": 0.08})  # 5 steps of 16, each a tick and (but the last) a checkpoint
     prepare.run(params)
     calls = {"n": 0}
     real_loss, g_loss = loop.LOSSES["bce"]
 
-    def poisoned(real_logits, fake_logits):  # 40 images / batch 16 = 2 steps an epoch; step 6 is epoch 3
+    def poisoned(real_logits, fake_logits):  # one D loss a step; 40 images: step 3 ends at image 48, in epoch 2
         calls["n"] += 1
         loss = real_loss(real_logits, fake_logits)
-        return loss * float("nan") if calls["n"] == 6 else loss
+        return loss * float("nan") if calls["n"] == 3 else loss
 
     monkeypatch.setitem(loop.LOSSES, "bce", (poisoned, g_loss))
-    with pytest.raises(FloatingPointError, match=r"loss_d became nan at epoch 3, step 6 \(batch 2 of the epoch\)"):
+    with pytest.raises(FloatingPointError, match=r"loss_d became nan at step 3 \(0.048 kimg, epoch 1.2\)"):
         train.run(params)
     state = checkpoint.load(layout.CHECKPOINT)
-    assert state["epoch"] == 2 and all(torch.isfinite(t).all() for t in state["generator"].values())
+    assert state["step"] == 2 and all(torch.isfinite(t).all() for t in state["generator"].values())
     assert MlflowClient(tracking_uri()).get_run(state["mlflow_run_id"]).info.status == "FAILED"
 
 
@@ -71,12 +71,12 @@ def test_atomic_write_keeps_the_old_file_when_the_writer_dies(tmp_path):
     assert target.read_text() == "new" and oct(target.stat().st_mode & 0o777) != "0o600"
 
 
-def _project(root: Path, store: Path, epochs: int) -> Path:
+def _project(root: Path, store: Path, steps: int) -> Path:
     root.mkdir()
     shutil.copy(store, root / "mlflow.db")
     params = {k: dict(v) for k, v in TINY.items()}
     params["prepare"]["demo"] = {"count": 64, "seed": 0}
-    params["train"].update(epochs=epochs, checkpoint_every=1)
+    params["train"].update(kimg=steps * 16 / 1000)  # TINY: a tick and a checkpoint every step of 16
     (root / "params.yaml").write_text(yaml.safe_dump(params))
     return root
 
@@ -87,9 +87,9 @@ def _gan_train(cwd: Path) -> subprocess.Popen:
 
 
 def test_sigkill_at_a_random_moment_then_resume_is_bit_identical(tmp_path, empty_store):
-    epochs = 40
-    straight = _project(tmp_path / "straight", empty_store, epochs)
-    killed = _project(tmp_path / "killed", empty_store, epochs)
+    steps = 160
+    straight = _project(tmp_path / "straight", empty_store, steps)
+    killed = _project(tmp_path / "killed", empty_store, steps)
     assert subprocess.run([GAN, "prepare"], cwd=straight, capture_output=True).returncode == 0
     shutil.copytree(straight / "data", killed / "data")
     assert _gan_train(straight).wait(timeout=300) == 0
@@ -108,7 +108,7 @@ def test_sigkill_at_a_random_moment_then_resume_is_bit_identical(tmp_path, empty
     resume = _gan_train(killed)
     output = resume.communicate(timeout=300)[0]
     assert resume.returncode == 0, output
-    assert f"resuming from {layout.CHECKPOINT} at epoch {interrupted['epoch']}" in output
+    assert f"resuming from {layout.CHECKPOINT} at {interrupted['kimg']:g} kimg" in output
 
     a, b = checkpoint.load(straight / layout.CHECKPOINT), checkpoint.load(ckpt)
     for key in ("generator", "discriminator", "generator_eval"):
@@ -117,19 +117,20 @@ def test_sigkill_at_a_random_moment_then_resume_is_bit_identical(tmp_path, empty
     assert b["mlflow_run_id"] == interrupted["mlflow_run_id"]
     client = MlflowClient(f"sqlite:///{killed / 'mlflow.db'}")
     assert len(client.search_runs([e.experiment_id for e in client.search_experiments()])) == 1
-    assert [m.step for m in client.get_metric_history(b["mlflow_run_id"], "loss_d")] == list(range(1, epochs + 1))
+    assert [m.step for m in client.get_metric_history(b["mlflow_run_id"], "loss_d")] == [16 * s for s in range(1, steps + 1)]
+    assert (killed / layout.HISTORY).read_text().count("\n") == steps + 1  # header and one row a tick: no duplicated or partial rows
     grids = sorted(p.name for p in (killed / layout.GRIDS).glob("*.png"))
-    assert grids == [f"epoch_{e:04d}.png" for e in range(epochs + 1)]
+    assert grids == sorted(p.name for p in (straight / layout.GRIDS).glob("*.png")) and len(grids) == 5
     assert not list(killed.rglob(".*.tmp*")), "a temp file was left behind"
 
 
 def test_temp_files_left_by_a_killed_writer_are_removed_before_training_resumes(workdir):
-    params = tiny(train={"epochs": 2})
+    params = tiny(train={"kimg": 0.032})
     prepare.run(params)
-    leftovers = [layout.GRIDS / ".epoch_0007.x1y2z3.tmp.png", layout.CHECKPOINT.parent / ".checkpoint.abc.tmp.pt"]
+    leftovers = [layout.GRIDS / ".images_000000112.x1y2z3.tmp.png", layout.CHECKPOINT.parent / ".checkpoint.abc.tmp.pt"]
     for path in leftovers:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(b"half a file")
     train.run(params)
     assert not any(path.exists() for path in leftovers)
-    assert sorted(p.name for p in layout.GRIDS.iterdir()) == ["epoch_0000.png", "epoch_0001.png", "epoch_0002.png"]
+    assert sorted(p.name for p in layout.GRIDS.iterdir()) == ["images_000000000.png", "images_000000016.png", "images_000000032.png"]

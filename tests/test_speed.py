@@ -28,26 +28,34 @@ def test_flops_are_counted_from_layer_shapes():
     assert train_flops_per_image(G, D) == 4 * g + 9 * d
 
 
-def test_bench_prints_both_loops_as_json(tmp_path):
-    out = subprocess.run([GAN, "bench", "--config", "demo-64", "--steps", "1", "--warmup", "1", "--json"],
+def test_bench_reports_interleaved_trials_and_an_end_to_end_run(tmp_path):
+    out = subprocess.run([GAN, "bench", "--config", "demo-64", "--trials", "3", "--steps", "1", "--size", "30", "--kimg", "2", "--json"],
                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
-    (result,) = json.loads(out.stdout)
-    assert result["config"] == "demo-64" and result["image_size"] == 64 and result["batch_size"] == 64
-    for key in ("notebook_images_per_s", "ours_images_per_s", "sampling_images_per_s", "ours_tflops"):
-        assert result[key] > 0
-    assert abs(result["speedup"] - result["ours_images_per_s"] / result["notebook_images_per_s"]) < 0.01
+    steps, e2e = json.loads(out.stdout)
+    assert steps["kind"] == "steps" and steps["config"] == "demo-64" and steps["image_size"] == 64 and steps["trials"] == 3
+    for key in ("notebook_images_per_s", "ours_images_per_s", "speedup"):
+        s = steps[key]
+        assert 0 < s["low"] <= s["median"] <= s["high"], key
+    assert steps["sampling_images_per_s"] > 0 and steps["ours_tflops"] > 0
+
+    assert e2e["kind"] == "end_to_end" and e2e["images"] == 30 and e2e["kimg"] == 2
+    assert 0 < e2e["end_to_end_images_per_s"] < e2e["loop_images_per_s"]  # the process start is not free
+    assert abs(e2e["ratio"] - e2e["end_to_end_images_per_s"] / e2e["pure_step_images_per_s"]) < 0.01
+    assert e2e["grids"] == 49 and e2e["checkpoints"] == 1  # the shipped cadence: 48 grids and the untrained one; 2 kimg < 25
+    assert 0 < e2e["megabytes_written"] < 100
+    assert list(tmp_path.iterdir()) == []  # the temporary project is gone
 
 
 def test_two_processes_on_gloo_keep_identical_replicas_and_rank0_writes(tmp_path, empty_store):
     shutil.copy(empty_store, tmp_path / "mlflow.db")
     params = {k: dict(v) for k, v in TINY.items()}
-    params["train"].update(epochs=3, batch_size=16)
+    params["train"].update(kimg=0.048)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     assert subprocess.run([GAN, "prepare"], cwd=tmp_path, capture_output=True).returncode == 0
     out = subprocess.run([GAN, "train", "--nproc", "2"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
-    assert out.stdout.count("train: epoch=3") == 1  # one rank reports
+    assert out.stdout.count("train: kimg=0.048") == 1  # one rank reports
 
     state = checkpoint.load(tmp_path / layout.CHECKPOINT)
     assert state["complete"] and len(state["replica_digests"]) == 2
@@ -56,4 +64,4 @@ def test_two_processes_on_gloo_keep_identical_replicas_and_rank0_writes(tmp_path
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
     runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
     assert len(runs) == 1 and runs[0].data.tags["processes"] == "2"
-    assert sorted(p.name for p in (tmp_path / layout.GRIDS).iterdir()) == [f"epoch_000{i}.png" for i in range(4)]
+    assert sorted(p.name for p in (tmp_path / layout.GRIDS).iterdir()) == [f"images_{i:09d}.png" for i in (0, 16, 32, 48)]

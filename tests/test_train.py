@@ -24,33 +24,51 @@ def prepared(**sections):
 
 
 def test_training_records_metrics_grids_and_checkpoint(workdir):
-    params = prepared(train={"epochs": 3})
+    params = prepared(train={"kimg": 0.048})  # 3 steps of 16, a tick each
     final = train.run(params)
 
     rows = list(csv.DictReader(layout.HISTORY.open()))
-    assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
+    assert [float(r["kimg"]) for r in rows] == [0.016, 0.032, 0.048]
+    assert [float(r["epoch"]) for r in rows] == [0.4, 0.8, 1.2]  # 40 images: batches straddle epochs
     for r in rows:
         assert 0 < float(r["real_score"]) < 1 and 0 < float(r["fake_score"]) < 1
         assert float(r["loss_d"]) > 0 and float(r["loss_g"]) > 0 and float(r["images_per_s"]) > 0
-    assert final["epoch"] == 3
-    assert sorted(p.name for p in layout.GRIDS.iterdir()) == [f"epoch_000{i}.png" for i in range(4)]
+    assert 0 < float(rows[0]["seconds"]) < float(rows[1]["seconds"]) < float(rows[2]["seconds"])
+    assert final["kimg"] == 0.048
+    assert sorted(p.name for p in layout.GRIDS.iterdir()) == [f"images_{i:09d}.png" for i in (0, 16, 32, 48)]
 
     state = checkpoint.load(layout.CHECKPOINT)
-    assert state["complete"] and state["epoch"] == 3
+    assert state["complete"] and state["step"] == 3 and state["kimg"] == 0.048
     assert {"generator", "generator_eval", "discriminator", "opt_g", "opt_d", "rng"} <= set(state)
 
     client = MlflowClient(tracking_uri())
     run = client.get_run(state["mlflow_run_id"])
     assert run.info.status == "FINISHED"
-    assert run.data.params["train.epochs"] == "3" and run.data.tags["dataset_sha256"]
-    for key in ("loss_d", "loss_g", "real_score", "fake_score", "images_per_s"):
-        assert [m.step for m in client.get_metric_history(run.info.run_id, key)] == [1, 2, 3]
+    assert run.data.params["train.kimg"] == "0.048" and run.data.tags["dataset_sha256"] and run.data.tags["batch"] == "16"
+    for key in ("loss_d", "loss_g", "real_score", "fake_score", "images_per_s", "epoch", "seconds"):
+        assert [m.step for m in client.get_metric_history(run.info.run_id, key)] == [16, 32, 48]  # MLflow's step: images seen
     images = [a.path for a in client.list_artifacts(run.info.run_id, "images") if a.path.endswith(".png")]
-    assert sorted(int(re.search(r"\+step\+(\d+)\+", path).group(1)) for path in images) == [0, 1, 2, 3]  # the untrained grid too
+    assert sorted(int(re.search(r"\+step\+(\d+)\+", path).group(1)) for path in images) == [0, 16, 32, 48]  # the untrained grid too
+
+
+def test_runs_of_the_same_kimg_on_20_and_200_images_write_the_same_grids_and_checkpoints(workdir):
+    """Batch 20 (all of the 20 images) against batch 32: different steps, the same points of training."""
+    seen = {}
+    for count in (20, 200):
+        params = prepared(prepare={"demo": {"count": count}},
+                          train={"kimg": 0.64, "batch_size": 32, "tick_kimg": 0.16, "checkpoint_kimg": 0.16, "grids": 8})
+        train.run(params)
+        state = checkpoint.load(layout.CHECKPOINT)
+        grids = sorted(int(layout.GRID_FILE.search(p.name).group(1)) for p in layout.GRIDS.iterdir())
+        rows = list(csv.DictReader(layout.HISTORY.open()))
+        seen[count] = state["step"], len(grids), [round(k, 1) for k in state["checkpoints"]], [round(float(r["kimg"]), 1) for r in rows]
+        assert grids[0] == 0 and grids[-1] == state["step"] * min(32, count)
+    assert seen[20][0] == 32 and seen[200][0] == 20  # 640 images in steps of 20 and of 32
+    assert seen[20][1:] == seen[200][1:] == (9, [0.2, 0.3, 0.5], [0.2, 0.3, 0.5, 0.6])
 
 
 def test_k_discriminator_steps_per_generator_step(workdir):
-    params = prepared(train={"epochs": 3, "d_steps": 2, "batch_size": 20})  # 40 images: 2 D steps per epoch
+    params = prepared(train={"kimg": 0.12, "d_steps": 2, "batch_size": 20, "tick_kimg": 0.04})  # 6 steps of 20
     train.run(params)
     state = checkpoint.load(layout.CHECKPOINT)
     step = lambda opt: int(next(iter(opt["state"].values()))["step"])
@@ -59,30 +77,30 @@ def test_k_discriminator_steps_per_generator_step(workdir):
 
 def test_data_set_smaller_than_the_batch(workdir):
     params = prepared(prepare={"demo": {"count": 5}}, train={"batch_size": 64, "epochs": 2})
-    assert train.run(params)["epoch"] == 2
+    assert train.run(params)["epoch"] == 2 and checkpoint.load(layout.CHECKPOINT)["step"] == 2  # 2 steps of all 5
 
 
 def test_resume_after_a_crash_is_bit_identical(workdir, monkeypatch):
-    params = prepared(train={"epochs": 4, "checkpoint_every": 2})
+    params = prepared(train={"kimg": 0.064, "checkpoint_kimg": 0.032})  # 4 steps, a checkpoint after step 2
     train.run(params)
     straight = checkpoint.load(layout.CHECKPOINT)
 
     calls = {"n": 0}
-    real_write = hooks.write_history
+    real_append = hooks.append_history
 
-    def crash_in_epoch_3(history):
+    def crash_at_step_3(row):
         calls["n"] += 1
         if calls["n"] == 3:
             raise KeyboardInterrupt("simulated kill")
-        real_write(history)
+        real_append(row)
 
     layout.CHECKPOINT.unlink()
-    monkeypatch.setattr(hooks, "write_history", crash_in_epoch_3)
+    monkeypatch.setattr(hooks, "append_history", crash_at_step_3)
     with pytest.raises(KeyboardInterrupt):
         train.run(params)
-    interrupted = checkpoint.load(layout.CHECKPOINT)
-    assert interrupted["epoch"] == 2
-    monkeypatch.setattr(hooks, "write_history", real_write)
+    interrupted = checkpoint.load(layout.CHECKPOINT)  # written in the background, finished before the run ended
+    assert interrupted["step"] == 2 and not interrupted["complete"]
+    monkeypatch.setattr(hooks, "append_history", real_append)
     train.run(params)
     resumed = checkpoint.load(layout.CHECKPOINT)
 
@@ -92,15 +110,16 @@ def test_resume_after_a_crash_is_bit_identical(workdir, monkeypatch):
             assert torch.equal(tensor, resumed[key][name]), f"{key}.{name} differs after resume"
     assert [r["loss_d"] for r in resumed["history"]] == [r["loss_d"] for r in straight["history"]]
     steps = [m.step for m in MlflowClient(tracking_uri()).get_metric_history(resumed["mlflow_run_id"], "loss_d")]
-    assert steps == [1, 2, 3, 4]  # one run, continued; no duplicated epochs
+    assert steps == [16, 32, 48, 64]  # one run, continued; no duplicated steps
+    assert [float(r["kimg"]) for r in csv.DictReader(layout.HISTORY.open())] == [0.016, 0.032, 0.048, 0.064]
 
 
 def test_changed_params_do_not_resume_a_stale_checkpoint(workdir, capsys):
-    train.run(prepared(train={"epochs": 2, "checkpoint_every": 1}))
+    train.run(prepared())
     state = checkpoint.load(layout.CHECKPOINT)
     state["complete"] = False
     checkpoint.save(state, layout.CHECKPOINT)
-    train.run(tiny(train={"epochs": 2, "lr": 0.002}))
+    train.run(tiny(train={"lr": 0.002}))
     assert "starting fresh" in capsys.readouterr().out
 
 
@@ -108,10 +127,10 @@ def test_sample_grid_matches_the_last_training_grid(workdir):
     from PIL import Image
     import numpy as np
 
-    params = prepared(train={"epochs": 3}, sample={"seed": 42})
+    params = prepared(train={"kimg": 0.048}, sample={"seed": 42})
     train.run(params)
     sample.run(params)
-    trained = np.asarray(Image.open(layout.GRIDS / "epoch_0003.png"), dtype=float)
+    trained = np.asarray(Image.open(layout.grid_file(48)), dtype=float)
     sampled = np.asarray(Image.open(layout.SAMPLES / "grid.png"), dtype=float)
     assert trained.shape == sampled.shape == (8 * 32 + 18, 8 * 32 + 18, 3)
     assert np.abs(trained - sampled).mean() < 6  # eval-mode BN after recalibration ~ batch statistics
@@ -126,10 +145,10 @@ def test_cuda_requested_without_cuda_is_a_clear_error(workdir):
 
 
 def test_streamed_data_trains_exactly_like_data_on_the_device(workdir):
-    params = prepared(train={"epochs": 2, "data_on_device": "always"})
+    params = prepared(train={"data_on_device": "always"})
     train.run(params)
     on_device = checkpoint.load(layout.CHECKPOINT)
-    train.run(tiny(train={"epochs": 2, "data_on_device": "never"}))
+    train.run(tiny(train={"data_on_device": "never"}))
     streamed = checkpoint.load(layout.CHECKPOINT)
     for name, tensor in on_device["generator"].items():
         assert torch.equal(tensor, streamed["generator"][name]), name

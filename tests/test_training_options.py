@@ -83,7 +83,7 @@ def test_spectral_norm_keeps_each_conv_at_unit_norm():
 
 
 def test_all_options_train_and_resume_exactly(workdir, monkeypatch):
-    options = {"epochs": 4, "checkpoint_every": 2, "diffaugment": ["color", "translation", "cutout"], "flip": True,
+    options = {"kimg": 0.064, "checkpoint_kimg": 0.032, "diffaugment": ["color", "translation", "cutout"], "flip": True,
                "ema": 0.99, "loss": "hinge", "r1_gamma": 1.0, "r1_every": 2, "lr_g": 0.002, "lr_d": 0.001}
     params = tiny(train=options, model={"d_spectral_norm": True})
     prepare.run(params)
@@ -93,18 +93,19 @@ def test_all_options_train_and_resume_exactly(workdir, monkeypatch):
     layout.CHECKPOINT.unlink()
 
     calls = {"n": 0}
-    real_write = hooks.write_history
+    real_append = hooks.append_history
 
-    def crash_in_epoch_3(history):
+    def crash_at_step_3(row):
         calls["n"] += 1
         if calls["n"] == 3:
             raise KeyboardInterrupt
-        real_write(history)
+        real_append(row)
 
-    monkeypatch.setattr(hooks, "write_history", crash_in_epoch_3)
+    monkeypatch.setattr(hooks, "append_history", crash_at_step_3)
     with pytest.raises(KeyboardInterrupt):
         train.run(params)
-    monkeypatch.setattr(hooks, "write_history", real_write)
+    assert checkpoint.load(layout.CHECKPOINT)["step"] == 2
+    monkeypatch.setattr(hooks, "append_history", real_append)
     train.run(params)
     resumed = checkpoint.load(layout.CHECKPOINT)
     for key in ("generator", "discriminator", "ema", "generator_eval"):

@@ -40,6 +40,13 @@ def tracking_uri() -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{project_root() / 'mlflow.db'}"
 
 
+def create_store(path: Path) -> None:
+    """An empty SQLite store at ``path`` (its schema migrations take seconds, once)."""
+    from mlflow.tracking import MlflowClient
+
+    MlflowClient(f"sqlite:///{path}").search_experiments()
+
+
 def experiment_id(name: str) -> str:
     """Get or create the experiment, with artifacts under the project root's ``mlruns/``."""
     import mlflow
@@ -71,17 +78,20 @@ def _params_for_mlflow(flat: dict[str, Any]) -> dict[str, Any]:
 class TrainingRun:
     """The MLflow run of one training, continued (not duplicated) when training resumes.
 
-    A resumed run recomputes, bit for bit on CPU, the epochs after its checkpoint; steps that
-    are already in MLflow are not logged twice.
+    A resumed run recomputes, bit for bit on CPU, the steps after its checkpoint; steps that
+    are already in MLflow are not logged twice. Metrics and images go through a client with the
+    run's id, so the training's background writer thread may log them.
     """
 
     def __init__(self, experiment: str, run_id: str | None):
         import mlflow
+        from mlflow.tracking import MlflowClient
 
         exp_id = experiment_id(experiment)
         self.resumed = run_id is not None
         active = mlflow.start_run(run_id=run_id) if run_id else mlflow.start_run(experiment_id=exp_id)
         self.run_id = active.info.run_id
+        self.client = MlflowClient(tracking_uri())
         self.logged_through = last_logged_step(self.run_id, "loss_d") if self.resumed else -1  # a fresh run logs step 0 too
         write_text(layout.RUN_INFO, json.dumps({"run_id": self.run_id, "experiment_id": exp_id}, indent=1))
 
@@ -97,17 +107,16 @@ class TrainingRun:
         mlflow.set_tags(tags)
 
     def log_metrics(self, metrics: dict[str, float], step: int) -> None:
-        import mlflow
+        from mlflow.entities import Metric
 
-        finite = {k.replace("/", "."): v for k, v in metrics.items() if math.isfinite(v)}
+        now = int(time.time() * 1000)
+        finite = [Metric(k.replace("/", "."), v, now, step) for k, v in metrics.items() if math.isfinite(v)]
         if step > self.logged_through and finite:
-            mlflow.log_metrics(finite, step=step)
+            self.client.log_batch(self.run_id, metrics=finite)
 
     def log_image(self, image: Image.Image, key: str, step: int) -> None:
-        import mlflow
-
         if step > self.logged_through:
-            mlflow.log_image(image, key=key, step=step)
+            self.client.log_image(self.run_id, image, key=key, step=step)
 
     def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
         import mlflow
@@ -138,7 +147,7 @@ def _recorded_run():
 
 
 def log_to_run(metrics: dict[str, float], tags: dict[str, str]) -> None:
-    """Add evaluation numbers to the training run, at its last epoch's step."""
+    """Add evaluation numbers to the training run, at its last step (images seen)."""
     from mlflow.entities import Metric, RunTag
 
     found, why = _recorded_run()

@@ -77,15 +77,15 @@ def recalibrate_batchnorm(G: nn.Module, batches: int = 8, batch_size: int = 128,
     return G.eval()
 
 
-def load_generator(path: Path, device: torch.device, which: str = "last") -> tuple[Generator, int]:
+def load_generator(path: Path, device: torch.device, which: str = "last") -> tuple[Generator, float]:
     """The generator for inference (``which``: best or last) on ``device``, in eval mode with
-    BN statistics made for sampling, and the epoch it is from. Without in-training evaluation,
+    BN statistics made for sampling, and the kimg it is from. Without in-training evaluation,
     best is last."""
     state = checkpoint.load(path)
     if not state.get("complete"):
-        raise UserError(f"{path}: training has not finished (epoch {state.get('epoch')}); run `gan train` to resume it")
+        raise UserError(f"{path}: training has not finished ({state.get('kimg')} kimg so far); run `gan train` to resume it")
     m = state["model"]
     g = Generator(m["latent_size"], m["image_size"], m["g_width"])
     best = which == "best" and state.get("generator_best") is not None
     g.load_state_dict(state["generator_best"] if best else state["generator_eval"])
-    return g.to(device).eval().requires_grad_(False), state["best_epoch"] if best else state["epoch"]
+    return g.to(device).eval().requires_grad_(False), state["best_kimg"] if best else state["kimg"]

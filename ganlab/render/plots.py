@@ -9,7 +9,7 @@ from ganlab.io.atomic import atomic_path
 
 
 def plot_curves(history_csv: Path, eval_csv: Path, out_path: Path) -> None:
-    """Losses, scores, speed and (if recorded) the in-training metrics over epochs, as one PNG."""
+    """Losses, scores, speed and (if recorded) the in-training metrics over kimg, as one PNG."""
     import matplotlib  # optional heavy dependency: only this plot needs it
 
     matplotlib.use("Agg")
@@ -25,9 +25,9 @@ def plot_curves(history_csv: Path, eval_csv: Path, out_path: Path) -> None:
         rows = list(csv.DictReader(open(path)))
         for k in keys:
             if rows and k in rows[0]:
-                ax.plot([int(r["epoch"]) for r in rows], [float(r[k]) for r in rows], label=k, marker="." if path == eval_csv else None)
+                ax.plot([float(r["kimg"]) for r in rows], [float(r[k]) for r in rows], label=k, marker="." if path == eval_csv else None)
         ax.set_title(title)
-        ax.set_xlabel("epoch")
+        ax.set_xlabel("kimg (thousands of real images shown to D)")
         ax.legend()
     fig.tight_layout()
     with atomic_path(out_path) as tmp:

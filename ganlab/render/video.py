@@ -2,31 +2,28 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import cv2
 import numpy as np
 from PIL import Image
 
+from ganlab import layout
 from ganlab.errors import UserError
 from ganlab.io.atomic import atomic_path
 from ganlab.render.annotate import with_caption
 
-_EPOCH = re.compile(r"epoch_(\d+)\.png$")
-
-
 def grid_frames(grids: Path) -> list[tuple[int, np.ndarray]]:
-    """(epoch, RGB frame with its epoch written on it), sorted by epoch."""
-    found = sorted((int(m.group(1)), p) for p in grids.glob("epoch_*.png") if (m := _EPOCH.search(p.name)))
+    """(images seen, RGB frame with its kimg written on it), in training order."""
+    found = sorted((int(m.group(1)), p) for p in grids.glob("images_*.png") if (m := layout.GRID_FILE.search(p.name)))
     if not found:
         raise UserError(f"{grids}: no training grids to make a video from (run `gan train`)")
     frames = []
-    for epoch, path in found:
+    for images, path in found:
         bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
         if bgr is None:
             raise UserError(f"{path}: cannot read this grid image")
-        frames.append((epoch, with_caption(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), f"epoch {epoch}", top=True)))
+        frames.append((images, with_caption(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), f"{images / 1000:.4g} kimg", top=True)))
     if len({f.shape for _, f in frames}) > 1:
         raise UserError(f"{grids}: grids differ in size; delete the folder and retrain")
     return frames

@@ -1,8 +1,10 @@
 """Everything the training loop does besides the D and G steps, as named hooks.
 
-The loop calls ``on_start``, ``on_epoch_end`` after every epoch, and ``on_end`` or
-``on_failure``; the hooks run in list order at the start and in reverse order at the end (the
-MLflow run is opened first and closed last). Only the main process has hooks.
+The loop calls ``on_start``, ``on_step`` at every point of the clock where something is due
+(``ticked``: a history row was just added), and ``on_end`` or ``on_failure``; the hooks run
+in list order at the start and in reverse order at the end (the MLflow run is opened first
+and closed last). Each hook checks the clock for its own points. Only the main process has
+hooks. File and MLflow work goes to ``run.writer``, in order, on a background thread.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from tqdm import tqdm
 from ganlab import layout
 from ganlab.io import checkpoint
 from ganlab.io.atomic import atomic_path, remove_stale_temp_files
+from ganlab.io.background import Writer, host_copy
 from ganlab.io.tracking import TrainingRun, git_commit
 from ganlab.metrics import attributes
 from ganlab.metrics.evaluator import Reference, evaluate_generator, improves
@@ -26,37 +29,39 @@ from ganlab.metrics.sampler import fixed_latents, generate
 from ganlab.params import Params, flatten
 from ganlab.render.grids import save_png, to_grid, to_pil
 from ganlab.training import state
+from ganlab.training.clock import Clock
 
 
 class Run:
-    """What the hooks see of a training run: its parts, its progress, and the MLflow run."""
+    """What the hooks see of a training run: its parts, its clock and progress, the MLflow run,
+    and the background writer that keeps file and MLflow work off the hot path."""
 
-    def __init__(self, params: Params, gan, data, streams: state.Streams, progress: state.Progress, fp: str, dataset_sha: str,
-                 device: torch.device, world: int, resumed: bool):
-        self.params, self.gan, self.data, self.streams, self.progress = params, gan, data, streams, progress
-        self.fp, self.dataset_sha, self.device, self.world, self.resumed = fp, dataset_sha, device, world, resumed
+    def __init__(self, params: Params, gan, data, clock: Clock, streams: state.Streams, progress: state.Progress, fp: str,
+                 dataset_sha: str, device: torch.device, world: int, resumed: bool):
+        self.params, self.gan, self.data, self.clock, self.streams = params, gan, data, clock, streams
+        self.progress, self.fp, self.dataset_sha, self.device, self.world, self.resumed = progress, fp, dataset_sha, device, world, resumed
         self.image_size = data.images.shape[-1]
-        b = min(params.train.batch_size, len(data))
-        self.images_per_epoch = (len(data) // b) * b
         self.noise_states: list = []  # every rank's noise stream, gathered where a checkpoint is due
         self.digests: list = []  # every rank's parameter hash, gathered at the end
         self.tracker: TrainingRun | None = None
+        self.writer = Writer()
 
     @property
-    def last_epoch(self) -> bool:
-        return self.progress.epoch == self.params.train.epochs
+    def images(self) -> int:
+        """Real images shown to D so far: the MLflow step of everything logged."""
+        return self.progress.step * self.clock.batch
 
-    def every(self, n: int) -> bool:
-        """True every ``n`` epochs and at the last one."""
-        return self.progress.epoch % n == 0 or self.last_epoch
+    @property
+    def kimg(self) -> float:
+        return self.clock.kimg(self.progress.step)
 
     def snapshot(self) -> dict:
-        return state.snapshot(self.gan, self.params, self.image_size, self.progress, self.noise_states, self.streams, self.fp)
+        return state.snapshot(self.gan, self.params, self.image_size, self.progress, self.noise_states, self.fp, self.kimg)
 
 
 class Hook:
     def on_start(self, run: Run) -> None: ...
-    def on_epoch_end(self, run: Run) -> None: ...
+    def on_step(self, run: Run, ticked: bool) -> None: ...
     def on_end(self, run: Run) -> None: ...
     def on_failure(self, run: Run, error: BaseException) -> None: ...
 
@@ -69,9 +74,9 @@ class Hooks:
         for h in self.hooks:
             h.on_start(run)
 
-    def on_epoch_end(self, run: Run) -> None:
+    def on_step(self, run: Run, ticked: bool) -> None:
         for h in self.hooks:
-            h.on_epoch_end(run)
+            h.on_step(run, ticked)
 
     def on_end(self, run: Run) -> None:
         for h in reversed(self.hooks):
@@ -83,7 +88,8 @@ class Hooks:
 
 
 class Tracking(Hook):
-    """One MLflow run per training, continued on resume; params, tags and per-epoch metrics."""
+    """One MLflow run per training, continued on resume; params, tags and per-tick metrics, whose
+    MLflow step is the number of real images shown to D (comparable across data sets and batch sizes)."""
 
     def on_start(self, run: Run) -> None:
         p = run.params
@@ -93,36 +99,46 @@ class Tracking(Hook):
             run.tracker.log_params(flatten(p), {
                 "git_commit": git_commit(), "dataset_sha256": run.dataset_sha, "dataset_size": str(len(run.data)),
                 "image_size": str(run.image_size), "device": str(run.device), "processes": str(run.world),
-                "data": type(run.data).__name__})
+                "data": type(run.data).__name__, "batch": str(run.clock.batch), "steps": str(run.clock.total)})
 
-    def on_epoch_end(self, run: Run) -> None:
-        row = run.progress.history[-1]
-        run.tracker.log_metrics({k: v for k, v in row.items() if k != "epoch"}, step=run.progress.epoch)
+    def on_step(self, run: Run, ticked: bool) -> None:
+        if ticked:
+            row = run.progress.history[-1]
+            run.writer.submit(run.tracker.log_metrics, {k: v for k, v in row.items() if k != "kimg"}, run.images)
 
     def on_end(self, run: Run) -> None:
+        run.writer.drain()
+        run.writer.close()
         if run.params.train.log_checkpoint:
             run.tracker.log_artifact(layout.CHECKPOINT, "checkpoint")
         run.tracker.log_artifact(layout.HISTORY)
         run.tracker.finish()
 
     def on_failure(self, run: Run, error: BaseException) -> None:
+        run.writer.close()
         if run.tracker is not None:
             run.tracker.finish("FAILED" if isinstance(error, Exception) else "KILLED")
 
 
 class Console(Hook):
-    """A progress bar with the epoch's losses and speed, and one summary line at the end."""
+    """A progress bar in kimg with the last tick's losses and speed, and one summary line at the end."""
 
     def on_start(self, run: Run) -> None:
+        c = run.clock
         if run.resumed:
-            print(f"resuming from {layout.CHECKPOINT} at epoch {run.progress.epoch}")
-        self.bar = tqdm(total=run.params.train.epochs, initial=run.progress.epoch, desc="train", unit="epoch", dynamic_ncols=True)
+            print(f"resuming from {layout.CHECKPOINT} at {run.kimg:g} kimg")
+        print(f"train: {c.kimg(c.total):g} kimg = {c.total} steps of {c.batch} images = {c.epoch(c.total):.4g} epochs of {c.images} images")
+        digits = 1 if c.kimg(c.total) >= 10 else 3
+        self.bar = tqdm(total=round(c.kimg(c.total), 3), initial=round(run.kimg, 3), desc="train", unit="kimg", dynamic_ncols=True,
+                        bar_format="{l_bar}{bar}| {n:.%df}/{total:.%df} kimg [{elapsed}<{remaining}{postfix}]" % (digits, digits))
 
-    def on_epoch_end(self, run: Run) -> None:
+    def on_step(self, run: Run, ticked: bool) -> None:
+        if not ticked:
+            return
         row = run.progress.history[-1]
-        self.bar.update()
+        self.bar.update(round(run.kimg - self.bar.n, 3))
         self.bar.set_postfix(loss_d=f"{row['loss_d']:.3f}", loss_g=f"{row['loss_g']:.3f}", img_s=f"{row['images_per_s']:.0f}")
-        if run.last_epoch:
+        if run.progress.step == run.clock.total:
             self.bar.close()  # before the other hooks' closing lines
 
     def on_end(self, run: Run) -> None:
@@ -134,12 +150,22 @@ class Console(Hook):
             self.bar.close()
 
 
+HISTORY_KEYS = ["kimg", "epoch", "loss_d", "loss_g", "real_score", "fake_score", "images_per_s", "seconds"]
+
+
 def write_history(history: list[dict[str, float]]) -> None:
-    _write_csv(layout.HISTORY, history, ["epoch", "loss_d", "loss_g", "real_score", "fake_score", "images_per_s"])
+    _write_csv(layout.HISTORY, history, HISTORY_KEYS)
+
+
+def append_history(row: dict[str, float]) -> None:
+    """One row at the end of the file: a tick costs one short write, however long the run.
+    A kill mid-write can leave a partial last line; a resume rewrites the file from the checkpoint."""
+    with open(layout.HISTORY, "a", newline="") as f:
+        csv.DictWriter(f, fieldnames=HISTORY_KEYS).writerow(row)
 
 
 def write_evals(evals: list[dict[str, float]]) -> None:
-    _write_csv(layout.EVAL_HISTORY, evals, list(dict.fromkeys(k for row in evals for k in row)) or ["epoch"])
+    _write_csv(layout.EVAL_HISTORY, evals, list(dict.fromkeys(k for row in evals for k in row)) or ["kimg"])
 
 
 def _write_csv(path: Path, rows: list[dict[str, float]], keys: list[str]) -> None:
@@ -150,88 +176,96 @@ def _write_csv(path: Path, rows: list[dict[str, float]], keys: list[str]) -> Non
 
 
 class History(Hook):
-    """``reports/train/history.csv``: the epoch means, the file that ``dvc plots`` reads."""
+    """``reports/train/history.csv``: one row per tick, the file that ``dvc plots`` reads."""
 
     def on_start(self, run: Run) -> None:
         remove_stale_temp_files(layout.TRAIN_REPORTS)
+        write_history(run.progress.history)  # what the checkpoint holds: nothing fresh, and no partial row on resume
 
-    def on_epoch_end(self, run: Run) -> None:
-        write_history(run.progress.history)
+    def on_step(self, run: Run, ticked: bool) -> None:
+        if ticked:
+            append_history(run.progress.history[-1])
 
 
 class Grids(Hook):
-    """The lecture's fixed-latent 8 x 8 grid, rendered with batch statistics every ``sample_every`` epochs."""
+    """The lecture's fixed-latent 8 x 8 grid, rendered with batch statistics at the clock's
+    log-spaced points (a bounded count, however long the run); PNG and MLflow in the background."""
 
     def on_start(self, run: Run) -> None:
         self.z = fixed_latents(run.params.train.grid_seed, run.params.model.latent_size)
         remove_stale_temp_files(layout.GRIDS)
         if run.resumed:
-            for stale in layout.GRIDS.glob("epoch_*.png"):
-                if int(stale.stem.split("_")[1]) > run.progress.epoch:
+            for stale in layout.GRIDS.glob("images_*.png"):
+                if (m := layout.GRID_FILE.search(stale.name)) and int(m.group(1)) > run.images:
                     stale.unlink()
         else:
             shutil.rmtree(layout.GRIDS, ignore_errors=True)
-            self.save(run)
+            self.on_step(run, ticked=False)
 
-    def on_epoch_end(self, run: Run) -> None:
-        if run.every(run.params.train.sample_every):
-            self.save(run)
+    def on_step(self, run: Run, ticked: bool) -> None:
+        if run.progress.step in run.clock.grids:
+            grid = to_grid(generate(run.gan.generator_for_images, self.z, batch_stats=True))  # on the host from here
+            run.writer.submit(self.write, run.tracker, grid, run.images)
 
-    def save(self, run: Run) -> None:
-        grid = to_grid(generate(run.gan.generator_for_images, self.z, batch_stats=True))
-        save_png(grid, layout.GRIDS / f"epoch_{run.progress.epoch:04d}.png")
-        run.tracker.log_image(to_pil(grid), key="fixed_latent_grid", step=run.progress.epoch)
+    @staticmethod
+    def write(tracker: TrainingRun, grid: torch.Tensor, images: int) -> None:
+        save_png(grid, layout.grid_file(images))
+        tracker.log_image(to_pil(grid), key="fixed_latent_grid", step=images)
 
 
 class Evaluation(Hook):
-    """The cheap metrics every ``eval_every`` epochs (0: never); keeps the generator best on ``best_metric``."""
+    """The cheap metrics every ``eval_kimg`` and at the end (0: never); keeps the generator best on ``best_metric``."""
 
     def on_start(self, run: Run) -> None:
         t = run.params.train
         write_evals(run.progress.evals)  # a declared output, even when empty
-        if t.eval_every:
+        if run.clock.evals:
             self.features = FeatureNet().to(run.device)
             self.reference = Reference(reference_features(self.features, layout.FEATURES, run.data.images, run.dataset_sha))
             self.net, why = attributes.load(layout.ATTRIBUTES, run.device)
             if self.net is None and t.best_metric.startswith("attr"):
                 print(f"note: best checkpoint by {t.best_metric} is unavailable ({why}); later stages get the last generator")
 
-    def on_epoch_end(self, run: Run) -> None:
+    def on_step(self, run: Run, ticked: bool) -> None:
         t, progress = run.params.train, run.progress
-        if not t.eval_every or not run.every(t.eval_every):
+        if progress.step not in run.clock.evals:
             return
         start = time.perf_counter()
         G = run.gan.eval_generator(seed=t.grid_seed)
         scores = evaluate_generator(G, run.data.images, t.eval_samples, t.eval_seed, self.features, self.reference,
                                     self.net).metrics
         scores["eval_seconds"] = time.perf_counter() - start  # what the evaluation costs the run
-        progress.evals.append({"epoch": progress.epoch, **scores})
+        progress.evals.append({"kimg": run.kimg, "seconds": progress.seconds, **scores})
         write_evals(progress.evals)
-        run.tracker.log_metrics({f"eval.{k}": v for k, v in scores.items()}, step=progress.epoch)
+        run.writer.submit(run.tracker.log_metrics, {f"eval.{k}": v for k, v in scores.items()}, run.images)
         if improves(scores.get(t.best_metric), progress.best_value, t.best_metric):
-            progress.best_value, progress.best_epoch = scores[t.best_metric], progress.epoch
+            progress.best_value, progress.best_kimg = scores[t.best_metric], run.kimg
             progress.best_generator = state.generator_state(G)
 
     def on_end(self, run: Run) -> None:
         p, t = run.progress, run.params.train
         if p.best_generator is not None:
-            run.tracker.set_tags({"best_epoch": str(p.best_epoch), f"best_{t.best_metric}": f"{p.best_value:.6g}"})
-            print(f"train: best generator at epoch {p.best_epoch} ({t.best_metric}={p.best_value:.4g})")
+            run.tracker.set_tags({"best_kimg": f"{p.best_kimg:g}", f"best_{t.best_metric}": f"{p.best_value:.6g}"})
+            print(f"train: best generator at {p.best_kimg:g} kimg ({t.best_metric}={p.best_value:.4g})")
 
 
 class Checkpoints(Hook):
-    """A resumable checkpoint every ``checkpoint_every`` epochs, and the final one, marked complete."""
+    """A resumable checkpoint every ``checkpoint_kimg``, copied to host memory and written in the
+    background (atomically: a kill mid-write keeps the last good one), and the final one,
+    marked complete only once everything else is written."""
 
     def on_start(self, run: Run) -> None:
         remove_stale_temp_files(layout.CHECKPOINT.parent)
 
-    def on_epoch_end(self, run: Run) -> None:
+    def on_step(self, run: Run, ticked: bool) -> None:
         if run.noise_states:  # gathered by the loop where a checkpoint is due
-            checkpoint.save(run.snapshot(), layout.CHECKPOINT)
+            run.progress.checkpoints.append(run.kimg)
+            run.writer.submit(checkpoint.save, host_copy(run.snapshot()), layout.CHECKPOINT)
 
     def on_end(self, run: Run) -> None:
         if len(set(run.digests)) > 1:
             raise RuntimeError(f"train: the {run.world} replicas ended with different weights: {run.digests}")
+        run.writer.drain()  # grids and earlier checkpoints first: the final file must be the last word
         final = run.snapshot()
         G_eval = run.gan.eval_generator(seed=run.params.train.grid_seed)
         final.update(generator_eval=state.generator_state(G_eval), complete=True, replica_digests=run.digests)

@@ -2,8 +2,9 @@
 
 Step 1 fixes G and updates D to maximise log D(x) + log(1 - D(G(z))); step 2 fixes D and updates
 G to maximise log D(G(z)). Everything else (history, grids, evaluation, checkpoints, MLflow)
-hangs off named hooks (``hooks.py``). Data, noise and running metrics stay on the training
-device; the host reads the metrics once per epoch, not once per step.
+hangs off named hooks (``hooks.py``), called at the points of the progress clock
+(``clock.py``). Data, batch order, noise and per-step metrics stay on the training device; the
+host reads the metrics once per tick, not once per step.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from ganlab.metrics.sampler import recalibrate_batchnorm
 from ganlab.params import ModelParams, Params, TrainParams
 from ganlab.training import distributed
 from ganlab.training.augment import diff_augment, random_flip
+from ganlab.training.clock import Clock
 from ganlab.training.ema import make_ema, update_ema
 from ganlab.training.hooks import Hooks, Run, main_process_hooks
 from ganlab.training.loss import LOSSES, r1_penalty
@@ -74,18 +76,16 @@ def build(m: ModelParams, t: TrainParams, image_size: int, device: torch.device,
     )
 
 
-def train_epoch(gan: GAN, data: DeviceData | StreamedData, t: TrainParams, streams: Streams, d_updates: int, autocast,
-                rank: int = 0, world: int = 1) -> tuple[torch.Tensor, int]:
-    """One pass over a fresh permutation; each rank trains on its shard of every batch.
+def train_steps(gan: GAN, data: DeviceData | StreamedData, t: TrainParams, clock: Clock, streams: Streams, first: int, stop: int,
+                autocast, rank: int = 0, world: int = 1) -> torch.Tensor:
+    """Steps ``first`` .. ``stop - 1`` (a step is one D update); each rank trains on its shard of every batch.
 
     Returns a (steps, 4) device tensor of per-step METRICS (loss_g is NaN where G did not
-    update) and the new D-update count. Nothing here waits for the device.
+    update). Nothing here waits for the device.
     """
     G, D, dev = gan.G, gan.D, streams.noise.device
-    n = len(data)
-    b = min(t.batch_size, n)  # a data set smaller than the batch trains on all of it
-    perm = torch.randperm(n, device=data.index_device, generator=streams.perm)
-    log = torch.full((n // b, len(METRICS)), float("nan"), device=dev)
+    batches = clock.batch_indices(first, stop, streams.perm, streams.seed)
+    log = torch.full((stop - first, len(METRICS)), float("nan"), device=dev)
     fmt = torch.channels_last if t.channels_last else torch.contiguous_format
     d_loss_fn, g_loss_fn = LOSSES[t.loss]
     rng = streams.noise
@@ -93,8 +93,9 @@ def train_epoch(gan: GAN, data: DeviceData | StreamedData, t: TrainParams, strea
     def aug(x: torch.Tensor) -> torch.Tensor:
         return diff_augment(x, t.diffaugment, rng) if t.diffaugment else x
 
-    for i in range(n // b):
-        real = data.batch(perm[i * b : (i + 1) * b][rank::world]).contiguous(memory_format=fmt)
+    d_updates = first
+    for i, idx in enumerate(batches):
+        real = data.batch(idx[rank::world]).contiguous(memory_format=fmt)
         if t.flip:
             real = random_flip(real, rng)
         m = real.shape[0]
@@ -125,33 +126,36 @@ def train_epoch(gan: GAN, data: DeviceData | StreamedData, t: TrainParams, strea
         if gan.ema is not None:
             update_ema(gan.ema, distributed.unwrap(G), t.ema, d_updates // t.d_steps)
         log[i, 1] = loss_g.detach()
-    return log, d_updates
+    return log
 
 
-def summarise(log: torch.Tensor, first_update: int, d_steps: int, epoch: int) -> dict[str, float]:
-    """Epoch means from the per-step log (the one host sync of the epoch); a non-finite loss
+def summarise(log: torch.Tensor, first_step: int, d_steps: int, clock: Clock) -> dict[str, float]:
+    """Tick means from the per-step log (the one host sync of the tick); a non-finite loss
     stops training with the exact step it first appeared at."""
     rows = log.cpu()
-    updates = torch.arange(first_update + 1, first_update + 1 + len(rows))
+    updates = torch.arange(first_step + 1, first_step + 1 + len(rows))  # D updates, counted from 1
     g_rows = updates % d_steps == 0
     bad = ~torch.isfinite(rows[:, 0]) | (g_rows & ~torch.isfinite(rows[:, 1]))
     if bad.any():
         i = int(bad.nonzero()[0])
         key, value = ("loss_d", rows[i, 0]) if not torch.isfinite(rows[i, 0]) else ("loss_g", rows[i, 1])
-        raise FloatingPointError(f"train: {key} became {float(value)} at epoch {epoch}, step {int(updates[i])} "
-                                 f"(batch {i + 1} of the epoch); the last good checkpoint is kept in {layout.CHECKPOINT}")
+        step = int(updates[i])
+        raise FloatingPointError(f"train: {key} became {float(value)} at step {step} ({clock.kimg(step):g} kimg, "
+                                 f"epoch {clock.epoch(step):.1f}); the last good checkpoint is kept in {layout.CHECKPOINT}")
     means = {k: float(rows[:, j].mean()) for j, k in enumerate(METRICS)}
     means["loss_g"] = float(rows[g_rows, 1].mean()) if g_rows.any() else float("nan")
     return means
 
 
-def checkpoint_due(epoch: int, t: TrainParams) -> bool:
-    """Resumable checkpoints between the first and the last epoch (the last one writes the final state)."""
-    return epoch % t.checkpoint_every == 0 and epoch < t.epochs
+def tick_row(clock: Clock, progress: Progress, means: dict[str, float], tick_start: tuple[int, float]) -> dict[str, float]:
+    """A history row; ``seconds`` is wall time since training began (hooks included, across resumes)."""
+    step, seconds = tick_start
+    return {"kimg": clock.kimg(progress.step), "epoch": round(clock.epoch(progress.step), 3), **means,
+            "images_per_s": (progress.step - step) * clock.batch / (progress.seconds - seconds), "seconds": progress.seconds}
 
 
 def training_loop(params: Params) -> dict[str, float] | None:
-    """Train; returns the last epoch's metrics on the main process, None on the others."""
+    """Train; returns the last tick's metrics on the main process, None on the others."""
     t = params.train
     rank, world, device = distributed.setup(params.device)
     data = open_dataset(layout.DATASET, device, t.data_on_device)
@@ -161,7 +165,8 @@ def training_loop(params: Params) -> dict[str, float] | None:
     fp = fingerprint(params, dataset_sha, world)
     resumed = resumable(layout.CHECKPOINT, fp, say=print if rank == 0 else lambda *_: None)
     progress = restore(gan, resumed, streams, rank) if resumed else Progress()
-    run = Run(params, gan, data, streams, progress, fp, dataset_sha, device, world, resumed=resumed is not None)
+    clock = Clock.of(t, len(data))
+    run = Run(params, gan, data, clock, streams, progress, fp, dataset_sha, device, world, resumed=resumed is not None)
     hooks = Hooks(main_process_hooks() if rank == 0 else [])  # rank 0 alone writes files and talks to MLflow
     autocast = autocast_for(device, t.amp)
     if device.type == "cuda":
@@ -169,15 +174,17 @@ def training_loop(params: Params) -> dict[str, float] | None:
 
     try:
         hooks.on_start(run)
-        for epoch in range(progress.epoch + 1, t.epochs + 1):
-            t0 = time.perf_counter()
-            first_update = progress.d_updates
-            log, progress.d_updates = train_epoch(gan, data, t, streams, progress.d_updates, autocast, rank, world)
-            means = summarise(distributed.average(log, world), first_update, t.d_steps, epoch)
-            progress.history.append({"epoch": epoch, **means, "images_per_s": run.images_per_epoch / (time.perf_counter() - t0)})
-            progress.epoch = epoch
-            run.noise_states = distributed.gather(streams.noise.get_state(), world) if checkpoint_due(epoch, t) else []
-            hooks.on_epoch_end(run)
+        logs, tick_start, last = [], (progress.step, progress.seconds), time.perf_counter()
+        for stop in clock.stops(after=progress.step):
+            logs.append(train_steps(gan, data, t, clock, streams, progress.step, stop, autocast, rank, world))
+            ticked = stop in clock.ticks  # the one host read of the losses since the last tick:
+            means = summarise(distributed.average(torch.cat(logs), world), tick_start[0], t.d_steps, clock) if ticked else {}
+            progress.step, progress.seconds, last = stop, progress.seconds + time.perf_counter() - last, time.perf_counter()
+            if ticked:
+                progress.history.append(tick_row(clock, progress, means, tick_start))
+                logs, tick_start = [], (stop, progress.seconds)
+            run.noise_states = distributed.gather(streams.noise.get_state(), world) if stop in clock.checkpoints else []
+            hooks.on_step(run, ticked)
         run.digests = distributed.gather(distributed.parameter_digest(gan.G) + distributed.parameter_digest(gan.D), world)
         run.noise_states = distributed.gather(streams.noise.get_state(), world)
         distributed.teardown(world)

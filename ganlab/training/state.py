@@ -23,56 +23,62 @@ from ganlab.training.networks import Generator
 
 @dataclass
 class Streams:
-    """The run's random streams: batch order (the same on every rank) and noise (per rank)."""
+    """The run's random streams: batch order (the same on every rank; reseeded per epoch by the
+    clock, so it has no state to keep) and noise (per rank, kept in checkpoints)."""
 
+    seed: int
     perm: torch.Generator
     noise: torch.Generator
 
     @classmethod
     def seeded(cls, seed: int, device: torch.device, rank: int = 0, index_device: torch.device | None = None) -> Streams:
-        return cls(torch.Generator(device=index_device or device).manual_seed(seed),
+        return cls(seed, torch.Generator(device=index_device or device),
                    torch.Generator(device=device).manual_seed(seed + 1_000_003 * (rank + 1)))
 
 
 @dataclass
 class Progress:
-    epoch: int = 0
-    d_updates: int = 0
+    step: int = 0  # D updates so far; the clock turns it into images seen
     history: list[dict[str, float]] = field(default_factory=list)
     run_id: str | None = None
     evals: list[dict[str, float]] = field(default_factory=list)
     best_value: float | None = None
-    best_epoch: int = 0
+    best_kimg: float = 0.0
     best_generator: dict[str, torch.Tensor] | None = None  # on the CPU
+    checkpoints: list[float] = field(default_factory=list)  # the kimg of every checkpoint written
+    seconds: float = 0.0  # wall time of the training so far, across resumes
 
 
 def fingerprint(params: Params, dataset_sha: str, world: int) -> str:
     """Identifies everything that shapes the weights; a checkpoint resumes only under the same one."""
     shaping = {"model": params.model.model_dump(mode="json"), "data": dataset_sha, "world": world}
-    shaping["train"] = params.train.model_dump(mode="json", exclude={"checkpoint_every", "log_checkpoint"})
+    shaping["train"] = params.train.model_dump(mode="json", exclude={"checkpoint_kimg", "log_checkpoint"})
     return hashlib.sha256(json.dumps(shaping, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def snapshot(gan, params: Params, image_size: int, progress: Progress, noise_states: list, streams: Streams, fp: str) -> dict[str, Any]:
-    """Everything needed to continue exactly; ``torch.save`` copies device tensors to the host."""
+def snapshot(gan, params: Params, image_size: int, progress: Progress, noise_states: list, fp: str, kimg: float) -> dict[str, Any]:
+    """Everything needed to continue exactly, as references to the live tensors (``host_copy``
+    it before training goes on)."""
     return {
-        "format": 1,
+        "format": 2,
         "model": {**params.model.model_dump(), "image_size": image_size},
         "generator": distributed.unwrap(gan.G).state_dict(),
         "discriminator": distributed.unwrap(gan.D).state_dict(),
         "ema": gan.ema.state_dict() if gan.ema is not None else None,
         "opt_g": gan.opt_g.state_dict(),
         "opt_d": gan.opt_d.state_dict(),
-        "epoch": progress.epoch,
-        "d_updates": progress.d_updates,
+        "step": progress.step,
+        "kimg": kimg,
         "history": progress.history,
-        "rng": checkpoint.capture_rng({"perm": streams.perm.get_state(), "noise": noise_states}),
+        "rng": checkpoint.capture_rng({"noise": noise_states}),
         "fingerprint": fp,
         "mlflow_run_id": progress.run_id,
         "evals": progress.evals,
         "best_value": progress.best_value,
-        "best_epoch": progress.best_epoch,
+        "best_kimg": progress.best_kimg,
         "generator_best": progress.best_generator,
+        "checkpoints": progress.checkpoints,
+        "seconds": progress.seconds,
         "complete": False,
     }
 
@@ -103,11 +109,9 @@ def restore(gan, state: dict[str, Any], streams: Streams, rank: int) -> Progress
         gan.ema.load_state_dict(state["ema"])
     gan.opt_g.load_state_dict(state["opt_g"])
     gan.opt_d.load_state_dict(state["opt_d"])
-    saved = checkpoint.restore_rng(state["rng"])
-    streams.perm.set_state(saved["perm"])
-    streams.noise.set_state(saved["noise"][rank])
-    return Progress(state["epoch"], state["d_updates"], state["history"], state["mlflow_run_id"],
-                    state["evals"], state["best_value"], state["best_epoch"], state["generator_best"])
+    streams.noise.set_state(checkpoint.restore_rng(state["rng"])["noise"][rank])
+    return Progress(state["step"], state["history"], state["mlflow_run_id"], state["evals"],
+                    state["best_value"], state["best_kimg"], state["generator_best"], state["checkpoints"], state["seconds"])
 
 
 def generator_state(G: Generator) -> dict[str, torch.Tensor]:
