@@ -145,7 +145,9 @@ class NotebookLoop:
     def __init__(self, folder: Path, size: int, gw: int, dw: int, batch: int, device: torch.device):
         stats = (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)
         ds = ImageFolder(str(folder), transform=T.Compose([T.Resize(size), T.CenterCrop(size), T.ToTensor(), T.Normalize(*stats)]))
-        self.train_dl = DataLoader(ds, batch, shuffle=True, num_workers=3, pin_memory=device.type == "cuda", drop_last=True)
+        with warnings.catch_warnings():  # the notebook's 3 workers exceed a 2-core machine; keep them, quietly
+            warnings.filterwarnings("ignore", message="This DataLoader will create")
+            self.train_dl = DataLoader(ds, batch, shuffle=True, num_workers=3, pin_memory=device.type == "cuda", drop_last=True)
         self.batch, self.device, self.latent_size = batch, device, 128
         torch.manual_seed(0)
         self.generator = Generator(self.latent_size, size, gw).to(device)
@@ -187,7 +189,7 @@ class NotebookLoop:
     def epoch(self) -> float:
         """Images/s of one epoch, worker start-up included (the notebook pays it every epoch)."""
         start = time.perf_counter()
-        with warnings.catch_warnings():  # the notebook's 3 workers exceed a 2-core machine; keep them, quietly
+        with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="This DataLoader will create")
             for real_images, _ in self.train_dl:
                 self.train_discriminator(real_images.to(self.device))

@@ -76,7 +76,7 @@ class TrainParams(_Section):
     d_steps: int = Field(1, ge=1, le=100)  # k discriminator updates per generator update
     seed: int = 0
     tick_kimg: float = Field(2.0, gt=0)  # a history row and MLflow metrics every tick (the one read of the losses)
-    grids: int = Field(48, ge=1, le=500)  # fixed-latent grids (video frames) over the run, log-spaced in images seen
+    grids: int = Field(40, ge=1, le=500)  # fixed-latent grids (video frames) over the run, log-spaced in images seen
     grid_seed: int = 42  # the 64 fixed latents of the training grids
     checkpoint_kimg: float = Field(25.0, gt=0)  # resumable checkpoints, written in the background
     channels_last: bool = True

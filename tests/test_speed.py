@@ -42,7 +42,7 @@ def test_bench_reports_interleaved_trials_and_an_end_to_end_run(tmp_path):
     assert e2e["kind"] == "end_to_end" and e2e["images"] == 30 and e2e["kimg"] == 2
     assert 0 < e2e["end_to_end_images_per_s"] < e2e["loop_images_per_s"]  # the process start is not free
     assert abs(e2e["ratio"] - e2e["end_to_end_images_per_s"] / e2e["pure_step_images_per_s"]) < 0.01
-    assert e2e["grids"] == 49 and e2e["checkpoints"] == 1  # the shipped cadence: 48 grids and the untrained one; 2 kimg < 25
+    assert e2e["grids"] == 41 and e2e["checkpoints"] == 1  # the shipped cadence: 40 grids and the untrained one; 2 kimg < 25
     assert 0 < e2e["megabytes_written"] < 100
     assert list(tmp_path.iterdir()) == []  # the temporary project is gone
 

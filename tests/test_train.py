@@ -15,6 +15,7 @@ from ganlab.device import resolve_device
 from ganlab.errors import UserError
 from ganlab.io.tracking import tracking_uri
 from tests.conftest import tiny
+from torch.optim.optimizer import register_optimizer_step_post_hook
 
 
 def prepared(**sections):
@@ -69,10 +70,56 @@ def test_runs_of_the_same_kimg_on_20_and_200_images_write_the_same_grids_and_che
 
 def test_k_discriminator_steps_per_generator_step(workdir):
     params = prepared(train={"kimg": 0.12, "d_steps": 2, "batch_size": 20, "tick_kimg": 0.04})  # 6 steps of 20
+    updates = {}
+
+    def count(optimizer, args, kwargs):
+        updates[id(optimizer)] = updates.get(id(optimizer), 0) + 1
+
+    handle = register_optimizer_step_post_hook(count)
+    try:
+        train.run(params)
+    finally:
+        handle.remove()
+    assert sorted(updates.values()) == [3, 6]  # G, D
+
+
+def test_the_final_checkpoint_keeps_weights_not_optimizer_moments(workdir):
+    """A finished run is never resumed: its file holds G, D, the EMA and the eval generator (sharing
+    the EMA's parameters), about a third of a resumable checkpoint's size."""
+    params = prepared(train={"kimg": 0.064, "checkpoint_kimg": 0.048})
+    calls = {"n": 0}
+    real_append = hooks.append_history
+
+    def stop_after_the_checkpoint(row):
+        real_append(row)
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise KeyboardInterrupt
+
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(hooks, "append_history", stop_after_the_checkpoint)
+        with pytest.raises(KeyboardInterrupt):
+            train.run(params)
+    resumable = checkpoint.load(layout.CHECKPOINT)
+    resumable_bytes = layout.CHECKPOINT.stat().st_size
+    assert resumable["opt_d"] is not None and resumable["step"] == 3
     train.run(params)
-    state = checkpoint.load(layout.CHECKPOINT)
-    step = lambda opt: int(next(iter(opt["state"].values()))["step"])
-    assert step(state["opt_d"]) == 6 and step(state["opt_g"]) == 3
+    final = checkpoint.load(layout.CHECKPOINT)
+    assert final["complete"] and final["opt_g"] is None and final["opt_d"] is None
+    ema, evaluated = final["ema"], final["generator_eval"]
+    assert ema.keys() == evaluated.keys()
+    for k in ema:
+        same = torch.equal(ema[k], evaluated[k])
+        assert same if "running" not in k and "batches" not in k else True, k
+    nbytes = lambda tensors: sum(t.numel() * t.element_size() for t in tensors)
+    moments = nbytes(t for opt in ("opt_g", "opt_d") for s in resumable[opt]["state"].values() for t in s.values())
+    eval_params = nbytes(v for k, v in evaluated.items() if "running" not in k and "batches" not in k)
+    # without the sharing the eval generator's parameters would be stored a second time
+    assert resumable["generator_best"] is None and final["best_kimg"] == final["kimg"]  # the evaluation at the end chose the last
+    for k, v in final["generator_best"].items():
+        assert torch.equal(v, evaluated[k]), k
+    # without the sharing the eval generator's parameters would be stored a second time, and the best a third
+    assert layout.CHECKPOINT.stat().st_size < resumable_bytes - moments + 0.5 * eval_params
 
 
 def test_data_set_smaller_than_the_batch(workdir):

@@ -9,6 +9,7 @@ deleted with it. The store and the artifacts therefore always resolve to the rea
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import re
@@ -44,6 +45,7 @@ def create_store(path: Path) -> None:
     """An empty SQLite store at ``path`` (its schema migrations take seconds, once)."""
     from mlflow.tracking import MlflowClient
 
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)  # "Creating initial MLflow database tables..."
     MlflowClient(f"sqlite:///{path}").search_experiments()
 
 

@@ -77,8 +77,8 @@ class Clock:
 def log_spaced(count: int, total: int) -> list[int]:
     """``count`` distinct steps in 1..total, geometrically spaced from 1/500 of the run to its end.
 
-    Early training changes fastest, so early frames come densest (a 48-frame video spends 13
-    frames on the first 1% of the run and 6 on its second half); where geometric spacing would
+    Early training changes fastest, so early frames come densest (a 40-frame video spends 11
+    frames on the first 1% of the run and 5 on its second half); where geometric spacing would
     put two frames on one step, they go on consecutive steps instead, which keeps the count the
     same for any batch size as long as the run has that many steps.
     """

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 from ganlab.errors import UserError
 from ganlab.io import checkpoint
@@ -112,6 +113,14 @@ def restore(gan, state: dict[str, Any], streams: Streams, rank: int) -> Progress
     streams.noise.set_state(checkpoint.restore_rng(state["rng"])["noise"][rank])
     return Progress(state["step"], state["history"], state["mlflow_run_id"], state["evals"],
                     state["best_value"], state["best_kimg"], state["generator_best"], state["checkpoints"], state["seconds"])
+
+
+def shared_eval_state(G: nn.Module, G_eval: Generator) -> dict[str, torch.Tensor]:
+    """G_eval's state with G's own parameter tensors (equal values, recalibrated BN buffers
+    only differ): ``torch.save`` stores a storage once, so the eval generator costs the file
+    its buffers alone."""
+    params = dict(G.named_parameters())
+    return {k: params[k].detach() if k in params else v for k, v in G_eval.state_dict().items()}
 
 
 def generator_state(G: Generator) -> dict[str, torch.Tensor]:
