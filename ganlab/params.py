@@ -215,8 +215,8 @@ def load_params(path: Path | str = "params.yaml") -> Params:
     return parse_params(raw, str(path))
 
 
-def flatten(params: Params) -> dict[str, Any]:
-    """Dotted keys, as MLflow and DVC show them: {"train.lr": 0.0002, ...}."""
+def flatten(params: Params, sections: tuple[str, ...] | None = None) -> dict[str, Any]:
+    """Dotted keys, as MLflow and DVC show them: {"train.lr": 0.0002, ...}; ``sections``: only these top-level keys."""
     out: dict[str, Any] = {}
 
     def walk(d: dict[str, Any], prefix: str) -> None:
@@ -226,5 +226,6 @@ def flatten(params: Params) -> dict[str, Any]:
             else:
                 out[prefix + str(k)] = v
 
-    walk(params.model_dump(mode="json"), "")
+    dumped = params.model_dump(mode="json")
+    walk({k: v for k, v in dumped.items() if sections is None or k in sections}, "")
     return out

@@ -22,7 +22,7 @@ from ganlab.metrics import attributes
 from ganlab.metrics.evaluator import Reference, evaluate_generator
 from ganlab.metrics.features import FeatureNet, reference_features
 from ganlab.metrics.sampler import load_generator
-from ganlab.params import Params
+from ganlab.params import Params, flatten
 from ganlab.render.grids import save_png, to_grid
 from ganlab.render.plots import plot_curves
 
@@ -71,9 +71,10 @@ def run(params: Params) -> dict[str, float]:
     write_text(layout.METRICS, _json(headline))
 
     numbers = {k: v for k, v in metrics.items() if isinstance(v, float)}
-    tracking.log_to_run(numbers, {f"note.{k}": v for k, v in notes.items()})
-    tracking.attach(layout.EVALUATE, "evaluate")
-    tracking.attach(layout.METRICS)
+    with tracking.stage_run("evaluate", flatten(params, ("evaluate", "generator", "device"))) as mlrun:
+        mlrun.log_metrics(numbers, {f"note.{k}": v for k, v in notes.items()})
+        mlrun.attach(layout.EVALUATE, "evaluate")
+        mlrun.attach(layout.METRICS)
     for key, reason in notes.items():
         print(f"evaluate: {key}: {reason}")
     shown = {k: v for k, v in headline.items() if isinstance(v, float)}

@@ -10,7 +10,7 @@ from ganlab import layout
 from ganlab.device import resolve_device
 from ganlab.io import tracking
 from ganlab.metrics.sampler import generate, load_generator
-from ganlab.params import Params
+from ganlab.params import Params, flatten
 from ganlab.render.latent_study import build_studies, write_page
 
 
@@ -20,5 +20,6 @@ def run(params: Params) -> None:
     images = generate(G, torch.cat([s.latents for s in studies]))  # eval-mode BN keeps images independent
     shutil.rmtree(layout.LATENT_STUDY, ignore_errors=True)
     count = write_page(studies, images, layout.LATENT_STUDY, G.image_size, G.latent_size)
-    tracking.attach(layout.LATENT_STUDY, "latent_study")
+    with tracking.stage_run("latent-study", flatten(params, ("latent_study", "generator", "device"))) as mlrun:
+        mlrun.attach(layout.LATENT_STUDY, "latent_study")
     print(f"latent-study: {count} images in {len(studies)} studies -> {layout.LATENT_STUDY}/index.html")

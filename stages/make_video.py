@@ -6,7 +6,7 @@ import shutil
 
 from ganlab import layout
 from ganlab.io import tracking
-from ganlab.params import Params
+from ganlab.params import Params, flatten
 from ganlab.render.video import grid_frames, write_gif, write_video
 
 
@@ -18,5 +18,6 @@ def run(params: Params) -> None:
     write_video([rgb for _, rgb in frames], target, v.codec, v.fps)
     if v.gif:
         write_gif([rgb for _, rgb in frames], layout.VIDEO / "training.gif", v.fps, v.gif_scale)
-    tracking.attach(layout.VIDEO / "training.gif" if v.gif else target, "video")  # MLflow shows a GIF inline; the AVI stays in reports/
+    with tracking.stage_run("make-video", flatten(params, ("video",))) as mlrun:
+        mlrun.attach(layout.VIDEO / "training.gif" if v.gif else target, "video")  # MLflow shows a GIF inline; the AVI stays in reports/
     print(f"make-video: {len(frames)} frames ({frames[0][0] / 1000:g}..{frames[-1][0] / 1000:g} kimg) at {v.fps} fps -> {target}")

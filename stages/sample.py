@@ -10,7 +10,7 @@ from ganlab import layout
 from ganlab.device import resolve_device
 from ganlab.io import tracking
 from ganlab.metrics.sampler import fixed_latents, generate, load_generator
-from ganlab.params import Params
+from ganlab.params import Params, flatten
 from ganlab.render.grids import save_png, to_grid
 
 
@@ -23,7 +23,8 @@ def run(params: Params) -> None:
     save_png(to_grid(grid), layout.SAMPLES / "grid.png")
     for i, image in enumerate(singles):
         save_png(to_grid(image[None], nrow=1, padding=0), layout.SAMPLES / f"sample_{i:03d}.png")
-    tracking.attach(layout.SAMPLES, "samples")
+    with tracking.stage_run("sample", flatten(params, ("sample", "generator", "device"))) as mlrun:
+        mlrun.attach(layout.SAMPLES, "samples")
     tracking.log_generator(copy.deepcopy(G).cpu(), fixed_latents(0, G.latent_size, 2).numpy(),
                            {"which": params.generator, "kimg": f"{kimg:g}"})
     print(f"sample: 8x8 grid and {s.count} images from the {params.generator} generator ({kimg:g} kimg) -> {layout.SAMPLES}/")

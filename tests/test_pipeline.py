@@ -81,13 +81,25 @@ def test_mlflow_run_has_metrics_model_and_stage_outputs(project):
     run_info = client.get_run(run_id)
     assert run_info.info.status == "FINISHED"
     assert run_info.info.artifact_uri.startswith((project / "mlruns" / "gan-lab").as_uri())
-    assert run_info.data.params["prepare.image_size"] == "32"
+    assert run_info.data.params["prepare.image_size"] == "32" and "train.lr" in run_info.data.params
+    assert not any(k.startswith(("sample.", "video.", "evaluate.", "latent_study.")) for k in run_info.data.params)  # the children's
+    assert run_info.info.run_name == "demo-32px"  # no DVC experiment: named after the data set
+    assert run_info.data.tags["mlflow.source.git.commit"]
     for key in ("loss_d", "loss_g", "real_score", "fake_score", "images_per_s"):
         assert [m.step for m in client.get_metric_history(run_id, key)] == [16, 32, 48, 64]  # images seen
-    attached = {a.path for a in client.list_artifacts(run_id)}
-    assert {"samples", "latent_study", "video", "evaluate", "metrics.json", "history.csv"} <= attached
-    assert "nn_ratio" in run_info.data.metrics and "attr_tv_mean" in run_info.data.metrics
-    assert "InceptionV3" in run_info.data.tags["note.fid"]
+    assert "history.csv" in {a.path for a in client.list_artifacts(run_id)}
+
+    kids = children(client, run_info)
+    assert sorted(kids) == ["evaluate", "latent-study", "make-video", "sample"]
+    expected = {"sample": ("sample.count", "samples"), "latent-study": ("latent_study.constants", "latent_study"),
+                "make-video": ("video.fps", "video"), "evaluate": ("evaluate.samples", "evaluate")}
+    for stage, (param, folder) in expected.items():
+        kid = kids[stage]
+        assert kid.info.status == "FINISHED" and param in kid.data.params and kid.data.tags["stage"] == stage
+        assert folder in {a.path for a in client.list_artifacts(kid.info.run_id)}
+    assert {a.path for a in client.list_artifacts(kids["make-video"].info.run_id, "video")} == {"video/training.gif"}
+    assert "nn_ratio" in kids["evaluate"].data.metrics and "attr_tv_mean" in kids["evaluate"].data.metrics
+    assert "InceptionV3" in kids["evaluate"].data.tags["note.fid"]
 
     (model,) = logged_generators(project, run_id)
     state = torch.load(project / "models/checkpoint.pt", weights_only=True)
@@ -105,6 +117,14 @@ def test_mlflow_run_has_metrics_model_and_stage_outputs(project):
         torch.testing.assert_close(images, best.eval()(z))  # the generator the reports describe
     assert tuple(images.shape) == (4, 3, 32, 32) and float(images.abs().max()) <= 1
     assert np.isfinite(images.numpy()).all()
+
+
+def children(client, parent) -> dict:
+    """The live child runs of a training run, by stage (deleted ones are gone from the UI and from this)."""
+    query = f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'"
+    runs = client.search_runs([parent.info.experiment_id], filter_string=query)
+    assert len({r.data.tags["stage"] for r in runs}) == len(runs), "a stage has two live child runs"
+    return {r.data.tags["stage"]: r for r in runs}
 
 
 def logged_generators(project: Path, run_id: str) -> list:
@@ -125,10 +145,19 @@ def test_changed_params_rerun_exactly_the_dependent_stages(project):
     assert repro(project) == ["sample"]
     run_id = json.loads((project / "models/run.json").read_text())["run_id"]
     assert len(logged_generators(project, run_id)) == 1  # the rerun replaced the model, it did not add one
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
+    kid = children(client, client.get_run(run_id))["sample"]  # replaced, with the params and files of this run
+    assert kid.data.params["sample.count"] == "2"
+    assert len([a for a in client.list_artifacts(kid.info.run_id, "samples") if "sample_" in a.path]) == 2
     set_param(project, "tracking", "experiment", "renamed")
     assert repro(project) == []
     set_param(project, "evaluate", "samples", 32)
     assert repro(project) == ["evaluate"]
+    kid = children(client, client.get_run(run_id))["evaluate"]
+    assert kid.data.params["evaluate.samples"] == "32"
+    assert len(client.get_metric_history(kid.info.run_id, "nn_ratio")) == 1  # one value, not one per rerun
     set_param(project, "evaluate", "seed", 7)
     assert repro(project) == ["evaluate"]  # in-training evaluation has its own train.eval_seed
     set_param(project, "train", "kimg", 0.128)
@@ -175,4 +204,37 @@ def test_experiments_in_temp_and_queued_workspaces_land_in_the_project_store(pro
         r = by_lr[lr]
         assert r.info.status == "FINISHED"
         assert r.info.artifact_uri.startswith((project / "mlruns").as_uri())
-        assert {"samples", "video"} <= {a.path for a in client.list_artifacts(r.info.run_id)}
+        assert r.info.run_name == r.data.tags["dvc.experiment"] and r.data.tags["dvc.baseline_rev"]  # named and linked
+        kids = children(client, r)
+        assert kids["sample"].info.artifact_uri.startswith((project / "mlruns").as_uri())
+        assert kids["sample"].data.tags["dvc.experiment"] == r.data.tags["dvc.experiment"]
+    names = run([*dvc, "exp", "ls", "--name-only"], project).stdout.split()
+    assert {by_lr[lr].info.run_name for lr in ("0.0021", "0.0022", "0.0023")} <= set(names)
+
+
+def test_a_copied_project_keeps_its_records_to_itself(project, tmp_path):
+    """MLflow stores absolute artifact paths; a copy must not write into the original."""
+    import shutil
+
+    from mlflow.tracking import MlflowClient
+
+    def snapshot(root: Path) -> dict:
+        return {p.relative_to(root): (p.stat().st_size, p.stat().st_mtime_ns) for p in root.rglob("*") if p.is_file()}
+
+    before = snapshot(project)
+    copy = tmp_path / "copy"
+    shutil.copytree(project, copy, symlinks=True)
+    set_param(copy, "latent_study", "constants", [0.0, 3.0])
+    out = run([sys.executable, "-m", "dvc", "repro"], copy)
+    assert re.findall(r"Running stage '([\w-]+)'", out.stdout) == ["latent-study"]
+    assert "now points at" in out.stdout  # said once, when the copy's store was re-homed
+    assert snapshot(project) == before, "the copy wrote into the original project"
+
+    client = MlflowClient(f"sqlite:///{copy / 'mlflow.db'}")
+    run_id = json.loads((copy / "models/run.json").read_text())["run_id"]
+    parent = client.get_run(run_id)
+    assert parent.info.artifact_uri.startswith((copy / "mlruns").as_uri())
+    kid = children(client, parent)["latent-study"]
+    assert kid.data.params["latent_study.constants"] == "[0.0, 3.0]"
+    assert kid.info.artifact_uri.startswith((copy / "mlruns").as_uri())
+    assert (Path(kid.info.artifact_uri.removeprefix("file://")) / "latent_study" / "index.html").is_file()

@@ -1,9 +1,20 @@
 """MLflow, and nothing else in the project imports it: one SQLite store at the project root.
 
-``dvc exp run --temp`` and ``--queue`` execute stages in a copy of the project under
-``.dvc/tmp/exps/``, which is deleted afterwards; a relative ``sqlite:///mlflow.db`` would be
-deleted with it. The store and the artifacts therefore always resolve to the real root.
-``import mlflow`` costs seconds, so it happens inside the functions that need it.
+Where the root is: DVC names it in ``DVC_ROOT`` for every stage it runs, and for ``dvc exp run
+--temp`` and ``--queue``, which execute in a copy under ``.dvc/tmp/exps/`` that is deleted
+afterwards, it names the project they were queued from, so their records land in the store
+that the project's ``mlflow ui`` shows. Run by hand (``gan train``), the root is the working
+folder.
+
+MLflow stores artifact locations as absolute paths. A project folder that was copied or moved
+still points at the old folder's ``mlruns/``, so every later write would land in the original;
+the first MLflow call in a relocated project rewrites those paths to its own ``mlruns/``
+(``_rehome``) and says so.
+
+One training is one MLflow run; each later stage (sample, latent-study, make-video, evaluate)
+is a child run of it with its own params, replaced when the stage reruns, so nothing in MLflow
+is stale or logged twice. ``import mlflow`` costs seconds, so it happens inside the functions
+that need it.
 """
 
 from __future__ import annotations
@@ -13,8 +24,11 @@ import logging
 import math
 import os
 import re
+import sqlite3
 import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +43,8 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # the machines we run
 
 
 def project_root(cwd: Path | None = None) -> Path:
+    if cwd is None and os.environ.get("DVC_ROOT"):
+        return Path(os.environ["DVC_ROOT"]).resolve()
     cwd = (cwd or Path.cwd()).resolve()
     parts = cwd.parts
     for i in range(len(parts) - 2):
@@ -49,11 +65,37 @@ def create_store(path: Path) -> None:
     MlflowClient(f"sqlite:///{path}").search_experiments()
 
 
+_ARTIFACT_COLUMNS = (("experiments", "artifact_location"), ("runs", "artifact_uri"), ("logged_models", "artifact_location"))
+
+
+def _rehome() -> None:
+    """Point a copied or moved project's store at its own ``mlruns/`` (see the module's docstring)."""
+    if os.environ.get("MLFLOW_TRACKING_URI"):
+        return  # the user's own store: not ours to rewrite
+    root, db = project_root(), project_root() / "mlflow.db"
+    if not db.is_file():
+        return
+    home = (root / "mlruns").as_uri()
+    with sqlite3.connect(db) as con:
+        tables = {r[0] for r in con.execute("select name from sqlite_master where type = 'table'")}
+        if "experiments" not in tables:
+            return
+        olds = {m.group(1) for (loc,) in con.execute("select artifact_location from experiments")
+                if loc and (m := re.match(r"(file://.*?/mlruns)(/[^/]+)?$", loc)) and m.group(1) != home}
+        for old in olds:
+            for table, column in _ARTIFACT_COLUMNS:
+                if table in tables:
+                    con.execute(f"update {table} set {column} = ? || substr({column}, ?) where {column} like ? escape '\\'",
+                                (home, len(old) + 1, old.replace("%", r"\%").replace("_", r"\_") + "/%"))
+            print(f"note: this project's MLflow store pointed at {old}; it now points at {home} (the project was copied or moved)")
+
+
 def experiment_id(name: str) -> str:
     """Get or create the experiment, with artifacts under the project root's ``mlruns/``."""
     import mlflow
     from mlflow.exceptions import MlflowException
 
+    _rehome()
     mlflow.set_tracking_uri(tracking_uri())
     exp = mlflow.get_experiment_by_name(name)
     if exp is not None:
@@ -73,8 +115,23 @@ def git_commit() -> str:
         return "unknown"
 
 
-def _params_for_mlflow(flat: dict[str, Any]) -> dict[str, Any]:
-    return {k: json.dumps(v) if isinstance(v, (list, dict)) else v for k, v in flat.items()}
+def _params(flat: dict[str, Any]) -> list:
+    from mlflow.entities import Param
+
+    return [Param(k, json.dumps(v) if isinstance(v, (list, dict)) else str(v)) for k, v in flat.items()]
+
+
+LINK_TAGS = ("dvc.experiment", "dvc.baseline_rev", "mlflow.source.git.commit")  # copied onto every stage's child run
+
+
+def run_name_and_links(dataset: str) -> tuple[str, dict[str, str]]:
+    """The DVC experiment's name where there is one (``dvc exp run`` exports it), else the
+    data set's; and the tags that link a run to its DVC experiment and git commit."""
+    exp = os.environ.get("DVC_EXP_NAME", "")
+    tags = {"mlflow.source.git.commit": git_commit()}
+    if exp:
+        tags.update({"dvc.experiment": exp, "dvc.baseline_rev": os.environ.get("DVC_EXP_BASELINE_REV", "")})
+    return exp or dataset, tags
 
 
 class TrainingRun:
@@ -85,23 +142,22 @@ class TrainingRun:
     run's id, so the training's background writer thread may log them.
     """
 
-    def __init__(self, experiment: str, run_id: str | None):
+    def __init__(self, experiment: str, run_id: str | None, name: str):
         import mlflow
         from mlflow.tracking import MlflowClient
 
         exp_id = experiment_id(experiment)
         self.resumed = run_id is not None
-        active = mlflow.start_run(run_id=run_id) if run_id else mlflow.start_run(experiment_id=exp_id)
+        active = mlflow.start_run(run_id=run_id) if run_id else mlflow.start_run(experiment_id=exp_id, run_name=name)
         self.run_id = active.info.run_id
         self.client = MlflowClient(tracking_uri())
         self.logged_through = last_logged_step(self.run_id, "loss_d") if self.resumed else -1  # a fresh run logs step 0 too
         write_text(layout.RUN_INFO, json.dumps({"run_id": self.run_id, "experiment_id": exp_id}, indent=1))
 
     def log_params(self, flat: dict[str, Any], tags: dict[str, str]) -> None:
-        import mlflow
+        from mlflow.entities import RunTag
 
-        mlflow.log_params(_params_for_mlflow(flat))
-        mlflow.set_tags(tags)
+        self.client.log_batch(self.run_id, params=_params(flat), tags=[RunTag(k, v) for k, v in tags.items()])
 
     def set_tags(self, tags: dict[str, str]) -> None:
         import mlflow
@@ -132,7 +188,7 @@ class TrainingRun:
 
 
 def _recorded_run():
-    """(client, run id) of the training run in models/run.json, or (None, reason)."""
+    """(client, run) of the training run in models/run.json, or (None, reason)."""
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
@@ -140,44 +196,67 @@ def _recorded_run():
         run_id = json.loads(layout.RUN_INFO.read_text())["run_id"]
     except (OSError, ValueError, KeyError):
         return None, f"no {layout.RUN_INFO}"
+    _rehome()
     client = MlflowClient(tracking_uri())
     try:
-        client.get_run(run_id)
+        return (client, client.get_run(run_id)), ""
     except MlflowException:
         return None, f"MLflow run {run_id} is not in {tracking_uri()}"
-    return (client, run_id), ""
 
 
-def log_to_run(metrics: dict[str, float], tags: dict[str, str]) -> None:
-    """Add evaluation numbers to the training run, at its last step (images seen)."""
-    from mlflow.entities import Metric, RunTag
+class StageRun:
+    """A later stage's child run of the training run: its own params, its outputs, its numbers."""
 
-    found, why = _recorded_run()
-    if not found:
-        print(f"note: {why}; metrics not logged to MLflow")
-        return
-    client, run_id = found
-    step = last_logged_step(run_id, "loss_d")
-    now = int(time.time() * 1000)
-    client.log_batch(run_id, metrics=[Metric(k.replace("/", "."), v, now, step) for k, v in metrics.items() if math.isfinite(v)],
-                     tags=[RunTag(k, v[:5000]) for k, v in tags.items()])
+    def __init__(self, client, run_id: str | None):
+        self.client, self.run_id = client, run_id
+
+    def attach(self, local_path: Path, artifact_path: str | None = None) -> None:
+        if self.run_id is None:
+            return
+        if local_path.is_dir():
+            self.client.log_artifacts(self.run_id, str(local_path), artifact_path)
+        else:
+            self.client.log_artifact(self.run_id, str(local_path), artifact_path)
+
+    def log_metrics(self, metrics: dict[str, float], tags: dict[str, str] | None = None) -> None:
+        from mlflow.entities import Metric, RunTag
+
+        if self.run_id is None:
+            return
+        now = int(time.time() * 1000)
+        self.client.log_batch(self.run_id, metrics=[Metric(k, v, now, 0) for k, v in metrics.items() if math.isfinite(v)],
+                              tags=[RunTag(k, v[:5000]) for k, v in (tags or {}).items()])
 
 
-def attach(local_path: Path, artifact_path: str | None = None) -> None:
-    """Add a stage's outputs to the training run recorded in ``models/run.json``.
+@contextmanager
+def stage_run(stage: str, params: dict[str, Any]) -> Iterator[StageRun]:
+    """The child run of ``stage`` under the training run in ``models/run.json``, replacing the
+    one an earlier run of the stage left (deleted runs disappear from the UI; ``mlflow gc``
+    frees their files). Marked FINISHED when the stage succeeds, FAILED otherwise.
 
-    If that run is not in this store (outputs restored from another machine's cache), the
+    Without a training run in this store (outputs restored from another machine's cache) the
     stage still succeeds: its files are on disk, and MLflow is a view of them.
     """
     found, why = _recorded_run()
     if not found:
-        print(f"note: {why}; outputs not attached to an MLflow run")
+        print(f"note: {why}; {stage} is not recorded in MLflow")
+        yield StageRun(None, None)
         return
-    client, run_id = found
-    if local_path.is_dir():
-        client.log_artifacts(run_id, str(local_path), artifact_path)
-    else:
-        client.log_artifact(run_id, str(local_path), artifact_path)
+    client, parent = found
+    exp = parent.info.experiment_id
+    query = f"tags.`mlflow.parentRunId` = '{parent.info.run_id}' and tags.stage = '{stage}'"
+    for old in client.search_runs([exp], filter_string=query):
+        client.delete_run(old.info.run_id)
+    child = client.create_run(exp, run_name=stage, tags={"mlflow.parentRunId": parent.info.run_id, "stage": stage,
+                                                         **{k: v for k, v in parent.data.tags.items() if k in LINK_TAGS}})
+    run_id = child.info.run_id
+    client.log_batch(run_id, params=_params(params))
+    try:
+        yield StageRun(client, run_id)
+    except BaseException:
+        client.set_terminated(run_id, "FAILED")
+        raise
+    client.set_terminated(run_id, "FINISHED")
 
 
 def log_generator(G: nn.Module, example, tags: dict[str, str]) -> None:
@@ -188,12 +267,12 @@ def log_generator(G: nn.Module, example, tags: dict[str, str]) -> None:
     if not found:
         print(f"note: {why}; generator not logged as an MLflow model")
         return
-    client, run_id = found
+    client, run = found
+    run_id, experiment = run.info.run_id, run.info.experiment_id
     import mlflow
     import mlflow.pytorch
 
     mlflow.set_tracking_uri(tracking_uri())
-    experiment = client.get_run(run_id).info.experiment_id
     for old in mlflow.search_logged_models(experiment_ids=[experiment], output_format="list"):
         if old.source_run_id == run_id and old.name == "generator":
             client.delete_logged_model(old.model_id)

@@ -21,7 +21,7 @@ from ganlab import layout
 from ganlab.io import checkpoint
 from ganlab.io.atomic import atomic_path, remove_stale_temp_files
 from ganlab.io.background import Writer, host_copy
-from ganlab.io.tracking import TrainingRun, git_commit
+from ganlab.io.tracking import TrainingRun, git_commit, run_name_and_links
 from ganlab.metrics import attributes
 from ganlab.metrics.evaluator import Reference, evaluate_generator, improves
 from ganlab.metrics.features import FeatureNet, reference_features
@@ -87,17 +87,22 @@ class Hooks:
             h.on_failure(run, error)
 
 
+TRAINING_SECTIONS = ("prepare", "model", "train", "device", "tracking")
+
+
 class Tracking(Hook):
     """One MLflow run per training, continued on resume; params, tags and per-tick metrics, whose
     MLflow step is the number of real images shown to D (comparable across data sets and batch sizes)."""
 
     def on_start(self, run: Run) -> None:
         p = run.params
-        run.tracker = TrainingRun(p.tracking.experiment, run.progress.run_id)
+        source = "demo" if p.prepare.source == "demo" else Path(p.prepare.source).name
+        name, links = run_name_and_links(f"{source}-{run.image_size}px")
+        run.tracker = TrainingRun(p.tracking.experiment, run.progress.run_id, name)
         run.progress.run_id = run.tracker.run_id
-        if not run.tracker.resumed:
-            run.tracker.log_params(flatten(p), {
-                "git_commit": git_commit(), "dataset_sha256": run.dataset_sha, "dataset_size": str(len(run.data)),
+        if not run.tracker.resumed:  # the sections that shape training; each later stage logs its own in its child run
+            run.tracker.log_params(flatten(p, TRAINING_SECTIONS), {
+                **links, "git_commit": git_commit(), "dataset_sha256": run.dataset_sha, "dataset_size": str(len(run.data)),
                 "image_size": str(run.image_size), "device": str(run.device), "processes": str(run.world),
                 "data": type(run.data).__name__, "batch": str(run.clock.batch), "steps": str(run.clock.total)})
 
