@@ -175,43 +175,6 @@ def test_a_code_change_reruns_exactly_the_stages_that_run_that_code(project, mod
     assert repro(project) == stages
 
 
-def test_experiments_in_temp_and_queued_workspaces_land_in_the_project_store(project):
-    """`dvc exp run --temp` / `--queue` run in .dvc/tmp/exps/..., which DVC deletes afterwards;
-    their MLflow runs must be in the project's store, and two at once must not collide."""
-    import time
-
-    from mlflow.tracking import MlflowClient
-
-    dvc = [sys.executable, "-m", "dvc"]
-    run(["git", "add", "-A"], project)
-    run(["git", "-c", "user.email=ci@example.com", "-c", "user.name=ci", "commit", "-qm", "baseline"], project)
-    run([*dvc, "exp", "run", "--temp", "-S", "train.lr=0.0021"], project)
-    for lr in ("0.0022", "0.0023"):
-        run([*dvc, "exp", "run", "--queue", "-S", f"train.lr={lr}"], project)
-    run([*dvc, "queue", "start", "--jobs", "2"], project)
-    deadline = time.time() + 400
-    while time.time() < deadline:
-        status = run([*dvc, "queue", "status"], project).stdout
-        if not re.search(r"\b(Queued|Running)\b", status):
-            break
-        time.sleep(3)
-    assert "Failed" not in status, status
-
-    client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
-    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
-    by_lr = {r.data.params.get("train.lr"): r for r in runs}
-    for lr in ("0.0021", "0.0022", "0.0023"):
-        r = by_lr[lr]
-        assert r.info.status == "FINISHED"
-        assert r.info.artifact_uri.startswith((project / "mlruns").as_uri())
-        assert r.info.run_name == r.data.tags["dvc.experiment"] and r.data.tags["dvc.baseline_rev"]  # named and linked
-        kids = children(client, r)
-        assert kids["sample"].info.artifact_uri.startswith((project / "mlruns").as_uri())
-        assert kids["sample"].data.tags["dvc.experiment"] == r.data.tags["dvc.experiment"]
-    names = run([*dvc, "exp", "ls", "--name-only"], project).stdout.split()
-    assert {by_lr[lr].info.run_name for lr in ("0.0021", "0.0022", "0.0023")} <= set(names)
-
-
 def test_a_copied_project_keeps_its_records_to_itself(project, tmp_path):
     """MLflow stores absolute artifact paths; a copy must not write into the original."""
     import shutil
@@ -238,3 +201,44 @@ def test_a_copied_project_keeps_its_records_to_itself(project, tmp_path):
     assert kid.data.params["latent_study.constants"] == "[0.0, 3.0]"
     assert kid.info.artifact_uri.startswith((copy / "mlruns").as_uri())
     assert (Path(kid.info.artifact_uri.removeprefix("file://")) / "latent_study" / "index.html").is_file()
+
+
+def test_own_images_tracked_by_dvc_run_as_temp_and_queued_experiments(project):
+    """The README's steps for own images (`dvc add data/raw`), then `dvc exp run --temp` and two
+    `--queue` variants run with `--run-all`: DVC runs them in copies under .dvc/tmp/exps/, which
+    need the images from DVC's cache and are deleted afterwards; their MLflow runs land in the
+    project's store, named after the experiments and linked to them."""
+    from mlflow.tracking import MlflowClient
+
+    from ganlab.data.demo_faces import write_demo_faces
+
+    dvc, git = [sys.executable, "-m", "dvc"], ["git", "-c", "user.email=ci@example.com", "-c", "user.name=ci"]
+    run(["git", "add", "-A"], project)
+    run([*git, "commit", "-qm", "baseline"], project)
+    write_demo_faces(project / "data/raw/mine", 24, seed=5, size=40)
+    (project / "data/raw/mine/labels.csv").unlink()  # own images: no labels
+    run(["git", "rm", "-q", "--cached", "data/raw/README.md"], project)  # the README's steps
+    run([*dvc, "add", "data/raw"], project)
+    run(["git", "add", "data/raw.dvc", "data/.gitignore"], project)
+    run([*git, "commit", "-qm", "my images"], project)
+    assert "data/raw" not in run(["git", "status", "--short"], project).stdout  # versioned by DVC, not by git
+    own = ["-S", "prepare.source=data/raw"]
+    run([*dvc, "exp", "run", "--temp", *own, "-S", "train.lr=0.0021"], project)
+    for lr in ("0.0022", "0.0023"):
+        run([*dvc, "exp", "run", "--queue", *own, "-S", f"train.lr={lr}"], project)
+    out = run([*dvc, "exp", "run", "--run-all", "--jobs", "2"], project)
+    assert "Failed" not in out.stdout + out.stderr
+
+    client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    by_lr = {r.data.params.get("train.lr"): r for r in runs}
+    for lr in ("0.0021", "0.0022", "0.0023"):
+        r = by_lr[lr]
+        assert r.info.status == "FINISHED" and r.data.tags["dataset_size"] == "24"
+        assert r.info.artifact_uri.startswith((project / "mlruns").as_uri())
+        assert r.info.run_name == r.data.tags["dvc.experiment"] and r.data.tags["dvc.baseline_rev"]  # named and linked
+        kids = children(client, r)
+        assert kids["sample"].info.artifact_uri.startswith((project / "mlruns").as_uri())
+        assert kids["sample"].data.tags["dvc.experiment"] == r.data.tags["dvc.experiment"]
+    names = run([*dvc, "exp", "ls", "--name-only"], project).stdout.split()
+    assert {by_lr[lr].info.run_name for lr in ("0.0021", "0.0022", "0.0023")} <= set(names)
