@@ -70,7 +70,8 @@ def run(params: Params) -> dict[str, float]:
     write_text(layout.EVALUATE / "metrics_detail.json", _json(metrics))
     write_text(layout.METRICS, _json(headline))
 
-    numbers = {k: v for k, v in metrics.items() if isinstance(v, float)}
+    # MLflow groups metrics by the prefix before "/": the headline numbers come first, the rest under detail/
+    numbers = {k if k in HEADLINE else f"detail/{k}": v for k, v in metrics.items() if isinstance(v, float)}
     with tracking.stage_run("evaluate", flatten(params, ("evaluate", "generator", "device"))) as mlrun:
         mlrun.log_metrics(numbers, {f"note.{k}": v for k, v in notes.items()})
         mlrun.attach(layout.EVALUATE, "evaluate")

@@ -13,6 +13,7 @@ import torch
 from PIL import Image
 
 from ganlab.training.networks import Generator
+from stages.evaluate import HEADLINE
 from tests.project import new_project, repro, run, set_param
 
 
@@ -36,8 +37,13 @@ def test_outputs_are_what_they_claim(project):
         assert title in page
     counts = {name: len(list((study / name).glob("*.png"))) for name in ("constants", "one_hot", "features", "sweep")}
     assert counts == {"constants": 5, "one_hot": 2, "features": 3, "sweep": 4}
+    import base64
+
+    inline = re.findall(r'src="data:image/png;base64,([^"]+)"', page)  # self-contained: MLflow's viewer breaks relative links
+    assert len(inline) == sum(counts.values())
+    assert base64.b64decode(inline[0]) == (study / "constants/00.png").read_bytes()
     for name in counts:
-        assert f'src="{name}/00.png"' in page and (study / f"{name}.png").is_file()
+        assert (study / f"{name}.png").is_file()
 
     grids = sorted((project / "reports/train/grids").glob("images_*.png"))
     assert len(grids) == 5  # untrained, then after each of the 4 steps
@@ -98,7 +104,9 @@ def test_mlflow_run_has_metrics_model_and_stage_outputs(project):
         assert kid.info.status == "FINISHED" and param in kid.data.params and kid.data.tags["stage"] == stage
         assert folder in {a.path for a in client.list_artifacts(kid.info.run_id)}
     assert {a.path for a in client.list_artifacts(kids["make-video"].info.run_id, "video")} == {"video/training.gif"}
-    assert "nn_ratio" in kids["evaluate"].data.metrics and "attr_tv_mean" in kids["evaluate"].data.metrics
+    evaluated = kids["evaluate"].data.metrics
+    assert {"fd", "fd_ratio", "nn_ratio", "attr_tv_mean"} <= set(evaluated) and "detail/fd_floor_std" in evaluated
+    assert all(k in HEADLINE or k.startswith("detail/") for k in evaluated)  # the headline numbers first, then a detail/ group
     assert "InceptionV3" in kids["evaluate"].data.tags["note.fid"]
 
     (model,) = logged_generators(project, run_id)

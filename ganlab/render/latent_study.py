@@ -7,7 +7,9 @@ feature 123 = -50), and one dimension swept over a range with the others fixed.
 
 from __future__ import annotations
 
+import base64
 import html
+import io
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,27 +65,37 @@ def build_studies(p: LatentStudyParams, latent_size: int) -> list[Study]:
 
 def write_page(studies: list[Study], images: torch.Tensor, out: Path, image_size: int, latent_size: int) -> int:
     """One PNG per latent vector, a captioned strip per study and ``index.html``; returns the image count.
-    ``images``: every study's images in order, (N, 3, S, S) in [-1, 1] on any device."""
+    ``images``: every study's images in order, (N, 3, S, S) in [-1, 1] on any device.
+
+    The page carries its images inline (data URIs): MLflow's artifact viewer serves each file
+    at its own URL, where relative links to the PNGs beside the page would break."""
     images = images.detach().float().cpu().add(1).div(2)
     sections, offset = [], 0
     for study in studies:
         tiles, figures = [], []
         for i, caption in enumerate(study.captions):
             tile = upscale(to_uint8(images[offset + i]))
-            name = f"{study.name}/{i:02d}.png"
-            _save(tile, out / name)
+            png = _png(tile)
+            _write(png, out / f"{study.name}/{i:02d}.png")
             tiles.append(with_caption(tile, caption))
-            figures.append(f'<figure><img src="{name}" alt="{html.escape(caption)}"><figcaption>{html.escape(caption)}</figcaption></figure>')
+            src = "data:image/png;base64," + base64.b64encode(png).decode()
+            figures.append(f'<figure><img src="{src}" alt="{html.escape(caption)}"><figcaption>{html.escape(caption)}</figcaption></figure>')
         offset += len(study.captions)
-        _save(np.hstack([np.pad(t, ((0, 0), (2, 2), (0, 0)), constant_values=255) for t in tiles]), out / f"{study.name}.png")
+        _write(_png(np.hstack([np.pad(t, ((0, 0), (2, 2), (0, 0)), constant_values=255) for t in tiles])), out / f"{study.name}.png")
         sections.append(f"<h2>{html.escape(study.title)}</h2>\n<div class=\"row\">{''.join(figures)}</div>")
     write_text(out / "index.html", _PAGE.format(body="\n".join(sections), size=image_size, latent=latent_size))
     return offset
 
 
-def _save(rgb: np.ndarray, path: Path) -> None:
+def _png(rgb: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _write(data: bytes, path: Path) -> None:
     with atomic_path(path) as tmp:
-        Image.fromarray(rgb).save(tmp, format="PNG")
+        tmp.write_bytes(data)
 
 
 _PAGE = """<!doctype html>
