@@ -45,6 +45,26 @@ TINY = {
 }
 
 
+def interrupt_at_tick(monkeypatch, tick: int, after_writing: bool = False):
+    """Make the next run stop with KeyboardInterrupt at its ``tick``-th history row, as a kill
+    there would (before the row is written, or just after); returns the real writer, to restore."""
+    from ganlab.training import hooks
+
+    real, calls = hooks.append_history, {"n": 0}
+
+    def append(row):
+        calls["n"] += 1
+        if after_writing:
+            real(row)
+        if calls["n"] == tick:
+            raise KeyboardInterrupt("simulated kill")
+        if not after_writing:
+            real(row)
+
+    monkeypatch.setattr(hooks, "append_history", append)
+    return real
+
+
 def tiny(**sections) -> Params:
     """Small enough to train in about a second: 32 px, widths 8, 40 demo faces, 4 steps of 16."""
     raw = {k: dict(v) for k, v in TINY.items()}

@@ -14,7 +14,7 @@ from ganlab.io.background import Writer, host_copy
 from ganlab.io.tracking import tracking_uri
 from ganlab.training import hooks
 from stages import prepare, train
-from tests.conftest import tiny
+from tests.conftest import interrupt_at_tick, tiny
 
 
 def test_jobs_run_in_order_on_another_thread_and_close_finishes_them():
@@ -78,17 +78,8 @@ def test_training_with_the_background_writer_records_everything_and_resumes_exac
     client = MlflowClient(tracking_uri())
     assert [m.step for m in client.get_metric_history(straight["mlflow_run_id"], "loss_d")] == [16, 32, 48, 64]
 
-    calls = {"n": 0}
-    real_append = hooks.append_history
-
-    def crash_at_step_3(row):
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise KeyboardInterrupt
-        real_append(row)
-
     layout.CHECKPOINT.unlink()
-    monkeypatch.setattr(hooks, "append_history", crash_at_step_3)
+    real_append = interrupt_at_tick(monkeypatch, 3)
     with pytest.raises(KeyboardInterrupt):
         train.run(params)
     assert checkpoint.load(layout.CHECKPOINT)["step"] == 2  # the queued write finished before the run ended

@@ -14,7 +14,7 @@ from stages import prepare, sample, train
 from ganlab.device import resolve_device
 from ganlab.errors import UserError
 from ganlab.io.tracking import tracking_uri
-from tests.conftest import tiny
+from tests.conftest import interrupt_at_tick, tiny
 from torch.optim.optimizer import register_optimizer_step_post_hook
 
 
@@ -87,17 +87,8 @@ def test_the_final_checkpoint_keeps_weights_not_optimizer_moments(workdir):
     """A finished run is never resumed: its file holds G, D, the EMA and the eval generator (sharing
     the EMA's parameters), about a third of a resumable checkpoint's size."""
     params = prepared(train={"kimg": 0.064, "checkpoint_kimg": 0.048})
-    calls = {"n": 0}
-    real_append = hooks.append_history
-
-    def stop_after_the_checkpoint(row):
-        real_append(row)
-        calls["n"] += 1
-        if calls["n"] == 4:
-            raise KeyboardInterrupt
-
     with pytest.MonkeyPatch.context() as m:
-        m.setattr(hooks, "append_history", stop_after_the_checkpoint)
+        interrupt_at_tick(m, 4, after_writing=True)
         with pytest.raises(KeyboardInterrupt):
             train.run(params)
     resumable = checkpoint.load(layout.CHECKPOINT)
@@ -132,20 +123,11 @@ def test_resume_after_a_crash_is_bit_identical(workdir, monkeypatch):
     train.run(params)
     straight = checkpoint.load(layout.CHECKPOINT)
 
-    calls = {"n": 0}
-    real_append = hooks.append_history
-
-    def crash_at_step_3(row):
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise KeyboardInterrupt("simulated kill")
-        real_append(row)
-
     layout.CHECKPOINT.unlink()
-    monkeypatch.setattr(hooks, "append_history", crash_at_step_3)
+    real_append = interrupt_at_tick(monkeypatch, 3)
     with pytest.raises(KeyboardInterrupt):
         train.run(params)
-    interrupted = checkpoint.load(layout.CHECKPOINT)  # written in the background, finished before the run ended
+    interrupted = checkpoint.load(layout.CHECKPOINT)  # the one after step 2
     assert interrupted["step"] == 2 and not interrupted["complete"]
     monkeypatch.setattr(hooks, "append_history", real_append)
     train.run(params)

@@ -11,7 +11,7 @@ from stages import prepare, train
 from ganlab.training.ema import make_ema, update_ema
 from ganlab.training.loss import hinge_discriminator_loss, hinge_generator_loss, r1_penalty
 from ganlab.training.networks import Discriminator, init_dcgan_
-from tests.conftest import tiny
+from tests.conftest import interrupt_at_tick, tiny
 
 
 @pytest.mark.parametrize("policy", augment.POLICIES)
@@ -92,16 +92,7 @@ def test_all_options_train_and_resume_exactly(workdir, monkeypatch):
     assert straight["ema"] is not None and all(torch.isfinite(v).all() for v in straight["ema"].values())
     layout.CHECKPOINT.unlink()
 
-    calls = {"n": 0}
-    real_append = hooks.append_history
-
-    def crash_at_step_3(row):
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise KeyboardInterrupt
-        real_append(row)
-
-    monkeypatch.setattr(hooks, "append_history", crash_at_step_3)
+    real_append = interrupt_at_tick(monkeypatch, 3)
     with pytest.raises(KeyboardInterrupt):
         train.run(params)
     assert checkpoint.load(layout.CHECKPOINT)["step"] == 2
