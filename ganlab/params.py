@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import difflib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from ganlab.errors import UserError
 
@@ -23,6 +23,15 @@ IMAGE_SIZES = (32, 64, 128, 256)  # what the networks support (ganlab/training/n
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_yes_for_numbers(cls, v: Any, info: ValidationInfo) -> Any:
+        """YAML reads yes/no/true/false as booleans, and pydantic would take them as 1 and 0."""
+        ann = cls.model_fields[info.field_name].annotation
+        if isinstance(v, bool) and ann is not bool and (ann in (int, float) or set(get_args(ann)) & {int, float}):
+            raise ValueError("expected a number, not yes/no")
+        return v
 
 
 class DemoParams(_Section):
@@ -36,6 +45,13 @@ class PrepareParams(_Section):
     crop: Literal["center", "pad"] = "center"
     background: tuple[int, int, int] = (255, 255, 255)  # for transparent pixels and padding
     demo: DemoParams = DemoParams()
+
+    @field_validator("source")
+    @classmethod
+    def _named(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("must be 'demo' or a folder of images, e.g. data/raw")
+        return v
 
     @field_validator("image_size")
     @classmethod

@@ -25,6 +25,9 @@ def test_project_params_file_is_valid():
     "raw, expected",
     [
         ({"train": {"epochs": "many"}}, "train.epochs: Input should be a valid integer"),
+        ({"train": {"epochs": True}}, "train.epochs: expected a number, not yes/no (got True)"),  # YAML's `epochs: yes`
+        ({"train": {"lr": False}}, "train.lr: expected a number, not yes/no (got False)"),
+        ({"prepare": {"source": ""}}, "prepare.source: must be 'demo' or a folder of images"),
         ({"train": {"lr": -1}}, "train.lr: Input should be greater than 0 (got -1)"),
         ({"train": {"batch_size": 0}}, "train.batch_size: Input should be greater than or equal to 1 (got 0)"),
         ({"prepare": {"image_size": 100}}, "prepare.image_size: must be one of [32, 64, 128, 256] (got 100)"),
