@@ -18,7 +18,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 
 from ganlab.errors import UserError
 
-IMAGE_SIZES = (32, 64, 128, 256)  # what the networks support (ganlab/training/networks.py; a test keeps them equal)
+IMAGE_SIZES = (32, 64, 128, 256)
+SEED_LIMIT = 2**62  # torch seeds are 64-bit; streams add offsets to a seed  # what the networks support (ganlab/training/networks.py; a test keeps them equal)
 
 
 class _Section(BaseModel):
@@ -36,7 +37,7 @@ class _Section(BaseModel):
 
 class DemoParams(_Section):
     count: int = Field(1000, ge=1, le=100_000)
-    seed: int = 0
+    seed: int = Field(0, ge=0, lt=SEED_LIMIT)
 
 
 class PrepareParams(_Section):
@@ -90,10 +91,10 @@ class TrainParams(_Section):
     r1_every: int = Field(16, ge=1)  # lazy R1: every N discriminator steps, scaled by N
     betas: tuple[float, float] = (0.5, 0.999)
     d_steps: int = Field(1, ge=1, le=100)  # k discriminator updates per generator update
-    seed: int = 0
+    seed: int = Field(0, ge=0, lt=SEED_LIMIT)
     tick_kimg: float = Field(2.0, gt=0)  # a history row and MLflow metrics every tick (the one read of the losses)
     grids: int = Field(40, ge=1, le=500)  # fixed-latent grids (video frames) over the run, log-spaced in images seen
-    grid_seed: int = 42  # the 64 fixed latents of the training grids
+    grid_seed: int = Field(42, ge=0, lt=SEED_LIMIT)  # the 64 fixed latents of the training grids
     checkpoint_kimg: float = Field(25.0, gt=0)  # resumable checkpoints, written in the background
     channels_last: bool = True
     amp: bool = True  # bf16 autocast on CUDA and on CPUs with native bf16 (AVX512-BF16/AMX)
@@ -102,7 +103,7 @@ class TrainParams(_Section):
     data_on_device: Literal["auto", "always", "never"] = "auto"  # never: stream batches from the file
     eval_kimg: float = Field(25.0, ge=0)  # in-training evaluations, and one at the end; 0 = off
     eval_samples: int = Field(256, ge=16)
-    eval_seed: int = 2024  # the latents of the in-training evaluation (train's own: evaluate.seed reruns evaluate only)
+    eval_seed: int = Field(2024, ge=0, lt=SEED_LIMIT)  # the latents of the in-training evaluation (train's own: evaluate.seed reruns evaluate only)
     # keep the generator that scores best on this (directions in ganlab/metrics/scores.py; a test keeps them equal)
     best_metric: Literal["fd", "kid", "recall", "attr_tv_mean", "attr_confident_mean", "attr_confident_all"] = "fd"
     sync_batchnorm: bool = False  # multi-GPU only: BatchNorm statistics over the global batch
@@ -116,7 +117,7 @@ class TrainParams(_Section):
 
 
 class SampleParams(_Section):
-    seed: int = 42
+    seed: int = Field(42, ge=0, lt=SEED_LIMIT)
     count: int = Field(16, ge=0, le=10_000)
 
 
@@ -134,7 +135,7 @@ class LatentStudyParams(_Section):
     feature_base: Literal["zeros", "ones", "neg_ones"] = "ones"
     features: dict[int, float] = {3: 50.0, 123: -50.0}  # dimension -> large value
     sweep: SweepParams = SweepParams()
-    seed: int = 7  # base latent of a "random" sweep
+    seed: int = Field(7, ge=0, lt=SEED_LIMIT)  # base latent of a "random" sweep
 
 
 class VideoParams(_Section):
@@ -154,7 +155,7 @@ class VideoParams(_Section):
 
 class EvaluateParams(_Section):
     samples: int = Field(1000, ge=16, le=50_000)
-    seed: int = 2024
+    seed: int = Field(2024, ge=0, lt=SEED_LIMIT)
     fid: bool = True
     inception_weights: str = ""  # a local weights-inception-2015-12-05-6726825d.pth, or "download"
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 
 import torch
 
@@ -17,7 +16,7 @@ from ganlab import layout
 from ganlab.data.dataset import load_images
 from ganlab.device import resolve_device
 from ganlab.io import tracking
-from ganlab.io.atomic import write_text
+from ganlab.io.atomic import atomic_dir, write_text
 from ganlab.metrics import attributes
 from ganlab.metrics.evaluator import Reference, evaluate_generator
 from ganlab.metrics.features import FeatureNet, reference_features
@@ -63,11 +62,11 @@ def run(params: Params) -> dict[str, float]:
             metrics["fid_unavailable"] = notes.get("fid", "").split(":")[0]  # one short line; the whole reason: notes.json
     headline = {k: metrics[k] for k in HEADLINE if k in metrics}
 
-    shutil.rmtree(layout.EVALUATE, ignore_errors=True)
-    save_png(closest_pairs(result.samples, real, result.nearest), layout.EVALUATE / "closest_pairs.png")
-    plot_curves(layout.HISTORY, layout.EVAL_HISTORY, layout.EVALUATE / "training_curves.png")
-    write_text(layout.EVALUATE / "notes.json", json.dumps(notes, indent=1))
-    write_text(layout.EVALUATE / "metrics_detail.json", _json(metrics))
+    with atomic_dir(layout.EVALUATE) as out:
+        save_png(closest_pairs(result.samples, real, result.nearest), out / "closest_pairs.png")
+        plot_curves(layout.HISTORY, layout.EVAL_HISTORY, out / "training_curves.png")
+        write_text(out / "notes.json", json.dumps(notes, indent=1))
+        write_text(out / "metrics_detail.json", _json(metrics))
     write_text(layout.METRICS, _json(headline))
 
     # MLflow groups metrics by the prefix before "/": the headline numbers come first, the rest under detail/

@@ -4,11 +4,11 @@ which it also logs as the training run's MLflow model."""
 from __future__ import annotations
 
 import copy
-import shutil
 
 from ganlab import layout
 from ganlab.device import resolve_device
 from ganlab.io import tracking
+from ganlab.io.atomic import atomic_dir
 from ganlab.metrics.sampler import fixed_latents, generate, load_generator
 from ganlab.params import Params, flatten
 from ganlab.render.grids import save_png, to_grid
@@ -19,10 +19,10 @@ def run(params: Params) -> None:
     G, kimg = load_generator(layout.CHECKPOINT, resolve_device(params.device), which=params.generator)
     grid = generate(G, fixed_latents(s.seed, G.latent_size))  # eval-mode BN: each image independent of its batch mates
     singles = generate(G, fixed_latents(s.seed + 1, G.latent_size, s.count))
-    shutil.rmtree(layout.SAMPLES, ignore_errors=True)
-    save_png(to_grid(grid), layout.SAMPLES / "grid.png")
-    for i, image in enumerate(singles):
-        save_png(to_grid(image[None], nrow=1, padding=0), layout.SAMPLES / f"sample_{i:03d}.png")
+    with atomic_dir(layout.SAMPLES) as out:
+        save_png(to_grid(grid), out / "grid.png")
+        for i, image in enumerate(singles):
+            save_png(to_grid(image[None], nrow=1, padding=0), out / f"sample_{i:03d}.png")
     with tracking.stage_run("sample", flatten(params, ("sample", "generator", "device"))) as mlrun:
         mlrun.attach(layout.SAMPLES, "samples")
     tracking.log_generator(copy.deepcopy(G).cpu(), fixed_latents(0, G.latent_size, 2).numpy(),

@@ -28,6 +28,8 @@ def test_project_params_file_is_valid():
         ({"train": {"epochs": True}}, "train.epochs: expected a number, not yes/no (got True)"),  # YAML's `epochs: yes`
         ({"train": {"lr": False}}, "train.lr: expected a number, not yes/no (got False)"),
         ({"prepare": {"source": ""}}, "prepare.source: must be 'demo' or a folder of images"),
+        ({"sample": {"seed": 2**64}}, "sample.seed: Input should be less than 4611686018427387904"),  # torch seeds are 64-bit
+        ({"train": {"seed": -1}}, "train.seed: Input should be greater than or equal to 0"),
         ({"train": {"lr": -1}}, "train.lr: Input should be greater than 0 (got -1)"),
         ({"train": {"batch_size": 0}}, "train.batch_size: Input should be greater than or equal to 1 (got 0)"),
         ({"prepare": {"image_size": 100}}, "prepare.image_size: must be one of [32, 64, 128, 256] (got 100)"),

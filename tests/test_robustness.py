@@ -18,7 +18,7 @@ from ganlab import layout
 from ganlab.io import checkpoint
 from ganlab.training import loop
 from stages import prepare, train
-from ganlab.io.atomic import atomic_path
+from ganlab.io.atomic import atomic_dir, atomic_path
 from ganlab.errors import UserError
 from ganlab.io.tracking import tracking_uri
 from tests.conftest import TINY, tiny
@@ -134,3 +134,34 @@ def test_temp_files_left_by_a_killed_writer_are_removed_before_training_resumes(
     train.run(params)
     assert not any(path.exists() for path in leftovers)
     assert sorted(p.name for p in layout.GRIDS.iterdir()) == ["images_000000000.png", "images_000000016.png", "images_000000032.png"]
+
+
+def test_atomic_dir_keeps_the_old_folder_until_the_new_one_is_complete(tmp_path):
+    target = tmp_path / "out"
+    target.mkdir()
+    (target / "old.png").write_text("old")
+    (tmp_path / ".out.abc123.tmp").mkdir()  # left by a killed writer
+    with pytest.raises(RuntimeError):
+        with atomic_dir(target) as new:
+            (new / "half.png").write_text("half")
+            raise RuntimeError("a bad param, found late")
+    assert [p.name for p in target.iterdir()] == ["old.png"]
+    with atomic_dir(target) as new:
+        (new / "new.png").write_text("new")
+    assert [p.name for p in target.iterdir()] == ["new.png"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # no temp folder left, the stale one removed
+
+
+def test_a_failing_stage_keeps_its_previous_outputs(workdir):
+    """A bad video.codec used to empty reports/video/ before failing."""
+    from stages import make_video
+
+    params = tiny()
+    prepare.run(params)
+    train.run(params)
+    make_video.run(params)
+    before = {p.name: p.read_bytes() for p in layout.VIDEO.iterdir()}
+    with pytest.raises(UserError, match="video.codec: OpenCV cannot write 'ZZZZ'"):
+        make_video.run(tiny(video={"codec": "ZZZZ"}))
+    assert {p.name: p.read_bytes() for p in layout.VIDEO.iterdir()} == before
+    assert not list(layout.VIDEO.parent.glob(".*.tmp"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -29,6 +30,28 @@ def atomic_path(target: Path | str) -> Iterator[Path]:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+@contextmanager
+def atomic_dir(target: Path | str) -> Iterator[Path]:
+    """Yield an empty temp folder beside ``target``; on success it replaces ``target`` whole, on
+    any error it is deleted and ``target`` keeps its old contents (a bad param never empties
+    the last good outputs). Folders a killed writer left are removed first."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    for stale in target.parent.glob(f".{target.name}.*.tmp"):
+        shutil.rmtree(stale, ignore_errors=True)
+    new = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp"))
+    try:
+        yield new
+    except BaseException:
+        shutil.rmtree(new, ignore_errors=True)
+        raise
+    old = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp"))
+    if target.exists():
+        os.replace(target, old / "previous")  # two renames: target is missing only between them
+    os.replace(new, target)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def remove_stale_temp_files(folder: Path | str) -> int:
