@@ -100,7 +100,7 @@ class EndToEndResult:
     kimg: float
     pure_step_images_per_s: float  # median of trials, same model, batch and data set size
     end_to_end_images_per_s: float  # kimg over the wall time of the whole `gan train` process
-    loop_images_per_s: float  # kimg over the training loop's own clock (history.csv `seconds`): no process start
+    loop_images_per_s: float  # kimg over the training loop's own clock (timing.csv `seconds`): no process start
     ratio: float  # end to end / pure step
     megabytes_written: float  # reports/, models/, mlruns/ and mlflow.db after the run
     grids: int
@@ -294,14 +294,14 @@ def end_to_end(config: str, images: int, kimg: float, device: torch.device, tria
         wall = time.perf_counter() - start
         if out.returncode:
             raise RuntimeError(f"bench: gan train failed:\n{out.stderr[-2000:]}")
-        history = list(csv.DictReader(open(root / "reports/train/history.csv")))
-        shown = float(history[-1]["kimg"]) * 1000
+        timing = list(csv.DictReader(open(root / "reports/train/timing.csv")))
+        shown = float(timing[-1]["kimg"]) * 1000
         written = _folder_bytes(root)
         grids = len(list((root / "reports/train/grids").glob("*.png")))
         checkpoints = len(checkpoint.load(root / "models/checkpoint.pt")["checkpoints"]) + 1  # + the final one
     pure = pure_steps(config, images, trials, steps, device)
     return EndToEndResult(config, _device_name(device), images, kimg, round(pure, 1), round(shown / wall, 1),
-                          round(shown / float(history[-1]["seconds"]), 1), round(shown / wall / pure, 3),
+                          round(shown / float(timing[-1]["seconds"]), 1), round(shown / wall / pure, 3),
                           round(written / 1e6, 1), grids, checkpoints)
 
 

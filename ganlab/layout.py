@@ -11,11 +11,12 @@ MANIFEST = PREPARED / "manifest.json"
 PREVIEW = PREPARED / "preview.png"
 
 CHECKPOINT = Path("models/checkpoint.pt")
-RUN_INFO = Path("models/run.json")
+RUN_INFO = Path("models/run.json")  # the MLflow run and wall time beside the checkpoint: not an output
 
 TRAIN_REPORTS = Path("reports/train")
 GRIDS = TRAIN_REPORTS / "grids"
 HISTORY = TRAIN_REPORTS / "history.csv"
+TIMING = TRAIN_REPORTS / "timing.csv"  # images/s and wall time: not an output (different on every run)
 EVAL_HISTORY = TRAIN_REPORTS / "eval_history.csv"
 GRID_FILE = re.compile(r"images_(\d{9})\.png$")  # a training grid, named by the real images shown to D before it
 

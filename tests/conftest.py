@@ -1,3 +1,4 @@
+import json
 import shutil
 from pathlib import Path
 
@@ -52,17 +53,22 @@ def interrupt_at_tick(monkeypatch, tick: int, after_writing: bool = False):
 
     real, calls = hooks.append_history, {"n": 0}
 
-    def append(row):
+    def append(row, timing):
         calls["n"] += 1
         if after_writing:
-            real(row)
+            real(row, timing)
         if calls["n"] == tick:
             raise KeyboardInterrupt("simulated kill")
         if not after_writing:
-            real(row)
+            real(row, timing)
 
     monkeypatch.setattr(hooks, "append_history", append)
     return real
+
+
+def run_id(root: Path = Path(".")) -> str:
+    """The MLflow run of the training in ``root`` (models/run.json, beside the checkpoint)."""
+    return json.loads((root / "models/run.json").read_text())["run_id"]
 
 
 def tiny(**sections) -> Params:

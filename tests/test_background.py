@@ -14,7 +14,7 @@ from ganlab.io.background import Writer, host_copy
 from ganlab.io.tracking import tracking_uri
 from ganlab.training import hooks
 from stages import prepare, train
-from tests.conftest import interrupt_at_tick, tiny
+from tests.conftest import interrupt_at_tick, run_id, tiny
 
 
 def test_jobs_run_in_order_on_another_thread_and_close_finishes_them():
@@ -76,7 +76,7 @@ def test_training_with_the_background_writer_records_everything_and_resumes_exac
     grids = sorted(p.name for p in layout.GRIDS.iterdir())
     assert len(grids) == 5
     client = MlflowClient(tracking_uri())
-    assert [m.step for m in client.get_metric_history(straight["mlflow_run_id"], "loss_d")] == [16, 32, 48, 64]
+    assert [m.step for m in client.get_metric_history(run_id(), "loss_d")] == [16, 32, 48, 64]
 
     layout.CHECKPOINT.unlink()
     real_append = interrupt_at_tick(monkeypatch, 3)

@@ -20,7 +20,7 @@ from ganlab.metrics import sampler
 from ganlab.training import hooks
 from ganlab.training.networks import Generator
 from stages import attributes, evaluate, latent_study, prepare, sample, train
-from tests.conftest import tiny
+from tests.conftest import run_id, tiny
 from tests.project import new_project, repro, run
 
 pytestmark = [pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs an NVIDIA GPU (CUDA); none here")]
@@ -47,23 +47,24 @@ def test_kill_and_resume_on_cuda(workdir, monkeypatch):
     attributes.run(params)
     real_append = hooks.append_history
 
-    def crash_at_step_2(row):
+    def crash_at_step_2(row, timing):
         if row["kimg"] == 0.032:
             raise KeyboardInterrupt("simulated kill")
-        real_append(row)
+        real_append(row, timing)
 
     monkeypatch.setattr(hooks, "append_history", crash_at_step_2)
     with pytest.raises(KeyboardInterrupt):
         train.run(params)
     interrupted = checkpoint.load(layout.CHECKPOINT)
     assert interrupted["step"] == 1 and not interrupted["complete"]
+    first_run = run_id()
     monkeypatch.setattr(hooks, "append_history", real_append)
     final = train.run(params)  # RNG states come back from a CPU checkpoint into CUDA generators
     assert final["kimg"] == 0.048
     resumed = checkpoint.load(layout.CHECKPOINT)
-    assert resumed["complete"] and resumed["mlflow_run_id"] == interrupted["mlflow_run_id"]
+    assert resumed["complete"] and run_id() == first_run
     assert all(t.device.type == "cpu" for t in resumed["generator"].values())  # checkpoints always load to the CPU
-    steps = [m.step for m in MlflowClient(tracking_uri()).get_metric_history(resumed["mlflow_run_id"], "loss_d")]
+    steps = [m.step for m in MlflowClient(tracking_uri()).get_metric_history(run_id(), "loss_d")]
     assert steps == [16, 32, 48]
 
 

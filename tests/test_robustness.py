@@ -21,7 +21,7 @@ from stages import prepare, train
 from ganlab.io.atomic import atomic_dir, atomic_path
 from ganlab.errors import UserError
 from ganlab.io.tracking import tracking_uri
-from tests.conftest import TINY, tiny
+from tests.conftest import TINY, run_id, tiny
 
 GAN = str(Path(sys.executable).parent / "gan")
 
@@ -42,7 +42,7 @@ def test_nan_loss_stops_with_its_step_and_keeps_the_last_good_checkpoint(workdir
         train.run(params)
     state = checkpoint.load(layout.CHECKPOINT)
     assert state["step"] == 2 and all(torch.isfinite(t).all() for t in state["generator"].values())
-    assert MlflowClient(tracking_uri()).get_run(state["mlflow_run_id"]).info.status == "FAILED"
+    assert MlflowClient(tracking_uri()).get_run(run_id()).info.status == "FAILED"
 
 
 class Exploit:
@@ -104,6 +104,7 @@ def test_sigkill_at_a_random_moment_then_resume_is_bit_identical(tmp_path, empty
     proc.wait()
     interrupted = checkpoint.load(ckpt)
     assert not interrupted["complete"], "the run finished before the kill; make it longer"
+    first_run = run_id(killed)
 
     resume = _gan_train(killed)
     output = resume.communicate(timeout=300)[0]
@@ -114,10 +115,10 @@ def test_sigkill_at_a_random_moment_then_resume_is_bit_identical(tmp_path, empty
     for key in ("generator", "discriminator", "generator_eval"):
         for name in a[key]:
             assert torch.equal(a[key][name], b[key][name]), f"{key}.{name}"
-    assert b["mlflow_run_id"] == interrupted["mlflow_run_id"]
+    assert run_id(killed) == first_run
     client = MlflowClient(f"sqlite:///{killed / 'mlflow.db'}")
     assert len(client.search_runs([e.experiment_id for e in client.search_experiments()])) == 1
-    assert [m.step for m in client.get_metric_history(b["mlflow_run_id"], "loss_d")] == [16 * s for s in range(1, steps + 1)]
+    assert [m.step for m in client.get_metric_history(first_run, "loss_d")] == [16 * s for s in range(1, steps + 1)]
     assert (killed / layout.HISTORY).read_text().count("\n") == steps + 1  # header and one row a tick: no duplicated or partial rows
     grids = sorted(p.name for p in (killed / layout.GRIDS).glob("*.png"))
     assert grids == sorted(p.name for p in (straight / layout.GRIDS).glob("*.png")) and len(grids) == 5

@@ -1,6 +1,7 @@
 """Training follows the slides, records what happened, and resumes exactly."""
 
 import csv
+import json
 import re
 
 import pytest
@@ -14,7 +15,7 @@ from stages import prepare, sample, train
 from ganlab.device import resolve_device
 from ganlab.errors import UserError
 from ganlab.io.tracking import tracking_uri
-from tests.conftest import interrupt_at_tick, tiny
+from tests.conftest import interrupt_at_tick, run_id, tiny
 from torch.optim.optimizer import register_optimizer_step_post_hook
 
 
@@ -33,8 +34,12 @@ def test_training_records_metrics_grids_and_checkpoint(workdir):
     assert [float(r["epoch"]) for r in rows] == [0.4, 0.8, 1.2]  # 40 images: batches straddle epochs
     for r in rows:
         assert 0 < float(r["real_score"]) < 1 and 0 < float(r["fake_score"]) < 1
-        assert float(r["loss_d"]) > 0 and float(r["loss_g"]) > 0 and float(r["images_per_s"]) > 0
-    assert 0 < float(rows[0]["seconds"]) < float(rows[1]["seconds"]) < float(rows[2]["seconds"])
+        assert float(r["loss_d"]) > 0 and float(r["loss_g"]) > 0
+    timing = list(csv.DictReader(layout.TIMING.open()))
+    assert [float(r["kimg"]) for r in timing] == [0.016, 0.032, 0.048] and all(float(r["images_per_s"]) > 0 for r in timing)
+    assert 0 < float(timing[0]["seconds"]) < float(timing[1]["seconds"]) < float(timing[2]["seconds"])
+    record = json.loads(layout.RUN_INFO.read_text())
+    assert record["step"] == 3 and record["seconds"] >= float(timing[2]["seconds"]) - 1e-3
     assert final["kimg"] == 0.048
     assert sorted(p.name for p in layout.GRIDS.iterdir()) == [f"images_{i:09d}.png" for i in (0, 16, 32, 48)]
 
@@ -43,7 +48,7 @@ def test_training_records_metrics_grids_and_checkpoint(workdir):
     assert {"generator", "generator_eval", "discriminator", "opt_g", "opt_d", "rng"} <= set(state)
 
     client = MlflowClient(tracking_uri())
-    run = client.get_run(state["mlflow_run_id"])
+    run = client.get_run(run_id())
     assert run.info.status == "FINISHED"
     assert run.data.params["train.kimg"] == "0.048" and run.data.tags["dataset_sha256"] and run.data.tags["batch"] == "16"
     for key in ("loss_d", "loss_g", "real_score", "fake_score", "images_per_s", "epoch", "seconds"):
@@ -129,16 +134,17 @@ def test_resume_after_a_crash_is_bit_identical(workdir, monkeypatch):
         train.run(params)
     interrupted = checkpoint.load(layout.CHECKPOINT)  # the one after step 2
     assert interrupted["step"] == 2 and not interrupted["complete"]
+    first_run = run_id()
     monkeypatch.setattr(hooks, "append_history", real_append)
     train.run(params)
     resumed = checkpoint.load(layout.CHECKPOINT)
 
-    assert resumed["mlflow_run_id"] == interrupted["mlflow_run_id"]
+    assert run_id() == first_run
     for key in ("generator", "discriminator", "generator_eval"):
         for name, tensor in straight[key].items():
             assert torch.equal(tensor, resumed[key][name]), f"{key}.{name} differs after resume"
     assert [r["loss_d"] for r in resumed["history"]] == [r["loss_d"] for r in straight["history"]]
-    steps = [m.step for m in MlflowClient(tracking_uri()).get_metric_history(resumed["mlflow_run_id"], "loss_d")]
+    steps = [m.step for m in MlflowClient(tracking_uri()).get_metric_history(run_id(), "loss_d")]
     assert steps == [16, 32, 48, 64]  # one run, continued; no duplicated steps
     assert [float(r["kimg"]) for r in csv.DictReader(layout.HISTORY.open())] == [0.016, 0.032, 0.048, 0.064]
 
@@ -181,4 +187,4 @@ def test_streamed_data_trains_exactly_like_data_on_the_device(workdir):
     streamed = checkpoint.load(layout.CHECKPOINT)
     for name, tensor in on_device["generator"].items():
         assert torch.equal(tensor, streamed["generator"][name]), name
-    assert MlflowClient(tracking_uri()).get_run(streamed["mlflow_run_id"]).data.tags["data"] == "StreamedData"
+    assert MlflowClient(tracking_uri()).get_run(run_id()).data.tags["data"] == "StreamedData"

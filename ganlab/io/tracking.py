@@ -37,7 +37,6 @@ from PIL import Image
 from torch import nn
 
 from ganlab import layout
-from ganlab.io.atomic import write_text
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # the machines we run on are often offline
 
@@ -146,13 +145,12 @@ class TrainingRun:
         import mlflow
         from mlflow.tracking import MlflowClient
 
-        exp_id = experiment_id(experiment)
+        self.experiment_id = experiment_id(experiment)
         self.resumed = run_id is not None
-        active = mlflow.start_run(run_id=run_id) if run_id else mlflow.start_run(experiment_id=exp_id, run_name=name)
+        active = mlflow.start_run(run_id=run_id) if run_id else mlflow.start_run(experiment_id=self.experiment_id, run_name=name)
         self.run_id = active.info.run_id
         self.client = MlflowClient(tracking_uri())
         self.logged_through = last_logged_step(self.run_id, "loss_d") if self.resumed else -1  # a fresh run logs step 0 too
-        write_text(layout.RUN_INFO, json.dumps({"run_id": self.run_id, "experiment_id": exp_id}, indent=1))
 
     def log_params(self, flat: dict[str, Any], tags: dict[str, str]) -> None:
         from mlflow.entities import RunTag

@@ -1,4 +1,8 @@
-"""A static PNG of the training curves: ``dvc plots show`` needs the internet to render its HTML."""
+"""A static PNG of the training curves: ``dvc plots show`` needs the internet to render its HTML.
+
+Only what the training computed is drawn (not its speed), so the same run gives the same bytes;
+images/s is in MLflow and in ``reports/train/timing.csv``.
+"""
 
 from __future__ import annotations
 
@@ -9,14 +13,13 @@ from ganlab.io.atomic import atomic_path
 
 
 def plot_curves(history_csv: Path, eval_csv: Path, out_path: Path) -> None:
-    """Losses, scores, speed and (if recorded) the in-training metrics over kimg, as one PNG."""
+    """Losses, scores and (if recorded) the in-training metrics over kimg, as one PNG."""
     import matplotlib  # optional heavy dependency: only this plot needs it
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    panels = [(history_csv, ("loss_d", "loss_g"), "losses"), (history_csv, ("real_score", "fake_score"), "mean D(x) and D(G(z))"),
-              (history_csv, ("images_per_s",), "training images/s")]
+    panels = [(history_csv, ("loss_d", "loss_g"), "losses"), (history_csv, ("real_score", "fake_score"), "mean D(x) and D(G(z))")]
     if eval_csv.is_file() and list(csv.DictReader(open(eval_csv))):
         panels.append((eval_csv, ("fd_ratio",), "fd over its real-vs-real floor (1 = perfect)"))
         panels.append((eval_csv, ("recall", "precision", "attr_tv_mean", "nn_ratio"), "in-training evaluation"))

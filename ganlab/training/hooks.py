@@ -44,6 +44,7 @@ class Run:
         self.noise_states: list = []  # every rank's noise stream, gathered where a checkpoint is due
         self.digests: list = []  # every rank's parameter hash, gathered at the end
         self.tracker: TrainingRun | None = None
+        self.timing: dict[str, float] = {}  # the last tick's speed and wall time (reports/train/timing.csv)
         self.writer = Writer(background=device.type == "cuda")  # on a CPU every core already trains (io/background.py)
 
     @property
@@ -100,6 +101,7 @@ class Tracking(Hook):
         name, links = run_name_and_links(f"{source}-{run.image_size}px")
         run.tracker = TrainingRun(p.tracking.experiment, run.progress.run_id, name)
         run.progress.run_id = run.tracker.run_id
+        state.write_record(run.progress.run_id, run.tracker.experiment_id, run.fp, run.progress.step, run.progress.seconds)
         if not run.tracker.resumed:  # the sections that shape training; each later stage logs its own in its child run
             run.tracker.log_params(flatten(p, TRAINING_SECTIONS), {
                 **links, "git_commit": git_commit(), "dataset_sha256": run.dataset_sha, "dataset_size": str(len(run.data)),
@@ -108,7 +110,7 @@ class Tracking(Hook):
 
     def on_step(self, run: Run, ticked: bool) -> None:
         if ticked:
-            row = run.progress.history[-1]
+            row = {**run.progress.history[-1], **run.timing}
             run.writer.submit(run.tracker.log_metrics, {k: v for k, v in row.items() if k != "kimg"}, run.images)
 
     def on_end(self, run: Run) -> None:
@@ -117,6 +119,7 @@ class Tracking(Hook):
         if run.params.train.log_checkpoint:
             run.tracker.log_artifact(layout.CHECKPOINT, "checkpoint")
         run.tracker.log_artifact(layout.HISTORY)
+        run.tracker.log_artifact(layout.TIMING)
         run.tracker.finish()
 
     def on_failure(self, run: Run, error: BaseException) -> None:
@@ -142,7 +145,7 @@ class Console(Hook):
             return
         row = run.progress.history[-1]
         self.bar.update(round(run.kimg - self.bar.n, 3))
-        self.bar.set_postfix(loss_d=f"{row['loss_d']:.3f}", loss_g=f"{row['loss_g']:.3f}", img_s=f"{row['images_per_s']:.0f}")
+        self.bar.set_postfix(loss_d=f"{row['loss_d']:.3f}", loss_g=f"{row['loss_g']:.3f}", img_s=f"{run.timing['images_per_s']:.0f}")
         if run.progress.step == run.clock.total:
             self.bar.close()  # before the other hooks' closing lines
 
@@ -155,18 +158,31 @@ class Console(Hook):
             self.bar.close()
 
 
-HISTORY_KEYS = ["kimg", "epoch", "loss_d", "loss_g", "real_score", "fake_score", "images_per_s", "seconds"]
+HISTORY_KEYS = ["kimg", "epoch", "loss_d", "loss_g", "real_score", "fake_score"]
+TIMING_KEYS = ["kimg", "images_per_s", "seconds"]
 
 
 def write_history(history: list[dict[str, float]]) -> None:
     _write_csv(layout.HISTORY, history, HISTORY_KEYS)
 
 
-def append_history(row: dict[str, float]) -> None:
-    """One row at the end of the file: a tick costs one short write, however long the run.
-    A kill mid-write can leave a partial last line; a resume rewrites the file from the checkpoint."""
+def append_history(row: dict[str, float], timing: dict[str, float]) -> None:
+    """One row at the end of each file: a tick costs two short writes, however long the run.
+    A kill mid-write can leave a partial last line; a resume rewrites both files."""
     with open(layout.HISTORY, "a", newline="") as f:
         csv.DictWriter(f, fieldnames=HISTORY_KEYS).writerow(row)
+    with open(layout.TIMING, "a", newline="") as f:
+        csv.DictWriter(f, fieldnames=TIMING_KEYS).writerow(timing)
+
+
+def read_timing(through_kimg: float) -> list[dict[str, str]]:
+    """The timing rows up to a resumed checkpoint (none when the file is missing or unreadable:
+    it is a record of speed, not of the training)."""
+    try:
+        with open(layout.TIMING, newline="") as f:
+            return [r for r in csv.DictReader(f) if r.get("seconds") and float(r["kimg"]) <= through_kimg + 1e-9]
+    except (OSError, ValueError, csv.Error):
+        return []
 
 
 def write_evals(evals: list[dict[str, float]]) -> None:
@@ -181,15 +197,19 @@ def _write_csv(path: Path, rows: list[dict[str, float]], keys: list[str]) -> Non
 
 
 class History(Hook):
-    """``reports/train/history.csv``: one row per tick, the file that ``dvc plots`` reads."""
+    """One row per tick in ``reports/train/history.csv`` (what the training computed: the same
+    bytes on every run of the same params, so git and DVC see no change where there is none) and
+    in ``reports/train/timing.csv`` (images/s and wall time: different on every run, so neither
+    git nor DVC tracks it; MLflow has the same numbers)."""
 
     def on_start(self, run: Run) -> None:
         remove_stale_temp_files(layout.TRAIN_REPORTS)
         write_history(run.progress.history)  # what the checkpoint holds: nothing fresh, and no partial row on resume
+        _write_csv(layout.TIMING, read_timing(run.kimg) if run.resumed else [], TIMING_KEYS)
 
     def on_step(self, run: Run, ticked: bool) -> None:
         if ticked:
-            append_history(run.progress.history[-1])
+            append_history(run.progress.history[-1], run.timing)
 
 
 class Grids(Hook):
@@ -246,9 +266,9 @@ class Evaluation(Hook):
         G = run.gan.eval_generator(seed=t.grid_seed)
         scores = evaluate_generator(G, run.data.images, t.eval_samples, t.eval_seed, self.features, self.reference,
                                     self.net).metrics
-        scores["eval_seconds"] = time.perf_counter() - start  # what the evaluation costs the run
-        progress.evals.append({"kimg": run.kimg, "seconds": progress.seconds, **scores})
+        progress.evals.append({"kimg": run.kimg, **scores})
         write_evals(progress.evals)
+        scores["seconds"] = time.perf_counter() - start  # what the evaluation costs the run: MLflow only, as all timings
         run.writer.submit(run.tracker.log_metrics, {f"eval.{k}": v for k, v in scores.items()}, run.images)
         if improves(scores.get(t.best_metric), progress.best_value, t.best_metric):
             progress.best_value, progress.best_kimg = scores[t.best_metric], run.kimg
@@ -276,8 +296,14 @@ class Checkpoints(Hook):
 
     def on_step(self, run: Run, ticked: bool) -> None:
         if run.noise_states:  # gathered by the loop where a checkpoint is due
-            run.progress.checkpoints.append(run.kimg)
-            run.writer.submit(checkpoint.save, host_copy(run.snapshot()), layout.CHECKPOINT)
+            p = run.progress
+            p.checkpoints.append(run.kimg)
+            run.writer.submit(self.write, host_copy(run.snapshot()), (p.run_id, run.tracker.experiment_id, run.fp, p.step, p.seconds))
+
+    @staticmethod
+    def write(snapshot: dict, record: tuple) -> None:
+        checkpoint.save(snapshot, layout.CHECKPOINT)
+        state.write_record(*record)  # after the checkpoint: a resume never takes a later clock than its weights
 
     def on_end(self, run: Run) -> None:
         if len(set(run.digests)) > 1:
@@ -290,6 +316,8 @@ class Checkpoints(Hook):
         if run.progress.best_generator is not None and run.progress.best_kimg == run.kimg:
             final["generator_best"] = final["generator_eval"]  # the last is the best: the same weights, stored once
         checkpoint.save(final, layout.CHECKPOINT)
+        p = run.progress
+        state.write_record(p.run_id, run.tracker.experiment_id, run.fp, p.step, p.seconds)
 
 
 def main_process_hooks() -> list[Hook]:

@@ -10,9 +10,11 @@ host reads the metrics once per tick, not once per step.
 from __future__ import annotations
 
 import json
+import random
 import time
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -57,6 +59,8 @@ class GAN:
 
 def build(m: ModelParams, t: TrainParams, image_size: int, device: torch.device, seed: int, world: int = 1) -> GAN:
     torch.manual_seed(seed)
+    random.seed(seed)  # training draws only from its own streams; the global states are seeded so that
+    np.random.seed(seed % 2**32)  # the checkpoint, which keeps them for exact resume, is the same bytes on every run
     G, D = Generator(m.latent_size, image_size, m.g_width), Discriminator(image_size, m.d_width, m.d_spectral_norm)
     init_dcgan_(G)
     init_dcgan_(D)
@@ -147,11 +151,13 @@ def summarise(log: torch.Tensor, first_step: int, d_steps: int, clock: Clock) ->
     return means
 
 
-def tick_row(clock: Clock, progress: Progress, means: dict[str, float], tick_start: tuple[int, float]) -> dict[str, float]:
-    """A history row; ``seconds`` is wall time since training began (hooks included, across resumes)."""
+def tick_rows(clock: Clock, progress: Progress, means: dict[str, float], tick_start: tuple[int, float]) -> tuple[dict, dict]:
+    """A history row (what the training computed: the same on every run) and a timing row
+    (``seconds``: wall time since training began, hooks included, across resumes)."""
     step, seconds = tick_start
-    return {"kimg": clock.kimg(progress.step), "epoch": round(clock.epoch(progress.step), 3), **means,
-            "images_per_s": (progress.step - step) * clock.batch / (progress.seconds - seconds), "seconds": progress.seconds}
+    kimg = clock.kimg(progress.step)
+    return ({"kimg": kimg, "epoch": round(clock.epoch(progress.step), 3), **means},
+            {"kimg": kimg, "images_per_s": (progress.step - step) * clock.batch / (progress.seconds - seconds), "seconds": progress.seconds})
 
 
 def training_loop(params: Params) -> dict[str, float] | None:
@@ -181,7 +187,8 @@ def training_loop(params: Params) -> dict[str, float] | None:
             means = summarise(distributed.average(torch.cat(logs), world), tick_start[0], t.d_steps, clock) if ticked else {}
             progress.step, progress.seconds, last = stop, progress.seconds + time.perf_counter() - last, time.perf_counter()
             if ticked:
-                progress.history.append(tick_row(clock, progress, means, tick_start))
+                row, run.timing = tick_rows(clock, progress, means, tick_start)
+                progress.history.append(row)
                 logs, tick_start = [], (stop, progress.seconds)
             run.noise_states = distributed.gather(streams.noise.get_state(), world) if stop in clock.checkpoints else []
             hooks.on_step(run, ticked)

@@ -2,6 +2,10 @@
 
 A checkpoint resumes only under the same fingerprint (everything that shapes the weights), so a
 changed param or data set starts fresh instead of silently continuing another run.
+
+The checkpoint holds only what the training computes, so the same params and data give the
+same bytes (and DVC sees no change where there is none). What differs on every run (the MLflow
+run id, the wall time) lives beside it in ``models/run.json``, which no stage declares.
 """
 
 from __future__ import annotations
@@ -15,8 +19,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from ganlab import layout
 from ganlab.errors import UserError
 from ganlab.io import checkpoint
+from ganlab.io.atomic import write_text
 from ganlab.params import Params
 from ganlab.training import distributed
 from ganlab.training.networks import Generator
@@ -73,13 +79,11 @@ def snapshot(gan, params: Params, image_size: int, progress: Progress, noise_sta
         "history": progress.history,
         "rng": checkpoint.capture_rng({"noise": noise_states}),
         "fingerprint": fp,
-        "mlflow_run_id": progress.run_id,
         "evals": progress.evals,
         "best_value": progress.best_value,
         "best_kimg": progress.best_kimg,
         "generator_best": progress.best_generator,
         "checkpoints": progress.checkpoints,
-        "seconds": progress.seconds,
         "complete": False,
     }
 
@@ -111,8 +115,34 @@ def restore(gan, state: dict[str, Any], streams: Streams, rank: int) -> Progress
     gan.opt_g.load_state_dict(state["opt_g"])
     gan.opt_d.load_state_dict(state["opt_d"])
     streams.noise.set_state(checkpoint.restore_rng(state["rng"])["noise"][rank])
-    return Progress(state["step"], state["history"], state["mlflow_run_id"], state["evals"],
-                    state["best_value"], state["best_kimg"], state["generator_best"], state["checkpoints"], state["seconds"])
+    run_id, seconds = recorded_run(state["fingerprint"])
+    return Progress(state["step"], state["history"], run_id, state["evals"],
+                    state["best_value"], state["best_kimg"], state["generator_best"], state["checkpoints"], seconds)
+
+
+def write_record(run_id: str | None, experiment_id: str | None, fp: str, step: int, seconds: float) -> None:
+    """``models/run.json``: the MLflow run and wall time of the run that wrote the checkpoint;
+    written after each checkpoint, so a resume continues the same MLflow run and clock."""
+    record = {"run_id": run_id, "experiment_id": experiment_id, "fingerprint": fp, "step": step, "seconds": round(seconds, 3)}
+    write_text(layout.RUN_INFO, json.dumps(record, indent=1))
+
+
+def _read_record() -> dict[str, Any]:
+    try:
+        record = json.loads(layout.RUN_INFO.read_text())
+        return record if isinstance(record, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def recorded_run(fp: str) -> tuple[str | None, float]:
+    """(MLflow run id, seconds) of the interrupted run with this fingerprint; (None, 0) when
+    run.json is missing or belongs to another run: the resume then opens a new MLflow run."""
+    record = _read_record()
+    if record.get("fingerprint") != fp or not isinstance(record.get("run_id"), str):
+        return None, 0.0
+    seconds = record.get("seconds")
+    return record["run_id"], float(seconds) if isinstance(seconds, (int, float)) else 0.0
 
 
 def shared_eval_state(G: nn.Module, G_eval: Generator) -> dict[str, torch.Tensor]:
