@@ -16,12 +16,12 @@ from mlflow.tracking import MlflowClient
 
 from ganlab import layout
 from ganlab.io import checkpoint
-from ganlab.training import loop
+from ganlab.training import hooks, loop
 from stages import prepare, train
 from ganlab.io.atomic import atomic_dir, atomic_path
 from ganlab.errors import UserError
 from ganlab.io.tracking import tracking_uri
-from tests.conftest import TINY, run_id, tiny
+from tests.conftest import TINY, interrupt_at_tick, run_id, tiny
 
 GAN = str(Path(sys.executable).parent / "gan")
 
@@ -166,3 +166,27 @@ def test_a_failing_stage_keeps_its_previous_outputs(workdir):
         make_video.run(tiny(video={"codec": "ZZZZ"}))
     assert {p.name: p.read_bytes() for p in layout.VIDEO.iterdir()} == before
     assert not list(layout.VIDEO.parent.glob(".*.tmp"))
+
+
+def test_resume_when_the_mlflow_run_is_gone_continues_the_weights_in_a_new_run(workdir, monkeypatch, empty_store, capsys):
+    """A fresh or moved mlflow.db used to stop the resume (`Run with id=... not found`)."""
+    params = tiny(train={"kimg": 0.064, "checkpoint_kimg": 0.032})
+    prepare.run(params)
+    train.run(params)
+    straight = checkpoint.load(layout.CHECKPOINT)
+    layout.CHECKPOINT.unlink()
+    real_append = interrupt_at_tick(monkeypatch, 3)
+    with pytest.raises(KeyboardInterrupt):
+        train.run(params)
+    lost = run_id()
+    shutil.copy(empty_store, "mlflow.db")  # the store is replaced: the run is gone
+    monkeypatch.setattr(hooks, "append_history", real_append)
+    capsys.readouterr()
+    train.run(params)
+    out = capsys.readouterr().out
+    assert f"MLflow run {lost} is not in" in out and "resuming from" in out
+    resumed = checkpoint.load(layout.CHECKPOINT)
+    for name, tensor in straight["generator"].items():
+        assert torch.equal(tensor, resumed["generator"][name]), name  # the weights were not lost
+    fresh = MlflowClient(tracking_uri()).get_run(run_id())
+    assert fresh.info.run_id != lost and fresh.info.status == "FINISHED" and fresh.data.params["train.kimg"] == "0.064"

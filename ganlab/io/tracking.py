@@ -146,11 +146,23 @@ class TrainingRun:
         from mlflow.tracking import MlflowClient
 
         self.experiment_id = experiment_id(experiment)
+        self.client = MlflowClient(tracking_uri())
+        if run_id is not None and not self._exists(run_id):
+            print(f"note: the checkpoint's MLflow run {run_id} is not in {tracking_uri()} (a new or moved store?); "
+                  "the training continues from its checkpoint in a new MLflow run")
+            run_id = None
         self.resumed = run_id is not None
         active = mlflow.start_run(run_id=run_id) if run_id else mlflow.start_run(experiment_id=self.experiment_id, run_name=name)
         self.run_id = active.info.run_id
-        self.client = MlflowClient(tracking_uri())
         self.logged_through = last_logged_step(self.run_id, "loss_d") if self.resumed else -1  # a fresh run logs step 0 too
+
+    def _exists(self, run_id: str) -> bool:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return self.client.get_run(run_id).info.lifecycle_stage == "active"
+        except MlflowException:
+            return False
 
     def log_params(self, flat: dict[str, Any], tags: dict[str, str]) -> None:
         from mlflow.entities import RunTag
