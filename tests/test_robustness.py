@@ -190,3 +190,20 @@ def test_resume_when_the_mlflow_run_is_gone_continues_the_weights_in_a_new_run(w
         assert torch.equal(tensor, resumed["generator"][name]), name  # the weights were not lost
     fresh = MlflowClient(tracking_uri()).get_run(run_id())
     assert fresh.info.run_id != lost and fresh.info.status == "FINISHED" and fresh.data.params["train.kimg"] == "0.064"
+
+
+@pytest.mark.parametrize("where", ["param", "torch cache"])
+def test_a_malicious_inception_weights_file_is_refused_and_runs_nothing(workdir, monkeypatch, where):
+    """torch-fidelity opens its weights with weights_only=False; it only ever sees a plain re-saved copy."""
+    from ganlab.metrics.scores import INCEPTION_FILE, _plain_copy, fid_kid
+
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(workdir / "hub"))
+    evil = Path("evil.pth") if where == "param" else workdir / "hub" / "checkpoints" / INCEPTION_FILE
+    evil.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"fc.weight": Exploit()}, evil)
+    images = torch.rand(4, 3, 32, 32) * 2 - 1
+    metrics, why = fid_kid(images, images, str(evil) if where == "param" else "")
+    assert metrics == {} and "refused to load: not a plain weights file" in why and str(evil) in why
+    assert not Path("PWNED").exists()
+    torch.save({"w": torch.ones(2)}, "plain.pth")
+    assert torch.equal(torch.load(_plain_copy(Path("plain.pth"), workdir), weights_only=True)["w"], torch.ones(2))

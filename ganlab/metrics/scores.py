@@ -9,11 +9,14 @@ they go to metrics.json and MLflow unchanged.
 from __future__ import annotations
 
 import math
+import tempfile
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from ganlab.errors import UserError
+from ganlab.io import checkpoint
 from ganlab.metrics.attributes import AttributeNet, predict
 
 # Metrics a best checkpoint can be chosen by, and whether lower (min) or higher (max) is better.
@@ -90,6 +93,15 @@ def inception_path(setting: str) -> Path | None:
     return cached if cached.is_file() else None
 
 
+def _plain_copy(path: Path, folder: Path) -> Path:
+    """The weights file re-saved from a ``weights_only`` load: torch-fidelity opens its weights with
+    ``torch.load(weights_only=False)``, which would run any code pickled into a stranger's file;
+    it gets this copy, which holds tensors and nothing else, or the file is refused."""
+    copy = folder / INCEPTION_FILE
+    torch.save(checkpoint.load(path, missing="evaluate.inception_weights: file not found"), copy)
+    return copy
+
+
 def fid_kid(generated: torch.Tensor, real: torch.Tensor, weights: str, feature: nn.Module | None = None,
             kid_subset: int = 100) -> tuple[dict[str, float], str]:
     """FID and KID with torchmetrics. Returns ({}, reason) when the InceptionV3 weights are not
@@ -105,14 +117,19 @@ def fid_kid(generated: torch.Tensor, real: torch.Tensor, weights: str, feature: 
                         "or to 'download' where the internet is reachable")
         if path is not None and not path.is_file():
             return {}, f"evaluate.inception_weights: {path} does not exist"
-        kwargs = {"feature": 2048, "feature_extractor_weights_path": str(path) if path else None}
-    else:
-        kwargs = {"feature": feature}
-    try:
-        fid = FrechetInceptionDistance(normalize=True, **kwargs)
-        kid = KernelInceptionDistance(normalize=True, subset_size=min(kid_subset, len(generated), len(real)), **kwargs)
-    except Exception as e:  # noqa: BLE001 - a failed download or a bad weights file is reported, not fatal
-        return {}, f"FID/KID unavailable: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+    with tempfile.TemporaryDirectory() as tmp:
+        if feature is None:
+            try:
+                kwargs = {"feature": 2048, "feature_extractor_weights_path": str(_plain_copy(path, Path(tmp))) if path else None}
+            except UserError as e:
+                return {}, f"FID/KID unavailable: {e}"
+        else:
+            kwargs = {"feature": feature}
+        try:
+            fid = FrechetInceptionDistance(normalize=True, **kwargs)
+            kid = KernelInceptionDistance(normalize=True, subset_size=min(kid_subset, len(generated), len(real)), **kwargs)
+        except Exception as e:  # noqa: BLE001 - a failed download or a bad weights file is reported, not fatal
+            return {}, f"FID/KID unavailable: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
     for metric in (fid, kid):
         metric.to(generated.device)
         for images, is_real in ((real, True), (generated, False)):
