@@ -6,16 +6,16 @@ import hashlib
 import json
 from pathlib import Path
 
+import numpy as np
 from torchvision.utils import save_image
 
 from ganlab import layout
-from ganlab.data.dataset import to_tensor
 from ganlab.data.demo_faces import write_demo_faces
 from ganlab.data.folder import read_folder, shown
 from ganlab.data.images import EXTENSIONS
 from ganlab.errors import UserError
 from ganlab.io import checkpoint
-from ganlab.io.atomic import atomic_path, write_text
+from ganlab.io.atomic import atomic_dir, atomic_path, write_text
 from ganlab.params import Params
 
 
@@ -23,7 +23,8 @@ def run(params: Params) -> dict:
     p = params.prepare
     if p.source == "demo":
         root = layout.DEMO_IMAGES
-        write_demo_faces(root, p.demo.count, p.demo.seed, size=max(128, p.image_size))
+        with atomic_dir(root) as fresh:  # replaced whole: a smaller demo.count leaves no old faces behind
+            write_demo_faces(fresh, p.demo.count, p.demo.seed, size=max(128, p.image_size))
     else:
         root = Path(p.source)
         if not root.is_dir():
@@ -31,7 +32,7 @@ def run(params: Params) -> dict:
         if not root.resolve().is_relative_to(layout.RAW.resolve()):
             print(f"note: {root} is outside {layout.RAW}/, so DVC will not notice when its images change")
 
-    images, kept, skipped, ignored = read_folder(root, p.image_size, p.crop, p.background)
+    data, kept, skipped, ignored = read_folder(root, p.image_size, p.crop, p.background)
     for s in skipped:
         print(f"skipped {shown(root)}/{s['file']}: {s['reason']}")
     for k in kept:
@@ -43,14 +44,13 @@ def run(params: Params) -> dict:
         first = skipped[0]
         raise UserError(f"prepare.source: no usable image in '{shown(root)}': all {len(skipped)} image files were skipped (first: {first['file']}: {first['reason']})")
 
-    data = to_tensor(images)
     checkpoint.save({"images": data, "files": [k["file"] for k in kept]}, layout.DATASET)
     manifest = {
         "source": p.source,
         "root": root.as_posix(),
         "image_size": p.image_size,
         "count": len(kept),
-        "dataset_sha256": hashlib.sha256(data.numpy().tobytes()).hexdigest(),
+        "dataset_sha256": hashlib.sha256(data.numpy().view(np.uint8)).hexdigest(),  # the bytes, not a copy
         "images": kept,
         "skipped": skipped,
         "ignored_other_files": ignored,

@@ -7,8 +7,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
+from ganlab.data import folder
 from stages import prepare
 from ganlab.errors import UserError
 from ganlab.params import parse_params
@@ -56,15 +58,17 @@ def catalogue(tmp_path, monkeypatch):
     os.symlink("..", src / "sub" / "up")  # a folder loop: not followed
     shutil.copy(src / "good.png", src / "sub" / "good_again.png")
     (src / "notes.txt").write_text("ignored")
+    os.mkfifo(src / "pipe.png")  # used to block `gan prepare` for ever
+    os.symlink("/dev/zero", src / "devzero.png")  # used to read without end
 
-    real_read = Path.read_bytes
+    real_open = os.open
 
-    def read_bytes(self):  # the tests run as root, where chmod 000 does not stop a read
-        if self.name == "locked.png":
+    def os_open(path, *args, **kwargs):  # the tests run as root, where chmod 000 does not stop a read
+        if os.fsdecode(path).endswith("locked.png"):
             raise PermissionError(13, "Permission denied")
-        return real_read(self)
+        return real_open(path, *args, **kwargs)
 
-    monkeypatch.setattr(Path, "read_bytes", read_bytes)
+    monkeypatch.setattr(folder.os, "open", os_open)
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 4_000_000)  # bomb.png (9 MP) exceeds twice the limit
     monkeypatch.chdir(tmp_path)
     return src
@@ -80,6 +84,8 @@ EXPECTED_SKIPS = {
     "loop_a.png": "cannot read: Too many levels of symbolic links",
     "loop_b.png": "cannot read: Too many levels of symbolic links",
     "sub/good_again.png": "duplicate of good.png",
+    "pipe.png": "not a regular file",
+    "devzero.png": "not a regular file",
 }
 EXPECTED_NOTES = {"one_pixel.png": "upscaled from 1x1", "wide.png": "4000x10 is far from square; cropped to its centre"}
 EXPECTED_KEPT = {"good.png", "sixteen_bit.png", "cmyk.jpg", "palette_transparent.png", "la.png", "rgba.png", "anim.gif",
@@ -118,3 +124,33 @@ def test_unusable_sources_are_one_line_errors(tmp_path, monkeypatch, setup, mess
     with pytest.raises(UserError) as e:
         prepare.run(parse_params({"prepare": {"source": "src"}}))
     assert message.format(d="src") in str(e.value) and "\n" not in str(e.value)
+
+
+def test_padding_counts_pixels_after_the_resize(tmp_path, monkeypatch):
+    """A 372-byte PNG of 100000 x 1 pixels passed the pixel guard and then built a 100000^2 canvas."""
+    monkeypatch.chdir(tmp_path)
+    png(Path("strip.png").parent.joinpath("src").mkdir() or Path("src/strip.png"), (100_000, 1), (0, 0, 0))
+    manifest = prepare.run(parse_params({"prepare": {"source": "src", "image_size": 32, "crop": "pad"}}))
+    assert manifest["images"][0]["note"] == "100000x1 is far from square; padded"
+    data = torch.load("data/prepared/dataset.pt", weights_only=True)["images"]
+    dark_rows = (data[0].float().mean(0) < 0).all(1)
+    assert data.shape == (1, 3, 32, 32) and int(dark_rows.sum()) == 1 and float(data[0, :, 0].min()) == 1.0  # a black line on white
+
+
+def test_files_over_the_byte_cap_are_skipped_unread(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    Path("src").mkdir()
+    png(Path("src/small.png"), (8, 8))
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (200, 200, 3), dtype=np.uint8)).save("src/large.png")
+    monkeypatch.setattr(folder, "MAX_FILE_BYTES", 2**16)
+    manifest = prepare.run(parse_params({"prepare": {"source": "src", "image_size": 32}}))
+    assert [k["file"] for k in manifest["images"]] == ["small.png"]
+    assert manifest["skipped"] == [{"file": "large.png", "reason": "0.115 MB: larger than the 0.0625 MB an image file may be"}]
+
+
+def test_a_smaller_demo_leaves_no_old_faces(tmp_path, monkeypatch):
+    """Lowering prepare.demo.count kept the old faces ("1000 images") and then broke `gan attributes`."""
+    monkeypatch.chdir(tmp_path)
+    assert prepare.run(parse_params({"prepare": {"demo": {"count": 12}, "image_size": 32}}))["count"] == 12
+    assert prepare.run(parse_params({"prepare": {"demo": {"count": 5}, "image_size": 32}}))["count"] == 5
+    assert len(list(Path("data/prepared/demo").glob("*.png"))) == 5

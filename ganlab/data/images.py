@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -38,26 +39,30 @@ def _to_rgb(img: Image.Image, background: tuple[int, int, int]) -> Image.Image:
     return img.convert("RGB")
 
 
-def _square(img: Image.Image, crop: str, background: tuple[int, int, int]) -> Image.Image:
+def _square(img: Image.Image, size: int, crop: str, background: tuple[int, int, int]) -> Image.Image:
+    """``size`` x ``size``: the centre square resized, or the whole image resized to fit and
+    padded. Padding comes after the resize, so a 100000 x 1 strip never becomes a 100000^2 canvas."""
     w, h = img.size
-    side = min(w, h) if crop == "center" else max(w, h)
     if crop == "center":
+        side = min(w, h)
         left, top = (w - side) // 2, (h - side) // 2
-        return img.crop((left, top, left + side, top + side))
-    canvas = Image.new("RGB", (side, side), background)
-    canvas.paste(img, ((side - w) // 2, (side - h) // 2))
+        return img.crop((left, top, left + side, top + side)).resize((size, size), Image.Resampling.LANCZOS)
+    scale = size / max(w, h)
+    fitted = img.resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.Resampling.LANCZOS)
+    canvas = Image.new("RGB", (size, size), background)
+    canvas.paste(fitted, ((size - fitted.width) // 2, (size - fitted.height) // 2))
     return canvas
 
 
-def load_image(path: Path, size: int, crop: str = "center", background: tuple[int, int, int] = (255, 255, 255)) -> tuple[np.ndarray, str | None]:
+def load_image(source: Path | BinaryIO, size: int, crop: str = "center", background: tuple[int, int, int] = (255, 255, 255)) -> tuple[np.ndarray, str | None]:
     """(size, size, 3) uint8 RGB, EXIF-upright, squared by ``crop`` and resized with Lanczos,
     and a note when the result is likely poor (tiny source, extreme aspect ratio)."""
-    if path.stat().st_size == 0:
+    if (source.stat().st_size if isinstance(source, Path) else source.getbuffer().nbytes) == 0:
         raise SkipImage("empty file (0 bytes)")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as img:
+            with Image.open(source) as img:
                 img.seek(0)  # first frame of animated GIF/WebP/TIFF
                 img.load()
                 img = ImageOps.exif_transpose(img) or img
@@ -74,8 +79,7 @@ def load_image(path: Path, size: int, crop: str = "center", background: tuple[in
         note = f"{w}x{h} is far from square; {'cropped to its centre' if crop == 'center' else 'padded'}"
     elif 2 * min(w, h) < size:  # more than 2x enlargement: visibly blurry
         note = f"upscaled from {w}x{h}"
-    img = _square(img, crop, background)
-    return np.asarray(img.resize((size, size), Image.Resampling.LANCZOS), dtype=np.uint8), note
+    return np.array(_square(img, size, crop, background), dtype=np.uint8), note  # writable: torch.from_numpy warns otherwise
 
 
 def _reason(e: BaseException) -> str:
