@@ -11,6 +11,7 @@ MANIFEST = PREPARED / "manifest.json"
 PREVIEW = PREPARED / "preview.png"
 
 CHECKPOINT = Path("models/checkpoint.pt")
+TRAIN_LOCK = Path("models/.train.lock")  # held by a running `gan train`
 RUN_INFO = Path("models/run.json")  # the MLflow run and wall time beside the checkpoint: not an output
 
 TRAIN_REPORTS = Path("reports/train")

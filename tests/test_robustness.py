@@ -207,3 +207,37 @@ def test_a_malicious_inception_weights_file_is_refused_and_runs_nothing(workdir,
     assert not Path("PWNED").exists()
     torch.save({"w": torch.ones(2)}, "plain.pth")
     assert torch.equal(torch.load(_plain_copy(Path("plain.pth"), workdir), weights_only=True)["w"], torch.ones(2))
+
+
+def test_a_second_gan_train_in_the_same_folder_stops_at_once_naming_the_first(workdir):
+    """Two runs in one folder used to share a checkpoint and an MLflow run (no lock)."""
+    from ganlab.io import lock
+
+    params = tiny(train={"kimg": 0.032})
+    prepare.run(params)
+    with lock.exclusive(layout.TRAIN_LOCK, "`gan train`"):  # as a running `gan train` holds it
+        with pytest.raises(UserError, match=r"^models/.train.lock: another `gan train` is running in this folder \(pid \d+, since "):
+            train.run(params)
+        assert not layout.CHECKPOINT.exists() and not layout.RUN_INFO.exists()
+    assert train.run(params)["kimg"] == 0.032  # released with its holder
+
+
+@pytest.mark.parametrize("store", ["corrupt", "unreachable"])
+def test_a_broken_mlflow_store_is_one_line_naming_it_and_keeps_earlier_results(workdir, monkeypatch, store):
+    params = tiny(train={"kimg": 0.032})
+    prepare.run(params)
+    train.run(params)
+    grids = {p.name: p.read_bytes() for p in layout.GRIDS.iterdir()}
+    weights = layout.CHECKPOINT.read_bytes()
+    if store == "corrupt":
+        Path("mlflow.db").write_bytes(b"this is not a database " * 200)
+    else:
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:9")  # nothing listens there
+    start = time.monotonic()
+    with pytest.raises(UserError) as e:
+        train.run(tiny(train={"kimg": 0.048}))  # other params: a fresh run, which replaces the grids once MLflow has its run
+    message = str(e.value)
+    assert time.monotonic() - start < 30 and "\n" not in message, message  # was 254 s of retries, or a 236-line traceback
+    assert message.startswith("MLflow store " + ("sqlite:///" if store == "corrupt" else "http://127.0.0.1:9"))
+    assert ("move it aside" if store == "corrupt" else "start the tracking server") in message
+    assert {p.name: p.read_bytes() for p in layout.GRIDS.iterdir()} == grids and layout.CHECKPOINT.read_bytes() == weights

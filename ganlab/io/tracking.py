@@ -19,6 +19,7 @@ that need it.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
@@ -37,8 +38,44 @@ from PIL import Image
 from torch import nn
 
 from ganlab import layout
+from ganlab.errors import UserError
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # the machines we run on are often offline
+for _key, _value in (("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2"), ("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1"),
+                     ("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")):
+    os.environ.setdefault(_key, _value)  # an unreachable tracking server: a few seconds, not MLflow's 4 minutes of retries
+
+
+def _store_error(e: BaseException) -> UserError:
+    """One line naming the store and the fix, for whatever the store's layers raised."""
+    uri = tracking_uri()
+    text = " ".join(str(e).split())
+    reason = (text[:200] + "...") if len(text) > 200 else text or type(e).__name__
+    if uri.startswith("sqlite:"):
+        fix = "check that the file is writable, or move it aside (a new store is made) or set MLFLOW_TRACKING_URI"
+    else:
+        fix = "start the tracking server, or unset MLFLOW_TRACKING_URI to use the project's mlflow.db"
+    return UserError(f"MLflow store {uri}: {reason} ({fix})")
+
+
+def store_errors(fn):
+    """Turn any failure of the MLflow store (a corrupt, read-only or missing database, a server
+    that does not answer) into ``_store_error``'s one line."""
+    @functools.wraps(fn)
+    def wrapped(*args, **kwargs):
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return fn(*args, **kwargs)
+        except UserError:
+            raise
+        except (MlflowException, sqlite3.Error, OSError) as e:
+            raise _store_error(e) from None
+        except Exception as e:  # sqlalchemy's and requests' own errors, without importing them here
+            if type(e).__module__.split(".")[0] in ("sqlalchemy", "requests", "urllib3", "alembic"):
+                raise _store_error(e) from None
+            raise
+    return wrapped
 
 
 def project_root(cwd: Path | None = None) -> Path:
@@ -89,6 +126,7 @@ def _rehome() -> None:
             print(f"note: this project's MLflow store pointed at {old}; it now points at {home} (the project was copied or moved)")
 
 
+@store_errors
 def experiment_id(name: str) -> str:
     """Get or create the experiment, with artifacts under the project root's ``mlruns/``."""
     import mlflow
@@ -141,6 +179,7 @@ class TrainingRun:
     run's id, so the training's background writer thread may log them.
     """
 
+    @store_errors
     def __init__(self, experiment: str, run_id: str | None, name: str):
         import mlflow
         from mlflow.tracking import MlflowClient
@@ -197,6 +236,7 @@ class TrainingRun:
         mlflow.end_run(status)
 
 
+@store_errors
 def _recorded_run():
     """(client, run) of the training run in models/run.json, or (None, reason)."""
     from mlflow.exceptions import MlflowException
@@ -269,6 +309,7 @@ def stage_run(stage: str, params: dict[str, Any]) -> Iterator[StageRun]:
     client.set_terminated(run_id, "FINISHED")
 
 
+@store_errors
 def log_generator(G: nn.Module, example, tags: dict[str, str]) -> None:
     """The generator as an MLflow model of the training run, replacing any earlier one: an
     ``nn.Module`` (pickle format) that ``mlflow.pytorch.load_model`` returns ready for

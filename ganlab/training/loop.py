@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import random
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,6 +22,7 @@ from torch import nn
 from ganlab import layout
 from ganlab.data.dataset import DeviceData, StreamedData, open_dataset
 from ganlab.device import autocast_for
+from ganlab.io import lock
 from ganlab.metrics.sampler import recalibrate_batchnorm
 from ganlab.params import ModelParams, Params, TrainParams
 from ganlab.training import distributed
@@ -161,9 +163,15 @@ def tick_rows(clock: Clock, progress: Progress, means: dict[str, float], tick_st
 
 
 def training_loop(params: Params) -> dict[str, float] | None:
-    """Train; returns the last tick's metrics on the main process, None on the others."""
-    t = params.train
+    """Train; returns the last tick's metrics on the main process, None on the others. The main
+    process holds the project's training lock from before it reads the checkpoint until the end."""
     rank, world, device = distributed.setup(params.device)
+    with lock.exclusive(layout.TRAIN_LOCK, "`gan train`") if rank == 0 else nullcontext():
+        return _train(params, rank, world, device)
+
+
+def _train(params: Params, rank: int, world: int, device: torch.device) -> dict[str, float] | None:
+    t = params.train
     data = open_dataset(layout.DATASET, device, t.data_on_device)
     dataset_sha = json.loads(layout.MANIFEST.read_text())["dataset_sha256"]
     gan = build(params.model, t, data.images.shape[-1], device, t.seed, world)
