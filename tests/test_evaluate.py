@@ -1,5 +1,7 @@
 """The evaluation numbers mean what they say."""
 
+from pathlib import Path
+
 import torch
 from torch import nn
 
@@ -66,3 +68,26 @@ def test_fid_is_unavailable_offline_with_a_reason(tmp_path, monkeypatch):
     assert scores == {} and "InceptionV3 weights not found" in reason and "evaluate.inception_weights" in reason
     scores, reason = fid_kid(real, real, str(tmp_path / "missing.pth"))
     assert scores == {} and "does not exist" in reason
+
+
+def test_a_one_image_data_set_gives_strict_json_with_undefined_numbers_as_null(workdir):
+    """A 1-image data set wrote `Infinity` into metrics.json, which no strict JSON parser reads."""
+    import json
+
+    from PIL import Image
+
+    from stages import evaluate, features, train
+
+    Path("one").mkdir()
+    Image.new("RGB", (40, 40), (200, 30, 30)).save("one/only.png")
+    params = tiny(prepare={"source": "one"}, train={"kimg": 0.032, "eval_kimg": 0.016}, evaluate={"samples": 16})
+    for stage in (prepare, features, train, evaluate):
+        stage.run(params)
+
+    def refuse(constant):
+        raise ValueError(f"not strict JSON: {constant}")
+
+    for path in (layout.METRICS, layout.EVALUATE / "metrics_detail.json"):
+        values = json.loads(path.read_text(), parse_constant=refuse)
+        assert all(v is None or isinstance(v, (float, int, str)) for v in values.values())
+    assert json.loads(layout.METRICS.read_text())["fd_floor"] is None  # two halves of one image: undefined

@@ -241,3 +241,14 @@ def test_a_broken_mlflow_store_is_one_line_naming_it_and_keeps_earlier_results(w
     assert message.startswith("MLflow store " + ("sqlite:///" if store == "corrupt" else "http://127.0.0.1:9"))
     assert ("move it aside" if store == "corrupt" else "start the tracking server") in message
     assert {p.name: p.read_bytes() for p in layout.GRIDS.iterdir()} == grids and layout.CHECKPOINT.read_bytes() == weights
+
+
+def test_a_diverging_run_stops_with_a_clear_message_and_is_marked_failed(workdir):
+    """train.lr 1 used to run to its end with loss_d 869 and both scores 0, and exit 0."""
+    params = tiny(train={"kimg": 0.16, "lr": 1.0, "eval_kimg": 0})
+    prepare.run(params)
+    with pytest.raises(FloatingPointError, match=r"^train: diverged at 0.048 kimg \(loss_d above 10 for two ticks: loss_d=313.*"
+                                                 r"the last checkpoint is kept in models/checkpoint.pt; try a lower train.lr \(now 1\)$"):
+        train.run(params)
+    assert checkpoint.load(layout.CHECKPOINT)["step"] == 2
+    assert MlflowClient(tracking_uri()).get_run(run_id()).info.status == "FAILED"

@@ -153,6 +153,26 @@ def summarise(log: torch.Tensor, first_step: int, d_steps: int, clock: Clock) ->
     return means
 
 
+DIVERGED_LOSS_D = 10.0  # the D loss at equilibrium is 2 ln 2 = 1.39 (BCE); above 10, D is confidently wrong on both kinds of image
+
+
+def divergence(history: list[dict[str, float]], lr: float) -> str | None:
+    """Why the run has diverged, judged on its last two ticks, or None. A diverged run stops
+    rather than spend its length on noise (train.lr 1 went on to loss_d 869 with both scores 0)."""
+    if len(history) < 2:
+        return None
+    last = history[-2:]
+    if all(r["loss_d"] > DIVERGED_LOSS_D for r in last):
+        why = f"loss_d above {DIVERGED_LOSS_D:g} for two ticks"
+    elif all(max(r["real_score"], r["fake_score"]) < 0.01 or min(r["real_score"], r["fake_score"]) > 0.99 for r in last):
+        why = "D gives real and generated images the same extreme score for two ticks"
+    else:
+        return None
+    r = last[-1]
+    return (f"train: diverged at {r['kimg']:g} kimg ({why}: loss_d={r['loss_d']:.4g}, mean D(x)={r['real_score']:.3g}, "
+            f"mean D(G(z))={r['fake_score']:.3g}); the last checkpoint is kept in {layout.CHECKPOINT}; try a lower train.lr (now {lr:g})")
+
+
 def tick_rows(clock: Clock, progress: Progress, means: dict[str, float], tick_start: tuple[int, float]) -> tuple[dict, dict]:
     """A history row (what the training computed: the same on every run) and a timing row
     (``seconds``: wall time since training began, hooks included, across resumes)."""
@@ -197,6 +217,8 @@ def _train(params: Params, rank: int, world: int, device: torch.device) -> dict[
             if ticked:
                 row, run.timing = tick_rows(clock, progress, means, tick_start)
                 progress.history.append(row)
+                if why := divergence(progress.history, t.lr_d or t.lr):
+                    raise FloatingPointError(why)
                 logs, tick_start = [], (stop, progress.seconds)
             run.noise_states = distributed.gather(streams.noise.get_state(), world) if stop in clock.checkpoints else []
             hooks.on_step(run, ticked)
