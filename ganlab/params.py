@@ -161,7 +161,7 @@ class EvaluateParams(_Section):
 
 
 class TrackingParams(_Section):
-    experiment: str = "gan-lab"
+    experiment: str = Field("gan-lab", min_length=1, max_length=200)  # a folder name under mlruns/: not empty, not too long for one
 
 
 class Params(_Section):
@@ -226,7 +226,9 @@ def load_params(path: Path | str = "params.yaml") -> Params:
     if not path.is_file():
         raise UserError(f"{path}: params file not found")
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as e:
+        raise UserError(f"{path}: not UTF-8 text (byte {e.object[e.start]:#x} at offset {e.start}); save it as UTF-8") from None
     except yaml.YAMLError as e:
         raise UserError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
     return parse_params(raw, str(path))

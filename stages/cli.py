@@ -115,7 +115,8 @@ def bench(
 
 
 @app.command("demo-faces")
-def demo_faces(out_dir: Path, count: int = 64, seed: int = 0, size: int = 128) -> None:
+def demo_faces(out_dir: Path, count: int = typer.Option(64, min=1), seed: int = typer.Option(0, min=0),
+               size: int = typer.Option(128, min=16, max=1024)) -> None:
     """Write COUNT toy faces and their labels.csv into OUT_DIR (the demo data set, as files)."""
     write_demo_faces(out_dir, count, seed, size)
     print(f"wrote {count} faces and labels.csv to {out_dir}")

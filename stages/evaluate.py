@@ -13,7 +13,7 @@ import math
 import torch
 
 from ganlab import layout
-from ganlab.data.dataset import load_images
+from ganlab.data.dataset import dataset_sha, load_images
 from ganlab.device import resolve_device
 from ganlab.io import tracking
 from ganlab.io.atomic import atomic_dir, write_text
@@ -45,8 +45,8 @@ def run(params: Params) -> dict[str, float]:
     real = load_images(layout.DATASET)["images"]
     net, why_not = attributes.load(layout.ATTRIBUTES, device)
     feature_net = FeatureNet().to(device)
-    dataset_sha = json.loads(layout.MANIFEST.read_text())["dataset_sha256"]
-    reference = Reference(reference_features(feature_net, layout.FEATURES, real, dataset_sha))
+    sha = dataset_sha(layout.MANIFEST)
+    reference = Reference(reference_features(feature_net, layout.FEATURES, real, sha))
     result = evaluate_generator(G, real, e.samples, e.seed, feature_net, reference, net,
                                 fid_weights=e.inception_weights if e.fid else None)
     metrics, notes = result.metrics, result.notes

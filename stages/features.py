@@ -3,10 +3,9 @@ once for every in-training evaluation and for ``gan evaluate``."""
 
 from __future__ import annotations
 
-import json
 
 from ganlab import layout
-from ganlab.data.dataset import load_images
+from ganlab.data.dataset import dataset_sha, load_images
 from ganlab.device import resolve_device
 from ganlab.io import checkpoint
 from ganlab.metrics.features import INPUT_SIZE, NAME, FeatureNet, features
@@ -17,6 +16,6 @@ def run(params: Params) -> None:
     net = FeatureNet().to(resolve_device(params.device))
     real = load_images(layout.DATASET)["images"]
     f = features(net, real).float().cpu()
-    dataset_sha = json.loads(layout.MANIFEST.read_text())["dataset_sha256"]
-    checkpoint.save({"features": f, "network": NAME, "input_size": INPUT_SIZE, "dataset_sha256": dataset_sha}, layout.FEATURES)
+    sha = dataset_sha(layout.MANIFEST)
+    checkpoint.save({"features": f, "network": NAME, "input_size": INPUT_SIZE, "dataset_sha256": sha}, layout.FEATURES)
     print(f"features: {len(f)} training images -> {f.shape[1]} {NAME} features each -> {layout.FEATURES}")

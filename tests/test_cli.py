@@ -4,6 +4,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+import torch
+
 GAN = str(Path(sys.executable).parent / "gan")
 
 
@@ -31,3 +34,40 @@ def test_help_lists_every_stage(tmp_path):
     out = gan("--help", cwd=tmp_path)
     for command in ("prepare", "attributes", "features", "train", "sample", "latent-study", "make-video", "evaluate", "bench", "demo-faces"):
         assert command in out.stdout
+
+
+def _broken_manifest(root: Path, text: str | None) -> None:
+    (root / "data/prepared").mkdir(parents=True)
+    if text is not None:
+        (root / "data/prepared/manifest.json").write_text(text)
+
+
+@pytest.mark.parametrize("command, setup, message", [
+    ("features", lambda r: _broken_manifest(r, None), "error: data/prepared/manifest.json: not found (run `gan prepare` first)"),
+    ("features", lambda r: _broken_manifest(r, "{bad"), "error: data/prepared/manifest.json: damaged (JSONDecodeError: "),
+    ("train", lambda r: (r / "params.yaml").write_bytes(b"train:\n  kimg: 1 # caf\xe9\n"),
+     "error: params.yaml: not UTF-8 text (byte 0xe9 at offset 22); save it as UTF-8"),
+    ("train", lambda r: (r / "params.yaml").write_text("tracking:\n  experiment: ''\n"),
+     "error: params.yaml: tracking.experiment: String should have at least 1 character"),
+], ids=["no-manifest", "bad-manifest", "non-utf8-params", "empty-experiment"])
+def test_damaged_inputs_are_one_line_errors(tmp_path, command, setup, message):
+    """Each of these was a traceback."""
+    setup(tmp_path)
+    if command == "features":
+        (tmp_path / "params.yaml").write_text("{}\n")
+        torch.save({"images": torch.zeros(2, 3, 8, 8, dtype=torch.float16), "files": ["a", "b"]}, tmp_path / "data/prepared/dataset.pt")
+    out = gan(command, cwd=tmp_path)
+    assert out.returncode == 1 and out.stderr.startswith(message) and out.stderr.count("\n") == 1, out.stderr
+
+
+def test_evaluate_without_training_history_is_one_line(tmp_path):
+    from ganlab.render.plots import plot_curves
+    from ganlab.errors import UserError
+
+    with pytest.raises(UserError, match=r"^reports/train/history.csv: not found \(run `gan train` first\)$"):
+        plot_curves(Path("reports/train/history.csv"), Path("reports/train/eval_history.csv"), tmp_path / "x.png")
+
+
+def test_demo_faces_refuses_a_negative_count(tmp_path):
+    out = gan("demo-faces", "x", "--count", "-3", cwd=tmp_path)
+    assert out.returncode == 2 and "Invalid value for '--count'" in out.stderr and "Traceback" not in out.stderr

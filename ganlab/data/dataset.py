@@ -8,12 +8,14 @@ batches for the same permutation.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from ganlab.errors import UserError
 from ganlab.io import checkpoint
 
 DEVICE_SHARE = 0.4  # of free memory that the float32 data set may take before it streams
@@ -28,6 +30,16 @@ def to_tensor(images: np.ndarray) -> torch.Tensor:
 def load_images(path: Path, mmap: bool = False) -> dict:
     """{"images": (N, 3, S, S) float16 on the CPU, "files": [...]}"""
     return checkpoint.load(path, mmap=mmap, missing="dataset not found (run `gan prepare` first)")
+
+
+def dataset_sha(manifest: Path) -> str:
+    """The prepared data set's identity, from ``gan prepare``'s manifest (one line if it is missing or damaged)."""
+    try:
+        return json.loads(manifest.read_text())["dataset_sha256"]
+    except FileNotFoundError:
+        raise UserError(f"{manifest}: not found (run `gan prepare` first)") from None
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as e:
+        raise UserError(f"{manifest}: damaged ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); run `gan prepare` again") from None
 
 
 class DeviceData:

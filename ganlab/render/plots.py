@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+from ganlab.errors import UserError
 from ganlab.io.atomic import atomic_path
 
 
@@ -19,6 +20,8 @@ def plot_curves(history_csv: Path, eval_csv: Path, out_path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    if not history_csv.is_file():
+        raise UserError(f"{history_csv}: not found (run `gan train` first)")
     panels = [(history_csv, ("loss_d", "loss_g"), "losses"), (history_csv, ("real_score", "fake_score"), "mean D(x) and D(G(z))")]
     if eval_csv.is_file() and list(csv.DictReader(open(eval_csv))):
         panels.append((eval_csv, ("fd_ratio",), "fd over its real-vs-real floor (1 = perfect)"))

@@ -9,7 +9,6 @@ host reads the metrics once per tick, not once per step.
 
 from __future__ import annotations
 
-import json
 import random
 import time
 from contextlib import nullcontext
@@ -20,7 +19,7 @@ import torch
 from torch import nn
 
 from ganlab import layout
-from ganlab.data.dataset import DeviceData, StreamedData, open_dataset
+from ganlab.data.dataset import DeviceData, StreamedData, dataset_sha, open_dataset
 from ganlab.device import autocast_for
 from ganlab.io import lock
 from ganlab.metrics.sampler import recalibrate_batchnorm
@@ -193,14 +192,14 @@ def training_loop(params: Params) -> dict[str, float] | None:
 def _train(params: Params, rank: int, world: int, device: torch.device) -> dict[str, float] | None:
     t = params.train
     data = open_dataset(layout.DATASET, device, t.data_on_device)
-    dataset_sha = json.loads(layout.MANIFEST.read_text())["dataset_sha256"]
+    sha = dataset_sha(layout.MANIFEST)
     gan = build(params.model, t, data.images.shape[-1], device, t.seed, world)
     streams = Streams.seeded(t.seed, device, rank, data.index_device)
-    fp = fingerprint(params, dataset_sha, world)
+    fp = fingerprint(params, sha, world)
     resumed = resumable(layout.CHECKPOINT, fp, say=print if rank == 0 else lambda *_: None)
     progress = restore(gan, resumed, streams, rank) if resumed else Progress()
     clock = Clock.of(t, len(data))
-    run = Run(params, gan, data, clock, streams, progress, fp, dataset_sha, device, world, resumed=resumed is not None)
+    run = Run(params, gan, data, clock, streams, progress, fp, sha, device, world, resumed=resumed is not None)
     hooks = Hooks(main_process_hooks() if rank == 0 else [])  # rank 0 alone writes files and talks to MLflow
     autocast = autocast_for(device, t.amp)
     if device.type == "cuda":
