@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -13,6 +12,7 @@ from ganlab import bench as benchmark
 from ganlab.data.demo_faces import write_demo_faces
 from ganlab.errors import UserError
 from ganlab.params import Params, load_params
+from ganlab.training import distributed
 from stages import attributes as attributes_stage
 from stages import evaluate as evaluate_stage
 from stages import features as features_stage
@@ -57,13 +57,11 @@ def features(params: Path = ParamsOption) -> None:
 @app.command()
 def train(
     params: Path = ParamsOption,
-    nproc: int = typer.Option(1, min=1, help="Processes (one per GPU, or CPU workers): runs itself under torchrun."),
+    nproc: int = typer.Option(1, min=1, help="Processes (one per GPU, or CPU workers) on this machine, talking over loopback only."),
 ) -> None:
     """Train the DCGAN; log to MLflow; write models/checkpoint.pt and reports/train/."""
     if nproc > 1:
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-               "-m", "stages.cli", "train", "--params", str(params)]
-        raise typer.Exit(subprocess.call(cmd))
+        raise typer.Exit(distributed.launch(nproc, [sys.executable, "-m", "stages.cli", "train", "--params", str(params)]))
     _run(train_stage.run, params)
 
 

@@ -3,6 +3,7 @@
 import json
 import shutil
 import subprocess
+import time
 import sys
 from pathlib import Path
 
@@ -53,8 +54,16 @@ def test_two_processes_on_gloo_keep_identical_replicas_and_rank0_writes(tmp_path
     params["train"].update(kimg=0.048)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     assert subprocess.run([GAN, "prepare"], cwd=tmp_path, capture_output=True).returncode == 0
-    out = subprocess.run([GAN, "train", "--nproc", "2"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    before = _listeners()
+    proc = subprocess.Popen([GAN, "train", "--nproc", "2"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    opened = set()
+    while proc.poll() is None:
+        opened |= _listeners() - before
+        time.sleep(0.05)
+    stdout, stderr = proc.communicate(timeout=300)
+    out = subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
+    assert not {a for a in opened if not _loopback(a)}, f"listening beyond loopback: {opened}"  # torchrun's store listened on *:port
     assert out.stdout.count("train: kimg=0.048") == 1  # one rank reports
 
     state = checkpoint.load(tmp_path / layout.CHECKPOINT)
@@ -65,3 +74,20 @@ def test_two_processes_on_gloo_keep_identical_replicas_and_rank0_writes(tmp_path
     runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
     assert len(runs) == 1 and runs[0].data.tags["processes"] == "2"
     assert sorted(p.name for p in (tmp_path / layout.GRIDS).iterdir()) == [f"images_{i:09d}.png" for i in (0, 16, 32, 48)]
+
+
+def _listeners() -> set[str]:
+    """Local addresses of the machine's listening TCP sockets, as /proc/net shows them (hex)."""
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        if Path(table).exists():
+            for line in Path(table).read_text().splitlines()[1:]:
+                fields = line.split()
+                if fields[3] == "0A":  # LISTEN
+                    found.add(fields[1])
+    return found
+
+
+def _loopback(address: str) -> bool:
+    host = address.split(":")[0]
+    return host.endswith("7F") if len(host) == 8 else host in ("00000000000000000000000001000000", "0000000000000000FFFF00000100007F")

@@ -1,4 +1,4 @@
-"""Multi-process training under torchrun: one process per GPU (or CPU workers on gloo).
+"""Multi-process training: one process per GPU (or CPU workers on gloo), on one machine.
 
 Every rank draws the same batch permutation and trains on its own shard of each batch with
 its own noise; DistributedDataParallel averages gradients. Rank 0 alone writes files and
@@ -9,6 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
 
 import torch
 import torch.distributed as dist
@@ -17,8 +22,43 @@ from torch import nn
 from ganlab.device import resolve_device
 
 
+RENDEZVOUS = "GAN_RENDEZVOUS_FILE"  # set by ``launch``: the processes meet through a file, not a TCP store
+
+
+def loopback_env() -> dict[str, str]:
+    """Keep the collectives' sockets on the loopback interface: one machine needs no other, and
+    nothing unauthenticated should listen on the network."""
+    lo = "lo0" if sys.platform == "darwin" else "lo"
+    return {"GLOO_SOCKET_IFNAME": lo, "NCCL_SOCKET_IFNAME": lo, "MASTER_ADDR": "127.0.0.1"}
+
+
+def launch(nproc: int, argv: list[str]) -> int:
+    """Run ``argv`` (this same command) as ``nproc`` processes of one training on this machine.
+
+    torchrun's rendezvous is a TCP store that listens on every interface without
+    authentication; here the processes meet through a file in a private temp folder instead.
+    Returns the first non-zero exit code (the others are then stopped), or 0."""
+    with tempfile.TemporaryDirectory(prefix="gan-rendezvous-") as tmp:
+        procs = [subprocess.Popen(argv, env={**os.environ, **loopback_env(), RENDEZVOUS: str(Path(tmp) / "store"),
+                                             "RANK": str(r), "LOCAL_RANK": str(r), "WORLD_SIZE": str(nproc)})
+                 for r in range(nproc)]
+        code = 0
+        try:
+            while any(p.poll() is None for p in procs) and not code:
+                code = next((p.returncode for p in procs if p.returncode), 0)
+                time.sleep(0.2)
+            code = code or next((p.returncode for p in procs if p.returncode), 0)
+        finally:
+            for p in procs:
+                if p.poll() is None:
+                    p.terminate()
+            for p in procs:
+                p.wait()
+        return code
+
+
 def setup(device_name: str) -> tuple[int, int, torch.device]:
-    """(rank, world size, device) from torchrun's environment; (0, 1, device) without it."""
+    """(rank, world size, device) from ``launch``'s (or torchrun's) environment; (0, 1, device) without it."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     device = resolve_device(device_name)
     if world == 1:
@@ -28,7 +68,11 @@ def setup(device_name: str) -> tuple[int, int, torch.device]:
         device = torch.device("cuda", local)
         torch.cuda.set_device(device)
     if not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        if os.environ.get(RENDEZVOUS):
+            dist.init_process_group(backend, init_method=f"file://{os.environ[RENDEZVOUS]}", rank=rank, world_size=world)
+        else:
+            dist.init_process_group(backend)
     return rank, world, device
 
 
