@@ -252,3 +252,45 @@ def test_a_diverging_run_stops_with_a_clear_message_and_is_marked_failed(workdir
         train.run(params)
     assert checkpoint.load(layout.CHECKPOINT)["step"] == 2
     assert MlflowClient(tracking_uri()).get_run(run_id()).info.status == "FAILED"
+
+
+def test_a_full_disk_during_a_checkpoint_is_one_line_keeps_the_old_checkpoint_and_fails_the_run(workdir, monkeypatch):
+    """It used to print 293 lines ending in a SQLite error and leave the run RUNNING."""
+    import builtins
+
+    params = tiny(train={"kimg": 0.064, "checkpoint_kimg": 0.032})
+    prepare.run(params)
+    calls = {"n": 0}
+
+    class Full:  # the disk fills up part-way through the second checkpoint
+        def __init__(self, f):
+            self.f, self.written = f, 0
+
+        def write(self, b):
+            self.written += len(b)
+            if self.written > 4096:
+                raise OSError(28, "No space left on device")
+            return self.f.write(b)
+
+        def __getattr__(self, name):
+            return getattr(self.f, name)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.f.close()
+
+    def opening(file, mode="r", *args, **kwargs):
+        f = builtins.open(file, mode, *args, **kwargs)
+        if mode == "wb" and ".checkpoint." in str(file):
+            calls["n"] += 1
+            return Full(f) if calls["n"] == 2 else f
+        return f
+
+    monkeypatch.setattr(checkpoint, "open", opening, raising=False)
+    with pytest.raises(UserError, match=r"^models/checkpoint.pt: cannot write \(.*\); the previous file is kept$"):
+        train.run(params)
+    assert checkpoint.load(layout.CHECKPOINT)["step"] == 2  # the first checkpoint, whole
+    assert not list(layout.CHECKPOINT.parent.glob(".checkpoint.*"))  # no temp file left
+    assert MlflowClient(tracking_uri()).get_run(run_id()).info.status == "FAILED"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import pickle
 import random
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +24,16 @@ from ganlab.io.atomic import atomic_path
 def save(state: dict[str, Any], path: Path) -> None:
     """Written through the open temp file, so that the zip's inner folder is named after the
     final file and the same state gives the same bytes (torch.save names it after the path)."""
-    with atomic_path(path) as tmp, open(tmp, "wb") as f:
-        torch.save(state, f)
+    try:
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:
+            torch.save(state, f)
+    except OSError as e:  # a full or read-only disk: the old file stays, and the user gets one line
+        raise UserError(f"{path}: cannot write ({e.strerror or e}); the previous file is kept") from None
+    except RuntimeError as e:  # torch's zip writer turns a failed write into "[enforce fail at inline_container.cc] ..."
+        if "inline_container" not in str(e) and "PytorchStreamWriter" not in str(e):
+            raise
+        free = shutil.disk_usage(Path(path).parent).free / 2**20
+        raise UserError(f"{path}: cannot write (the file writer failed with {free:.0f} MB free on its disk); the previous file is kept") from None
 
 
 def load(path: Path, mmap: bool = False, missing: str = "checkpoint not found (run `gan train` first)") -> dict[str, Any]:

@@ -125,7 +125,10 @@ class Tracking(Hook):
     def on_failure(self, run: Run, error: BaseException) -> None:
         run.writer.close()
         if run.tracker is not None:
-            run.tracker.finish("FAILED" if isinstance(error, Exception) else "KILLED")
+            try:
+                run.tracker.finish("FAILED" if isinstance(error, Exception) else "KILLED")
+            except Exception as e:  # noqa: BLE001 - a full disk may refuse this too; the error that stopped training matters more
+                print(f"note: could not mark MLflow run {run.tracker.run_id} as failed ({type(e).__name__})")
 
 
 class Console(Hook):
