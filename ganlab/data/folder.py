@@ -28,7 +28,7 @@ def shown(path: Path | str) -> str:
     return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
-MAX_FILE_BYTES = 256 * 2**20  # no photo a person collects is larger; /dev/zero behind a link is
+MAX_FILE_BYTES = 256 * 2**20  # larger than any photo a person collects; a link to /dev/zero would be endless
 
 
 def read_bytes(path: Path) -> bytes:
@@ -36,15 +36,15 @@ def read_bytes(path: Path) -> bytes:
     end) of at most ``MAX_FILE_BYTES``; read once, so what is hashed is what is decoded."""
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))  # a FIFO opens at once, and is refused below
-    except OSError as e:
+        with os.fdopen(fd, "rb") as f:
+            st = os.fstat(f.fileno())
+            if not stat.S_ISREG(st.st_mode):
+                raise SkipImage("not a regular file (a pipe, device or socket)")
+            if st.st_size > MAX_FILE_BYTES:
+                raise SkipImage(f"{st.st_size / 2**20:.3g} MB: larger than the {MAX_FILE_BYTES / 2**20:.3g} MB an image file may be")
+            data = f.read(MAX_FILE_BYTES + 1)
+    except OSError as e:  # permissions, link loops, files that vanish or fail mid-read
         raise SkipImage(f"cannot read: {e.strerror or e}") from None
-    with os.fdopen(fd, "rb") as f:
-        st = os.fstat(f.fileno())
-        if not stat.S_ISREG(st.st_mode):
-            raise SkipImage("not a regular file (a pipe, device or socket)")
-        if st.st_size > MAX_FILE_BYTES:
-            raise SkipImage(f"{st.st_size / 2**20:.3g} MB: larger than the {MAX_FILE_BYTES / 2**20:.3g} MB an image file may be")
-        data = f.read(MAX_FILE_BYTES + 1)
     if len(data) > MAX_FILE_BYTES:
         raise SkipImage(f"grew past {MAX_FILE_BYTES / 2**20:.3g} MB while being read")
     return data
