@@ -76,8 +76,16 @@ class ModelParams(_Section):
     d_spectral_norm: bool = False  # spectral normalisation of D's convolutions
 
 
+class StopParams(_Section):
+    """When a run ends before its length: a plateau, or a budget of wall time."""
+
+    patience: int = Field(0, ge=0)  # evaluations in a row without a new best generator; 0 = never stop early
+    minutes: float | None = Field(None, gt=0)  # the training's wall time (across resumes), checked at every tick
+
+
 class TrainParams(_Section):
     kimg: float = Field(150.0, gt=0)  # training length: thousands of real images shown to D
+    stop: StopParams = StopParams()  # an earlier end; the later stages use the best generator either way
     epochs: int | None = Field(None, ge=1)  # overrides kimg: epochs x the data set's size
     batch_size: int = Field(64, ge=1)
     lr: float = Field(1e-3, gt=0, le=1)
@@ -85,6 +93,10 @@ class TrainParams(_Section):
     lr_d: float | None = Field(None, gt=0, le=1)  # overrides lr for D
     loss: Literal["bce", "hinge"] = "bce"
     diffaugment: list[Literal["color", "translation", "cutout"]] = ["color", "translation", "cutout"]  # applied to reals and fakes, D and G steps
+    # adaptive augmentation (ADA): each transform on a share p of the images, p holding D's mean sign
+    # on reals near this target; null: every transform on every image (DiffAugment's fixed strength)
+    ada_target: float | None = Field(None, gt=0, lt=1)
+    ada_kimg: float = Field(50.0, gt=0)  # p moves by at most 1 per this many kimg
     flip: bool = True  # mirror real images at random
     ema: float = Field(0.999, ge=0, lt=1)  # decay of the generator's moving average; 0 = off
     r1_gamma: float = Field(0.0, ge=0)  # R1 penalty on reals; 0 = off

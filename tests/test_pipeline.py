@@ -74,7 +74,7 @@ def test_outputs_are_what_they_claim(project):
     assert (project / "reports/evaluate/training_curves.png").is_file()
 
     history = (project / "reports/train/history.csv").read_text().splitlines()
-    assert history[0] == "kimg,epoch,loss_d,loss_g,real_score,fake_score" and len(history) == 5
+    assert history[0] == "kimg,epoch,loss_d,loss_g,real_score,fake_score,augment_p,r_t" and len(history) == 5
     timing = (project / "reports/train/timing.csv").read_text().splitlines()
     assert timing[0] == "kimg,images_per_s,seconds" and len(timing) == 5
 

@@ -1,6 +1,7 @@
 """Training follows the slides, records what happened, and resumes exactly."""
 
 import csv
+import dataclasses
 import json
 import re
 
@@ -188,3 +189,31 @@ def test_streamed_data_trains_exactly_like_data_on_the_device(workdir):
     for name, tensor in on_device["generator"].items():
         assert torch.equal(tensor, streamed["generator"][name]), name
     assert MlflowClient(tracking_uri()).get_run(run_id()).data.tags["data"] == "StreamedData"
+
+
+def test_a_plateau_stops_the_run_and_keeps_the_best_generator(workdir, monkeypatch, capsys):
+    """fd 5, 4, 6, 7: the best is the second evaluation; patience 2 ends the run at the fourth."""
+    fds = iter([5.0, 4.0, 6.0, 7.0, 3.0, 3.0, 3.0])
+    real_evaluate = hooks.evaluate_generator
+
+    def scripted(*args, **kwargs):
+        result = real_evaluate(*args, **kwargs)
+        return dataclasses.replace(result, metrics={**result.metrics, "fd": next(fds)})
+
+    monkeypatch.setattr(hooks, "evaluate_generator", scripted)
+    params = prepared(train={"kimg": 0.128, "eval_kimg": 0.016, "eval_samples": 16, "stop": {"patience": 2}})  # 8 steps, an evaluation each
+    final = train.run(params)
+    assert "train: stopping at 0.064 of 0.128 kimg: no better fd in 2 evaluations (the best at 0.032 kimg" in capsys.readouterr().out
+    state = checkpoint.load(layout.CHECKPOINT)
+    assert state["complete"] and state["step"] == 4 and state["best_kimg"] == 0.032 and final["kimg"] == 0.064
+    assert [float(r["kimg"]) for r in csv.DictReader(layout.EVAL_HISTORY.open())] == [0.016, 0.032, 0.048, 0.064]
+    assert not any(torch.equal(state["generator_best"][k], state["generator_eval"][k]) for k in state["generator_best"] if "weight" in k)
+
+
+def test_a_wall_time_budget_ends_the_run_at_a_tick_with_a_last_evaluation_and_grid(workdir, capsys):
+    params = prepared(train={"kimg": 0.128, "eval_kimg": 1.0, "eval_samples": 16, "stop": {"minutes": 1e-6}})
+    train.run(params)
+    assert "train: stopping at 0.016 of 0.128 kimg: 0.0 minutes of training (train.stop.minutes 1e-06)" in capsys.readouterr().out
+    assert [float(r["kimg"]) for r in csv.DictReader(layout.HISTORY.open())] == [0.016]
+    assert [float(r["kimg"]) for r in csv.DictReader(layout.EVAL_HISTORY.open())] == [0.016]  # evaluated where it stopped
+    assert layout.grid_file(16).is_file() and checkpoint.load(layout.CHECKPOINT)["complete"]

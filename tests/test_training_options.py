@@ -45,6 +45,23 @@ def test_flip_mirrors_about_half():
     assert (is_flipped | (flipped == x).all(dim=(1, 2, 3))).all() and 150 < is_flipped.sum() < 250
 
 
+def test_adaptive_strength_applies_each_transform_to_a_share_p_and_follows_r_t():
+    rng = torch.Generator().manual_seed(0)
+    x = torch.rand(400, 3, 16, 16) * 2 - 1
+    assert torch.equal(augment.diff_augment(x, ["cutout"], rng, torch.tensor(0.0)), x)
+    cut = augment.diff_augment(x, ["cutout"], rng, torch.tensor(0.25))
+    changed = (cut != x).flatten(1).any(1).float().mean()
+    assert 0.18 < changed < 0.32  # a quarter of the images, each cut
+    assert (augment.diff_augment(x, ["cutout"], rng, torch.tensor(1.0)) != x).flatten(1).any(1).all()
+
+    p = torch.tensor(0.5)
+    logits = torch.tensor([1.0, 2.0, 3.0, -1.0])  # r_t = 0.5: below a target of 0.6, p falls
+    augment.adapt_(p, augment.sign_agreement(logits), 0.6, 1000, 10)
+    assert p.item() == pytest.approx(0.4)
+    augment.adapt_(p, augment.sign_agreement(torch.ones(8)), 0.6, 100_000, 10)  # far above: clamped at 1
+    assert p.item() == 1.0
+
+
 def test_ema_update_math():
     g = nn.Linear(2, 1, bias=False)
     ema = make_ema(g)
@@ -84,7 +101,7 @@ def test_spectral_norm_keeps_each_conv_at_unit_norm():
 
 def test_all_options_train_and_resume_exactly(workdir, monkeypatch):
     options = {"kimg": 0.064, "checkpoint_kimg": 0.032, "diffaugment": ["color", "translation", "cutout"], "flip": True,
-               "ema": 0.99, "loss": "hinge", "r1_gamma": 1.0, "r1_every": 2, "lr_g": 0.002, "lr_d": 0.001}
+               "ema": 0.99, "ada_target": 0.6, "ada_kimg": 0.1, "loss": "hinge", "r1_gamma": 1.0, "r1_every": 2, "lr_g": 0.002, "lr_d": 0.001}
     params = tiny(train=options, model={"d_spectral_norm": True})
     prepare.run(params)
     train.run(params)
@@ -96,9 +113,11 @@ def test_all_options_train_and_resume_exactly(workdir, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         train.run(params)
     assert checkpoint.load(layout.CHECKPOINT)["step"] == 2
+    assert 0 < checkpoint.load(layout.CHECKPOINT)["augment_p"] <= 1  # ADA moved and is kept for the resume
     monkeypatch.setattr(hooks, "append_history", real_append)
     train.run(params)
     resumed = checkpoint.load(layout.CHECKPOINT)
     for key in ("generator", "discriminator", "ema", "generator_eval"):
         for name, tensor in straight[key].items():
             assert torch.equal(tensor, resumed[key][name]), f"{key}.{name}"
+    assert torch.equal(straight["augment_p"], resumed["augment_p"])

@@ -4,6 +4,13 @@ With 100 images a discriminator memorises the reals within a few hundred steps. 
 applies the same random, differentiable transforms to real and fake images, for both the D and
 the G updates, so D cannot tell them apart by the transform and G still gets gradients through
 it. Every random draw comes from the run's generator: resumed runs repeat them exactly.
+
+Adaptive strength (Karras et al. 2020, StyleGAN2-ADA): each transform is applied to an image
+with probability p, and p follows D's overfitting: the share of reals D scores as real,
+r_t = E[sign(D(x))], is held near a target (0.6) by moving p up when r_t is above it and down
+when below, by at most one full step over ``ada_kimg`` thousand images. Few images (D
+memorises fast) get strong augmentation, many images little, without tuning. p stays a device
+tensor: the training never waits for it.
 """
 
 from __future__ import annotations
@@ -57,10 +64,26 @@ def cutout(x: torch.Tensor, rng: torch.Generator, ratio: float = 0.5) -> torch.T
 _OPS = {"color": color, "translation": translation, "cutout": cutout}
 
 
-def diff_augment(x: torch.Tensor, policies: list[str] | tuple[str, ...], rng: torch.Generator) -> torch.Tensor:
+def diff_augment(x: torch.Tensor, policies: list[str] | tuple[str, ...], rng: torch.Generator,
+                 p: torch.Tensor | None = None) -> torch.Tensor:
+    """Every transform on every image, or (``p``: a 0-dim device tensor) each on a random share p."""
     for name in policies:
-        x = _OPS[name](x, rng)
+        if p is None:
+            x = _OPS[name](x, rng)
+        else:
+            keep = torch.rand(x.shape[0], 1, 1, 1, device=x.device, generator=rng) >= p
+            x = torch.where(keep, x, _OPS[name](x, rng))
     return x
+
+
+def sign_agreement(real_logits: torch.Tensor) -> torch.Tensor:
+    """r_t: the mean sign of D's logits on (augmented) reals; 1 when D calls every real real."""
+    return torch.sign(real_logits.detach().float()).mean()
+
+
+def adapt_(p: torch.Tensor, r_t: torch.Tensor, target: float, images: int, ada_kimg: float) -> None:
+    """Move p, in place, by ``images`` / ``ada_kimg`` thousand towards holding r_t at ``target``."""
+    p.add_(torch.sign(r_t - target) * (images / (ada_kimg * 1000))).clamp_(0, 1)
 
 
 def random_flip(x: torch.Tensor, rng: torch.Generator) -> torch.Tensor:

@@ -96,6 +96,15 @@ def average(tensor: torch.Tensor, world: int) -> torch.Tensor:
     return tensor
 
 
+def rank0_says(flag: bool, world: int, device: torch.device) -> bool:
+    """Rank 0's decision on every rank (only rank 0 evaluates, and wall clocks differ)."""
+    if world == 1:
+        return flag
+    t = torch.tensor([int(flag)], device=device)
+    dist.broadcast(t, 0)
+    return bool(t.item())
+
+
 def gather(obj: object, world: int) -> list[object]:
     if world == 1:
         return [obj]

@@ -43,6 +43,7 @@ class Run:
         self.image_size = data.images.shape[-1]
         self.noise_states: list = []  # every rank's noise stream, gathered where a checkpoint is due
         self.digests: list = []  # every rank's parameter hash, gathered at the end
+        self.ending = False  # this step is the last: the run's length, or train.stop
         self.tracker: TrainingRun | None = None
         self.timing: dict[str, float] = {}  # the last tick's speed and wall time (reports/train/timing.csv)
         self.writer = Writer(background=device.type == "cuda")  # on a CPU every core already trains (io/background.py)
@@ -149,10 +150,11 @@ class Console(Hook):
         row = run.progress.history[-1]
         self.bar.update(round(run.kimg - self.bar.n, 3))
         self.bar.set_postfix(loss_d=f"{row['loss_d']:.3f}", loss_g=f"{row['loss_g']:.3f}", img_s=f"{run.timing['images_per_s']:.0f}")
-        if run.progress.step == run.clock.total:
+        if run.ending:
             self.bar.close()  # before the other hooks' closing lines
 
     def on_end(self, run: Run) -> None:
+        self.bar.close()  # stopped by a plateau: not closed at its last tick
         final = run.progress.history[-1]
         print("train: " + ", ".join(f"{k}={v:.4g}" for k, v in final.items()) + f" -> {layout.CHECKPOINT} (MLflow run {run.progress.run_id})")
 
@@ -161,7 +163,7 @@ class Console(Hook):
             self.bar.close()
 
 
-HISTORY_KEYS = ["kimg", "epoch", "loss_d", "loss_g", "real_score", "fake_score"]
+HISTORY_KEYS = ["kimg", "epoch", "loss_d", "loss_g", "real_score", "fake_score", "augment_p", "r_t"]
 TIMING_KEYS = ["kimg", "images_per_s", "seconds"]
 
 
@@ -237,7 +239,7 @@ class Grids(Hook):
             self.on_step(run, ticked=False)
 
     def on_step(self, run: Run, ticked: bool) -> None:
-        if run.progress.step in run.clock.grids:
+        if run.progress.step in run.clock.grids or (run.ending and ticked):  # the last frame shows the last generator
             grid = to_grid(generate(run.gan.generator_for_images, self.z, batch_stats=True))  # on the host from here
             run.writer.submit(self.write, run.tracker if run.progress.step in self.to_mlflow else None, grid, run.images)
 
@@ -263,7 +265,7 @@ class Evaluation(Hook):
 
     def on_step(self, run: Run, ticked: bool) -> None:
         t, progress = run.params.train, run.progress
-        if progress.step not in run.clock.evals:
+        if progress.step not in run.clock.evals and not run.ending:
             return
         start = time.perf_counter()
         G = run.gan.eval_generator(seed=t.grid_seed)

@@ -25,7 +25,7 @@ from ganlab.io import lock
 from ganlab.metrics.sampler import recalibrate_batchnorm
 from ganlab.params import ModelParams, Params, TrainParams
 from ganlab.training import distributed
-from ganlab.training.augment import diff_augment, random_flip
+from ganlab.training.augment import adapt_, diff_augment, random_flip, sign_agreement
 from ganlab.training.clock import Clock
 from ganlab.training.ema import make_ema, update_ema
 from ganlab.training.hooks import Hooks, Run, main_process_hooks
@@ -33,7 +33,7 @@ from ganlab.training.loss import LOSSES, r1_penalty
 from ganlab.training.networks import Discriminator, Generator, init_dcgan_
 from ganlab.training.state import Progress, Streams, fingerprint, resumable, restore
 
-METRICS = ("loss_d", "loss_g", "real_score", "fake_score")
+METRICS = ("loss_d", "loss_g", "real_score", "fake_score", "augment_p", "r_t")
 
 
 @dataclass
@@ -44,6 +44,7 @@ class GAN:
     opt_d: torch.optim.Optimizer
     latent_size: int
     ema: nn.Module | None = None  # moving average of G, when train.ema > 0
+    augment_p: torch.Tensor | None = None  # ADA's strength (0-dim, on the device), when train.ada_target is set
 
     @property
     def generator_for_images(self) -> nn.Module:
@@ -78,6 +79,7 @@ def build(m: ModelParams, t: TrainParams, image_size: int, device: torch.device,
         torch.optim.Adam(D.parameters(), t.lr_d or t.lr, betas=t.betas, fused=fused or None),
         m.latent_size,
         make_ema(distributed.unwrap(G)) if t.ema > 0 else None,
+        torch.zeros((), device=device) if t.ada_target else None,
     )
 
 
@@ -93,10 +95,11 @@ def train_steps(gan: GAN, data: DeviceData | StreamedData, t: TrainParams, clock
     log = torch.full((stop - first, len(METRICS)), float("nan"), device=dev)
     fmt = torch.channels_last if t.channels_last else torch.contiguous_format
     d_loss_fn, g_loss_fn = LOSSES[t.loss]
-    rng = streams.noise
+    rng, p = streams.noise, gan.augment_p
+    strength = (p if p is not None else torch.tensor(float(bool(t.diffaugment)), device=dev)).reshape(1)
 
     def aug(x: torch.Tensor) -> torch.Tensor:
-        return diff_augment(x, t.diffaugment, rng) if t.diffaugment else x
+        return diff_augment(x, t.diffaugment, rng, p) if t.diffaugment else x
 
     d_updates = first
     for i, idx in enumerate(batches):
@@ -117,8 +120,12 @@ def train_steps(gan: GAN, data: DeviceData | StreamedData, t: TrainParams, clock
         loss_d.backward()
         gan.opt_d.step()
         d_updates += 1
+        r_t = distributed.average(sign_agreement(real_logits), world)
         log[i, 0] = loss_d.detach()
-        log[i, 2:] = torch.stack([torch.sigmoid(real_logits.detach().float()).mean(), torch.sigmoid(fake_logits.detach().float()).mean()])
+        log[i, 2:] = torch.cat([torch.sigmoid(real_logits.detach().float()).mean().reshape(1),
+                                torch.sigmoid(fake_logits.detach().float()).mean().reshape(1), strength, r_t.reshape(1)])
+        if p is not None:  # after logging: the row shows the strength this step trained with
+            adapt_(p, r_t, t.ada_target, m * world, t.ada_kimg)
         if d_updates % t.d_steps:
             continue
         # Step 2: fix D, update G to maximise log D(G(z)) on fresh noise
@@ -172,6 +179,24 @@ def divergence(history: list[dict[str, float]], lr: float) -> str | None:
             f"mean D(G(z))={r['fake_score']:.3g}); the last checkpoint is kept in {layout.CHECKPOINT}; try a lower train.lr (now {lr:g})")
 
 
+def out_of_time(progress: Progress, t: TrainParams) -> str | None:
+    """The wall-time budget, checked at ticks (the history then ends on a full row)."""
+    if t.stop.minutes is not None and progress.seconds >= t.stop.minutes * 60:
+        return f"{progress.seconds / 60:.1f} minutes of training (train.stop.minutes {t.stop.minutes:g})"
+    return None
+
+
+def plateaued(progress: Progress, t: TrainParams) -> str | None:
+    """No new best generator in the last ``train.stop.patience`` evaluations (a metric that is
+    unavailable, e.g. attributes without a classifier, never stops a run)."""
+    if not t.stop.patience or progress.best_value is None:
+        return None
+    since_best = sum(e["kimg"] > progress.best_kimg for e in progress.evals)
+    if since_best < t.stop.patience:
+        return None
+    return f"no better {t.best_metric} in {since_best} evaluations (the best at {progress.best_kimg:g} kimg; train.stop.patience {t.stop.patience})"
+
+
 def tick_rows(clock: Clock, progress: Progress, means: dict[str, float], tick_start: tuple[int, float]) -> tuple[dict, dict]:
     """A history row (what the training computed: the same on every run) and a timing row
     (``seconds``: wall time since training began, hooks included, across resumes)."""
@@ -220,7 +245,14 @@ def _train(params: Params, rank: int, world: int, device: torch.device) -> dict[
                     raise FloatingPointError(why)
                 logs, tick_start = [], (stop, progress.seconds)
             run.noise_states = distributed.gather(streams.noise.get_state(), world) if stop in clock.checkpoints else []
+            why = out_of_time(progress, t) if ticked and stop < clock.total else None
+            run.ending = stop == clock.total or why is not None  # the hooks evaluate and draw a grid at the end
             hooks.on_step(run, ticked)
+            why = why or (plateaued(progress, t) if stop < clock.total else None)  # after this step's evaluation
+            if (t.stop.patience or t.stop.minutes) and distributed.rank0_says(why is not None, world, device):
+                if rank == 0:
+                    print(f"train: stopping at {clock.kimg(stop):g} of {clock.kimg(clock.total):g} kimg: {why}")
+                break
         run.digests = distributed.gather(distributed.parameter_digest(gan.G) + distributed.parameter_digest(gan.D), world)
         run.noise_states = distributed.gather(streams.noise.get_state(), world)
         distributed.teardown(world)

@@ -59,7 +59,7 @@ class Progress:
 def fingerprint(params: Params, dataset_sha: str, world: int) -> str:
     """Identifies everything that shapes the weights; a checkpoint resumes only under the same one."""
     shaping = {"model": params.model.model_dump(mode="json"), "data": dataset_sha, "world": world}
-    shaping["train"] = params.train.model_dump(mode="json", exclude={"checkpoint_kimg", "log_checkpoint"})
+    shaping["train"] = params.train.model_dump(mode="json", exclude={"checkpoint_kimg", "log_checkpoint", "stop"})
     return hashlib.sha256(json.dumps(shaping, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -74,6 +74,7 @@ def snapshot(gan, params: Params, image_size: int, progress: Progress, noise_sta
         "ema": gan.ema.state_dict() if gan.ema is not None else None,
         "opt_g": gan.opt_g.state_dict(),
         "opt_d": gan.opt_d.state_dict(),
+        "augment_p": gan.augment_p,
         "step": progress.step,
         "kimg": kimg,
         "history": progress.history,
@@ -114,6 +115,8 @@ def restore(gan, state: dict[str, Any], streams: Streams, rank: int) -> Progress
         gan.ema.load_state_dict(state["ema"])
     gan.opt_g.load_state_dict(state["opt_g"])
     gan.opt_d.load_state_dict(state["opt_d"])
+    if gan.augment_p is not None:
+        gan.augment_p.copy_(state["augment_p"])
     streams.noise.set_state(checkpoint.restore_rng(state["rng"])["noise"][rank])
     run_id, seconds = recorded_run(state["fingerprint"])
     return Progress(state["step"], state["history"], run_id, state["evals"],

@@ -1,0 +1,80 @@
+"""One row of a defaults sweep on a real image set (issue 14): train with overrides, report the
+distance over time.
+
+    python scripts/sweep.py OUT data/benchmarks/icons-200 NAME [key=value ...]
+
+Makes OUT/NAME/SET/ holding the shipped params.yaml with ``prepare.source`` set to SET and each
+``key=value`` applied (values parsed as YAML: ``train.lr=0.0005``, ``train.diffaugment=[]``),
+prepares the set once per OUT (copied into each run), runs ``gan train`` and appends one JSON
+line to OUT/results.jsonl: the fd_ratio of every in-training evaluation, the best one, the wall
+time and the training's images/s. Lengths are in kimg, so two runs sharing this busy CPU still
+compare: the wall times are the ones to re-measure alone. When OUT/code holds a copy of the
+code (``git archive HEAD ganlab stages | tar -x -C OUT/code``; its commit in OUT/code/COMMIT), the
+runs import it: editing the working tree while a sweep runs does not change its runs.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def main(out: str, image_set: str, name: str, *overrides: str) -> None:
+    out_dir, src = Path(out).resolve(), Path(image_set).resolve()
+    code = out_dir / "code"
+    env = {**os.environ, "PYTHONPATH": str(code)} if code.is_dir() else None
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["prepare"]["source"] = str(src)
+    for item in overrides:
+        key, value = item.split("=", 1)
+        *path, last = key.split(".")
+        node = params
+        for part in path:
+            node = node[part]
+        node[last] = yaml.safe_load(value)
+    run = out_dir / name / src.name
+    shutil.rmtree(run, ignore_errors=True)
+    run.mkdir(parents=True)
+    (run / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+    prepared = out_dir / "_prepared" / f"{src.name}-{params['prepare']['image_size']}"
+    if not prepared.exists():
+        tmp = prepared.with_suffix(".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        shutil.copy(run / "params.yaml", tmp / "params.yaml")
+        subprocess.run(["gan", "prepare"], cwd=tmp, check=True, env=env)
+        tmp.rename(prepared)
+    shutil.copytree(prepared / "data", run / "data")
+
+    start = time.perf_counter()
+    with open(run / "train.log", "w") as log:
+        done = subprocess.run(["gan", "train"], cwd=run, stdout=log, stderr=subprocess.STDOUT, env=env)
+    seconds = time.perf_counter() - start
+    evals = list(csv.DictReader(open(run / "reports/train/eval_history.csv"))) if (run / "reports/train/eval_history.csv").exists() else []
+    timing = list(csv.DictReader(open(run / "reports/train/timing.csv"))) if (run / "reports/train/timing.csv").exists() else []
+    ratios = [(round(float(r["kimg"]), 1), round(float(r["fd_ratio"]), 2)) for r in evals]
+    row = {
+        "name": name, "set": src.name, "code": (code / "COMMIT").read_text().strip() if (code / "COMMIT").is_file() else None, "overrides": list(overrides), "rc": done.returncode,
+        "fd_ratio": ratios, "best": min((r for _, r in ratios), default=None),
+        "floor": round(float(evals[0]["fd_floor"]), 1) if evals else None,
+        "precision": float(evals[-1]["precision"]) if evals else None, "recall": float(evals[-1]["recall"]) if evals else None,
+        "wall_s": round(seconds), "train_img_s": round(float(timing[-1]["kimg"]) * 1000 / float(timing[-1]["seconds"])) if timing else None,
+    }
+    with open(out_dir / "results.jsonl", "a") as f:
+        f.write(json.dumps(row) + "\n")
+    print(json.dumps(row))
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:])
