@@ -22,6 +22,7 @@ from ganlab.io.atomic import atomic_dir, atomic_path
 from ganlab.errors import UserError
 from ganlab.io.tracking import tracking_uri
 from tests.conftest import TINY, interrupt_at_tick, run_id, tiny
+from torch.optim.optimizer import register_optimizer_step_post_hook
 
 GAN = str(Path(sys.executable).parent / "gan")
 
@@ -222,7 +223,7 @@ def test_a_second_gan_train_in_the_same_folder_stops_at_once_naming_the_first(wo
     assert train.run(params)["kimg"] == 0.032  # released with its holder
 
 
-@pytest.mark.parametrize("store", ["corrupt", "unreachable"])
+@pytest.mark.parametrize("store", ["corrupt", "unreachable", "deleted experiment"])
 def test_a_broken_mlflow_store_is_one_line_naming_it_and_keeps_earlier_results(workdir, monkeypatch, store):
     params = tiny(train={"kimg": 0.032})
     prepare.run(params)
@@ -231,6 +232,9 @@ def test_a_broken_mlflow_store_is_one_line_naming_it_and_keeps_earlier_results(w
     weights = layout.CHECKPOINT.read_bytes()
     if store == "corrupt":
         Path("mlflow.db").write_bytes(b"this is not a database " * 200)
+    elif store == "deleted experiment":
+        client = MlflowClient(tracking_uri())
+        client.delete_experiment(client.get_experiment_by_name(params.tracking.experiment).experiment_id)
     else:
         monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:9")  # nothing listens there
     start = time.monotonic()
@@ -238,8 +242,9 @@ def test_a_broken_mlflow_store_is_one_line_naming_it_and_keeps_earlier_results(w
         train.run(tiny(train={"kimg": 0.048}))  # other params: a fresh run, which replaces the grids once MLflow has its run
     message = str(e.value)
     assert time.monotonic() - start < 30 and "\n" not in message, message  # was 254 s of retries, or a 236-line traceback
-    assert message.startswith("MLflow store " + ("sqlite:///" if store == "corrupt" else "http://127.0.0.1:9"))
-    assert ("move it aside" if store == "corrupt" else "start the tracking server") in message
+    assert message.startswith("MLflow store " + ("http://127.0.0.1:9" if store == "unreachable" else "sqlite:///"))
+    assert {"corrupt": "move it aside", "unreachable": "start the tracking server",
+            "deleted experiment": "the experiment was deleted: restore it with `mlflow experiments restore --experiment-id "}[store] in message
     assert {p.name: p.read_bytes() for p in layout.GRIDS.iterdir()} == grids and layout.CHECKPOINT.read_bytes() == weights
 
 
@@ -294,3 +299,30 @@ def test_a_full_disk_during_a_checkpoint_is_one_line_keeps_the_old_checkpoint_an
     assert checkpoint.load(layout.CHECKPOINT)["step"] == 2  # the first checkpoint, whole
     assert not list(layout.CHECKPOINT.parent.glob(".checkpoint.*"))  # no temp file left
     assert MlflowClient(tracking_uri()).get_run(run_id()).info.status == "FAILED"
+
+
+def test_a_kill_between_the_final_checkpoint_and_the_end_of_the_mlflow_run_is_closed_without_retraining(workdir, capsys):
+    """The window the issue found: `starting fresh: ... is a finished run`, retrained from 0 in a
+    second MLflow run while the first stayed RUNNING without its history."""
+    params = tiny(train={"kimg": 0.032})
+    Path("params.yaml").write_text(yaml.safe_dump(params.model_dump(mode="json")))
+    prepare.run(params)
+    kill_at_end_run = ("import os; from ganlab.io.tracking import TrainingRun; from ganlab.params import load_params; from stages import train\n"
+                       "TrainingRun.finish = lambda self, status='FINISHED': os._exit(9)  # SIGKILL just before end_run\n"
+                       "train.run(load_params('params.yaml'))")
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    assert subprocess.run([sys.executable, "-c", kill_at_end_run], env=env, capture_output=True).returncode == 9
+    client = MlflowClient(tracking_uri())
+    assert checkpoint.load(layout.CHECKPOINT)["complete"] and client.get_run(run_id()).info.status == "RUNNING"
+    weights = layout.CHECKPOINT.read_bytes()
+    steps = []
+    handle = register_optimizer_step_post_hook(lambda *a: steps.append(1))
+    try:
+        final = train.run(params)
+    finally:
+        handle.remove()
+    assert "its MLflow run" in capsys.readouterr().out and not steps and layout.CHECKPOINT.read_bytes() == weights
+    run = client.get_run(run_id())
+    assert run.info.status == "FINISHED" and final["kimg"] == 0.032 and run.data.tags["best_kimg"] == "0.032"
+    assert {a.path for a in client.list_artifacts(run.info.run_id)} >= {"history.csv", "timing.csv"}
+    assert len(client.search_runs([run.info.experiment_id])) == 1

@@ -51,7 +51,10 @@ def _store_error(e: BaseException) -> UserError:
     uri = tracking_uri()
     text = " ".join(str(e).split())
     reason = (text[:200] + "...") if len(text) > 200 else text or type(e).__name__
-    if uri.startswith("sqlite:"):
+    if m := re.search(r"experiment (\w+) must be in the 'active' state", text):
+        fix = (f"the experiment was deleted: restore it with `mlflow experiments restore --experiment-id {m.group(1)}` "
+               "(MLFLOW_TRACKING_URI set to this store), or set tracking.experiment to a new name")
+    elif uri.startswith("sqlite:"):
         fix = "check that the file is writable, or move it aside (a new store is made) or set MLFLOW_TRACKING_URI"
     else:
         fix = "start the tracking server, or unset MLFLOW_TRACKING_URI to use the project's mlflow.db"
@@ -234,6 +237,30 @@ class TrainingRun:
         import mlflow
 
         mlflow.end_run(status)
+
+
+@store_errors
+def finish_left_open(run_id: str, artifacts: list[Path], tags: dict[str, str]) -> str | None:
+    """Finish a training's MLflow run that its end did not close (a kill or error between the
+    final checkpoint and ``end_run``): log what the end logs, mark it FINISHED. Returns the
+    status it had, or None when it is finished already or not in this store."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri())
+    try:
+        run = client.get_run(run_id)
+    except MlflowException:
+        return None
+    if run.info.status == "FINISHED" or run.info.lifecycle_stage != "active":
+        return None
+    for path in artifacts:
+        if path.is_file():
+            client.log_artifact(run_id, str(path))
+    for key, value in tags.items():
+        client.set_tag(run_id, key, value)
+    client.set_terminated(run_id, "FINISHED")
+    return run.info.status
 
 
 @store_errors

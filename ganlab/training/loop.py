@@ -21,7 +21,9 @@ from torch import nn
 from ganlab import layout
 from ganlab.data.dataset import DeviceData, StreamedData, dataset_sha, open_dataset
 from ganlab.device import autocast_for
-from ganlab.io import lock
+from ganlab.errors import UserError
+from ganlab.io import checkpoint, lock
+from ganlab.io.tracking import finish_left_open
 from ganlab.metrics.sampler import recalibrate_batchnorm
 from ganlab.params import ModelParams, Params, TrainParams
 from ganlab.training import distributed
@@ -31,7 +33,7 @@ from ganlab.training.ema import make_ema, update_ema
 from ganlab.training.hooks import Hooks, Run, main_process_hooks
 from ganlab.training.loss import LOSSES, r1_penalty
 from ganlab.training.networks import Discriminator, Generator, init_dcgan_
-from ganlab.training.state import Progress, Streams, fingerprint, resumable, restore
+from ganlab.training.state import Progress, Streams, fingerprint, recorded_run, resumable, restore
 
 METRICS = ("loss_d", "loss_g", "real_score", "fake_score", "augment_p", "r_t")
 
@@ -206,6 +208,28 @@ def tick_rows(clock: Clock, progress: Progress, means: dict[str, float], tick_st
             {"kimg": kimg, "images_per_s": (progress.step - step) * clock.batch / (progress.seconds - seconds), "seconds": progress.seconds})
 
 
+def left_open(fp: str, t: TrainParams) -> dict[str, float] | None:
+    """The last history row of a complete checkpoint of this very run whose MLflow run was left
+    open (killed or failed after the checkpoint, before ``end_run``), after finishing that MLflow
+    run; None otherwise. Nothing is retrained: every report was written before the checkpoint."""
+    if not layout.CHECKPOINT.is_file():
+        return None
+    try:
+        state = checkpoint.load(layout.CHECKPOINT)
+    except UserError:
+        return None
+    run_id, _ = recorded_run(fp)
+    if not state.get("complete") or state.get("fingerprint") != fp or run_id is None:
+        return None
+    tags = {"best_kimg": f"{state['best_kimg']:g}", f"best_{t.best_metric}": f"{state['best_value']:.6g}"} if state.get("best_value") is not None else {}
+    status = finish_left_open(run_id, [layout.HISTORY, layout.TIMING], tags)
+    if status is None:
+        return None
+    print(f"train: {layout.CHECKPOINT} is this run's complete result; its MLflow run {run_id} was left {status} "
+          "after the checkpoint was written (interrupted): finished it, nothing retrained")
+    return state["history"][-1]
+
+
 def training_loop(params: Params) -> dict[str, float] | None:
     """Train; returns the last tick's metrics on the main process, None on the others. The main
     process holds the project's training lock from before it reads the checkpoint until the end."""
@@ -221,6 +245,10 @@ def _train(params: Params, rank: int, world: int, device: torch.device) -> dict[
     gan = build(params.model, t, data.images.shape[-1], device, t.seed, world)
     streams = Streams.seeded(t.seed, device, rank, data.index_device)
     fp = fingerprint(params, sha, world)
+    final = left_open(fp, t) if rank == 0 else None
+    if distributed.rank0_says(final is not None, world, device):
+        distributed.teardown(world)
+        return final
     resumed = resumable(layout.CHECKPOINT, fp, say=print if rank == 0 else lambda *_: None)
     progress = restore(gan, resumed, streams, rank) if resumed else Progress()
     clock = Clock.of(t, len(data))
