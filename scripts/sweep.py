@@ -2,6 +2,7 @@
 distance over time.
 
     python scripts/sweep.py OUT data/benchmarks/icons-200 NAME [key=value ...]
+    python scripts/sweep.py --plot OUT curves.png [NAME ...]     # fd_ratio over kimg, per set
 
 Makes OUT/NAME/SET/ holding the shipped params.yaml with ``prepare.source`` set to SET and each
 ``key=value`` applied (values parsed as YAML: ``train.lr=0.0005``, ``train.diffaugment=[]``),
@@ -76,5 +77,30 @@ def main(out: str, image_set: str, name: str, *overrides: str) -> None:
     print(json.dumps(row))
 
 
+def plot(out: str, png: str, *names: str) -> None:
+    """fd_ratio over kimg of the runs in OUT/results.jsonl (those named, or all), one panel per set."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [json.loads(line) for line in open(Path(out) / "results.jsonl")]
+    rows = [r for r in rows if r["fd_ratio"] and (not names or r["name"] in names)]
+    sets = sorted({r["set"] for r in rows})
+    fig, axes = plt.subplots(1, len(sets), figsize=(6 * len(sets), 4.5), squeeze=False)
+    for ax, name in zip(axes[0], sets):
+        for r in rows:
+            if r["set"] == name:
+                ax.plot(*zip(*r["fd_ratio"]), marker=".", label=r["name"])
+        ax.axhline(2, color="grey", linestyle="--", linewidth=1)
+        ax.set(title=f"{name}: fd over its real-vs-real floor", xlabel="kimg", ylabel="fd_ratio (1 = the floor)")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(png, dpi=80)
+
+
 if __name__ == "__main__":
-    main(*sys.argv[1:])
+    if sys.argv[1] == "--plot":
+        plot(*sys.argv[2:])
+    else:
+        main(*sys.argv[1:])

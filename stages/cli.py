@@ -105,6 +105,9 @@ def bench(
     if unknown:
         print(f"error: --config: unknown {sorted(unknown)}; choose from {sorted(benchmark.CONFIGS)}", file=sys.stderr)
         raise typer.Exit(1)
+    if device not in ("auto", "cpu", "cuda"):
+        print(f"error: --device: {device!r} is not one of auto, cpu, cuda", file=sys.stderr)
+        raise typer.Exit(1)
     try:
         benchmark.main(config, trials, steps, device, json_output, tuple(n for n in size if n > 0), kimg or None)
     except UserError as e:

@@ -71,3 +71,8 @@ def test_evaluate_without_training_history_is_one_line(tmp_path):
 def test_demo_faces_refuses_a_negative_count(tmp_path):
     out = gan("demo-faces", "x", "--count", "-3", cwd=tmp_path)
     assert out.returncode == 2 and "Invalid value for '--count'" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_bench_refuses_an_unknown_device_in_one_line(tmp_path):
+    out = gan("bench", "--device", "tpu", cwd=tmp_path)
+    assert out.returncode == 1 and out.stderr == "error: --device: 'tpu' is not one of auto, cpu, cuda\n"
