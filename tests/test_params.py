@@ -49,6 +49,7 @@ def test_project_params_file_is_valid():
         ({"train": {"best_metric": "accuracy"}}, "train.best_metric: Input should be 'fd', 'kid', 'recall'"),
         ({"train": {"ema": 1.0}}, "train.ema: Input should be less than 1"),
         ({"generator": "middle"}, "generator: Input should be 'best' or 'last'"),
+        ({"tracking": {"experiment": "x" * 300}}, "tracking.experiment: String should have at most 200 characters"),  # was OSError after training
         ([1, 2], "expected a mapping"),
     ],
 )

@@ -154,14 +154,16 @@ def test_atomic_dir_keeps_the_old_folder_until_the_new_one_is_complete(tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # no temp folder left, the stale one removed
 
 
-def test_a_failing_stage_keeps_its_previous_outputs(workdir):
-    """A bad video.codec used to empty reports/video/ before failing."""
+def test_a_failing_stage_keeps_its_previous_outputs(workdir, capsys):
+    """A bad video.codec used to empty reports/video/ before failing; a stray copy of a grid was a traceback."""
     from stages import make_video
 
     params = tiny()
     prepare.run(params)
     train.run(params)
+    shutil.copy(layout.grid_file(16), layout.GRIDS / "images_000000016 copy.png")
     make_video.run(params)
+    assert "make-video: 5 frames (0..0.064 kimg)" in capsys.readouterr().out  # the 5 grids, not the copy
     before = {p.name: p.read_bytes() for p in layout.VIDEO.iterdir()}
     with pytest.raises(UserError, match="video.codec: OpenCV cannot write 'ZZZZ'"):
         make_video.run(tiny(video={"codec": "ZZZZ"}))
