@@ -79,7 +79,7 @@ class ModelParams(_Section):
 class StopParams(_Section):
     """When a run ends before its length: a plateau, or a budget of wall time."""
 
-    patience: int = Field(0, ge=0)  # evaluations in a row without a new best generator; 0 = never stop early
+    patience: int = Field(4, ge=0)  # evaluations in a row without a new best generator; 0 = never stop early
     minutes: float | None = Field(None, gt=0)  # the training's wall time (across resumes), checked at every tick
 
 

@@ -17,6 +17,7 @@ runs import it: editing the working tree while a sweep runs does not change its 
 from __future__ import annotations
 
 import csv
+import fcntl
 import json
 import os
 import shutil
@@ -28,6 +29,17 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def _prepare(prepared: Path, params: Path, env: dict | None) -> None:
+    if prepared.exists():
+        return
+    tmp = prepared.with_suffix(".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    shutil.copy(params, tmp / "params.yaml")
+    subprocess.run(["gan", "prepare"], cwd=tmp, check=True, env=env)
+    tmp.rename(prepared)
 
 
 def main(out: str, image_set: str, name: str, *overrides: str) -> None:
@@ -49,14 +61,12 @@ def main(out: str, image_set: str, name: str, *overrides: str) -> None:
     (run / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
     prepared = out_dir / "_prepared" / f"{src.name}-{params['prepare']['image_size']}"
-    if not prepared.exists():
-        tmp = prepared.with_suffix(".tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        shutil.copy(run / "params.yaml", tmp / "params.yaml")
-        subprocess.run(["gan", "prepare"], cwd=tmp, check=True, env=env)
-        tmp.rename(prepared)
+    prepared.parent.mkdir(parents=True, exist_ok=True)
+    with open(out_dir / "_prepared" / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # two sweeps starting on one set prepare it once
+        _prepare(prepared, run / "params.yaml", env)
     shutil.copytree(prepared / "data", run / "data")
+
 
     start = time.perf_counter()
     with open(run / "train.log", "w") as log:
