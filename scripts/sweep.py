@@ -96,12 +96,19 @@ def plot(out: str, png: str, *names: str) -> None:
 
     rows = [json.loads(line) for line in open(Path(out) / "results.jsonl")]
     rows = [r for r in rows if r["fd_ratio"] and (not names or r["name"] in names)]
-    sets = sorted({r["set"] for r in rows})
-    fig, axes = plt.subplots(1, len(sets), figsize=(6 * len(sets), 4.5), squeeze=False)
-    for ax, name in zip(axes[0], sets):
+    families: dict[str, list[str]] = {}  # icons-20, icons-200 ... in a row per family, by size
+    for name in sorted({r["set"] for r in rows}, key=lambda n: (n.rsplit("-", 1)[0], int(n.rsplit("-", 1)[-1]) if n[-1].isdigit() else 0)):
+        families.setdefault(name.rsplit("-", 1)[0], []).append(name)
+    cols = max(len(v) for v in families.values())
+    fig, axes = plt.subplots(len(families), cols, figsize=(5 * cols, 3.8 * len(families)), squeeze=False)
+    colours = {n: f"C{i}" for i, n in enumerate(dict.fromkeys(r["name"] for r in rows))}
+    for ax in axes.flat:
+        ax.set_visible(False)
+    for ax, name in [(axes[i][j], n) for i, names in enumerate(families.values()) for j, n in enumerate(names)]:
+        ax.set_visible(True)
         for r in rows:
             if r["set"] == name:
-                ax.plot(*zip(*r["fd_ratio"]), marker=".", label=r["name"])
+                ax.plot(*zip(*r["fd_ratio"]), marker=".", label=r["name"], color=colours[r["name"]])
         ax.axhline(2, color="grey", linestyle="--", linewidth=1)
         ax.set(title=f"{name}: fd over its real-vs-real floor", xlabel="kimg", ylabel="fd_ratio (1 = the floor)")
         ax.legend(fontsize=7)
