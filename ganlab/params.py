@@ -98,7 +98,7 @@ class TrainParams(_Section):
     ada_target: float | None = Field(None, gt=0, lt=1)
     ada_kimg: float = Field(50.0, gt=0)  # p moves by at most 1 per this many kimg
     flip: bool = True  # mirror real images at random
-    ema: float = Field(0.999, ge=0, lt=1)  # decay of the generator's moving average; 0 = off
+    ema: float = Field(0.999, ge=0, lt=1)  # the cap of the moving average's decay (ramped as (1+s)/(10+s) over G steps s); 0 = off
     r1_gamma: float = Field(0.0, ge=0)  # R1 penalty on reals; 0 = off
     r1_every: int = Field(16, ge=1)  # lazy R1: every N discriminator steps, scaled by N
     betas: tuple[float, float] = (0.5, 0.999)

@@ -47,6 +47,22 @@ TINY = {
 }
 
 
+def straight_then_killed(params: Params, monkeypatch, tick: int = 3):
+    """Train ``params`` straight through, then again from scratch killed at ``tick``: the straight
+    run's final checkpoint (what a resume must reproduce), and the real history writer to restore."""
+    from ganlab import layout
+    from ganlab.io import checkpoint
+    from stages import train
+
+    train.run(params)
+    straight = checkpoint.load(layout.CHECKPOINT)
+    layout.CHECKPOINT.unlink()
+    real_append = interrupt_at_tick(monkeypatch, tick)
+    with pytest.raises(KeyboardInterrupt):
+        train.run(params)
+    return straight, real_append
+
+
 def interrupt_at_tick(monkeypatch, tick: int, after_writing: bool = False):
     """Make the next run stop with KeyboardInterrupt at its ``tick``-th history row, as a kill
     there would (before the row is written, or just after); returns the real writer, to restore."""

@@ -21,7 +21,7 @@ from stages import prepare, train
 from ganlab.io.atomic import atomic_dir, atomic_path
 from ganlab.errors import UserError
 from ganlab.io.tracking import tracking_uri
-from tests.conftest import TINY, interrupt_at_tick, run_id, tiny
+from tests.conftest import TINY, run_id, straight_then_killed, tiny
 from torch.optim.optimizer import register_optimizer_step_post_hook
 
 GAN = str(Path(sys.executable).parent / "gan")
@@ -175,12 +175,7 @@ def test_resume_when_the_mlflow_run_is_gone_continues_the_weights_in_a_new_run(w
     """A fresh or moved mlflow.db used to stop the resume (`Run with id=... not found`)."""
     params = tiny(train={"kimg": 0.064, "checkpoint_kimg": 0.032})
     prepare.run(params)
-    train.run(params)
-    straight = checkpoint.load(layout.CHECKPOINT)
-    layout.CHECKPOINT.unlink()
-    real_append = interrupt_at_tick(monkeypatch, 3)
-    with pytest.raises(KeyboardInterrupt):
-        train.run(params)
+    straight, real_append = straight_then_killed(params, monkeypatch, tick=3)
     lost = run_id()
     shutil.copy(empty_store, "mlflow.db")  # the store is replaced: the run is gone
     monkeypatch.setattr(hooks, "append_history", real_append)

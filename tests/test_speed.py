@@ -51,7 +51,7 @@ def test_bench_reports_interleaved_trials_and_an_end_to_end_run(tmp_path):
 def test_two_processes_on_gloo_keep_identical_replicas_and_rank0_writes(tmp_path, empty_store):
     shutil.copy(empty_store, tmp_path / "mlflow.db")
     params = {k: dict(v) for k, v in TINY.items()}
-    params["train"].update(kimg=0.048)
+    params["train"].update(kimg=0.048, stop={"patience": 2, "minutes": 60})  # rank 0 decides train.stop at each tick, both follow
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     assert subprocess.run([GAN, "prepare"], cwd=tmp_path, capture_output=True).returncode == 0
     before = _listeners()

@@ -16,7 +16,7 @@ from stages import prepare, sample, train
 from ganlab.device import resolve_device
 from ganlab.errors import UserError
 from ganlab.io.tracking import tracking_uri
-from tests.conftest import interrupt_at_tick, run_id, tiny
+from tests.conftest import interrupt_at_tick, run_id, straight_then_killed, tiny
 from torch.optim.optimizer import register_optimizer_step_post_hook
 
 
@@ -126,13 +126,7 @@ def test_data_set_smaller_than_the_batch(workdir):
 
 def test_resume_after_a_crash_is_bit_identical(workdir, monkeypatch):
     params = prepared(train={"kimg": 0.064, "checkpoint_kimg": 0.032})  # 4 steps, a checkpoint after step 2
-    train.run(params)
-    straight = checkpoint.load(layout.CHECKPOINT)
-
-    layout.CHECKPOINT.unlink()
-    real_append = interrupt_at_tick(monkeypatch, 3)
-    with pytest.raises(KeyboardInterrupt):
-        train.run(params)
+    straight, real_append = straight_then_killed(params, monkeypatch, tick=3)
     interrupted = checkpoint.load(layout.CHECKPOINT)  # the one after step 2
     assert interrupted["step"] == 2 and not interrupted["complete"]
     first_run = run_id()

@@ -282,7 +282,7 @@ class Evaluation(Hook):
     def on_end(self, run: Run) -> None:
         p, t = run.progress, run.params.train
         if p.best_generator is not None:
-            run.tracker.set_tags({"best_kimg": f"{p.best_kimg:g}", f"best_{t.best_metric}": f"{p.best_value:.6g}"})
+            run.tracker.set_tags(state.best_tags(p.best_kimg, p.best_value, t.best_metric))
             print(f"train: best generator at {p.best_kimg:g} kimg ({t.best_metric}={p.best_value:.4g})")
 
 

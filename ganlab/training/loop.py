@@ -21,8 +21,7 @@ from torch import nn
 from ganlab import layout
 from ganlab.data.dataset import DeviceData, StreamedData, dataset_sha, open_dataset
 from ganlab.device import autocast_for
-from ganlab.errors import UserError
-from ganlab.io import checkpoint, lock
+from ganlab.io import lock
 from ganlab.io.tracking import finish_left_open
 from ganlab.metrics.sampler import recalibrate_batchnorm
 from ganlab.params import ModelParams, Params, TrainParams
@@ -33,7 +32,7 @@ from ganlab.training.ema import make_ema, update_ema
 from ganlab.training.hooks import Hooks, Run, main_process_hooks
 from ganlab.training.loss import LOSSES, r1_penalty
 from ganlab.training.networks import Discriminator, Generator, init_dcgan_
-from ganlab.training.state import Progress, Streams, fingerprint, recorded_run, resumable, restore
+from ganlab.training.state import Progress, Streams, best_tags, fingerprint, read, recorded_run, restore, resumable
 
 METRICS = ("loss_d", "loss_g", "real_score", "fake_score", "augment_p", "r_t")
 
@@ -208,20 +207,14 @@ def tick_rows(clock: Clock, progress: Progress, means: dict[str, float], tick_st
             {"kimg": kimg, "images_per_s": (progress.step - step) * clock.batch / (progress.seconds - seconds), "seconds": progress.seconds})
 
 
-def left_open(fp: str, t: TrainParams) -> dict[str, float] | None:
-    """The last history row of a complete checkpoint of this very run whose MLflow run was left
-    open (killed or failed after the checkpoint, before ``end_run``), after finishing that MLflow
-    run; None otherwise. Nothing is retrained: every report was written before the checkpoint."""
-    if not layout.CHECKPOINT.is_file():
-        return None
-    try:
-        state = checkpoint.load(layout.CHECKPOINT)
-    except UserError:
-        return None
+def left_open(state: dict | None, fp: str, t: TrainParams) -> dict[str, float] | None:
+    """The last history row of ``state``, a complete checkpoint of this very run whose MLflow run
+    was left open (killed or failed after the checkpoint, before ``end_run``), after finishing that
+    MLflow run; None otherwise. Nothing is retrained: every report was written before the checkpoint."""
     run_id, _ = recorded_run(fp)
-    if not state.get("complete") or state.get("fingerprint") != fp or run_id is None:
+    if state is None or not state.get("complete") or state.get("fingerprint") != fp or run_id is None:
         return None
-    tags = {"best_kimg": f"{state['best_kimg']:g}", f"best_{t.best_metric}": f"{state['best_value']:.6g}"} if state.get("best_value") is not None else {}
+    tags = best_tags(state["best_kimg"], state.get("best_value"), t.best_metric)
     status = finish_left_open(run_id, [layout.HISTORY, layout.TIMING], tags)
     if status is None:
         return None
@@ -245,11 +238,14 @@ def _train(params: Params, rank: int, world: int, device: torch.device) -> dict[
     gan = build(params.model, t, data.images.shape[-1], device, t.seed, world)
     streams = Streams.seeded(t.seed, device, rank, data.index_device)
     fp = fingerprint(params, sha, world)
-    final = left_open(fp, t) if rank == 0 else None
+    say = print if rank == 0 else lambda *_: None
+    existing = read(layout.CHECKPOINT, say)
+    final = left_open(existing, fp, t) if rank == 0 else None
     if distributed.rank0_says(final is not None, world, device):
         distributed.teardown(world)
         return final
-    resumed = resumable(layout.CHECKPOINT, fp, say=print if rank == 0 else lambda *_: None)
+    resumed = resumable(existing, layout.CHECKPOINT, fp, say)
+    del existing  # a finished or foreign checkpoint is not held in memory for the whole run
     progress = restore(gan, resumed, streams, rank) if resumed else Progress()
     clock = Clock.of(t, len(data))
     run = Run(params, gan, data, clock, streams, progress, fp, sha, device, world, resumed=resumed is not None)
@@ -273,11 +269,13 @@ def _train(params: Params, rank: int, world: int, device: torch.device) -> dict[
                     raise FloatingPointError(why)
                 logs, tick_start = [], (stop, progress.seconds)
             run.noise_states = distributed.gather(streams.noise.get_state(), world) if stop in clock.checkpoints else []
-            why = out_of_time(progress, t) if ticked and stop < clock.total else None
-            run.ending = stop == clock.total or why is not None  # the hooks evaluate and draw a grid at the end
+            evaluated, early = stop in clock.evals, stop < clock.total
+            why = out_of_time(progress, t) if ticked and early else None
+            run.ending = not early or why is not None  # the hooks evaluate and draw a grid at the end
             hooks.on_step(run, ticked)
-            why = why or (plateaued(progress, t) if stop < clock.total else None)  # after this step's evaluation
-            if (t.stop.patience or t.stop.minutes) and distributed.rank0_says(why is not None, world, device):
+            why = why or (plateaued(progress, t) if evaluated and early else None)  # after this step's evaluation
+            # ticks and evaluations are the only stops where train.stop's answer can change: one broadcast each
+            if (t.stop.patience or t.stop.minutes) and (ticked or evaluated) and distributed.rank0_says(why is not None, world, device):
                 if rank == 0:
                     print(f"train: stopping at {clock.kimg(stop):g} of {clock.kimg(clock.total):g} kimg: {why}")
                 break

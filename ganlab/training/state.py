@@ -89,14 +89,20 @@ def snapshot(gan, params: Params, image_size: int, progress: Progress, noise_sta
     }
 
 
-def resumable(path: Path, fp: str, say) -> dict[str, Any] | None:
-    """The checkpoint's state (on the CPU) if this run may continue it, else None, saying why."""
+def read(path: Path, say) -> dict[str, Any] | None:
+    """The checkpoint's state on the CPU; None when there is none or it cannot be read (said)."""
     if not path.is_file():
         return None
     try:
-        state = checkpoint.load(path)
+        return checkpoint.load(path)
     except UserError as e:
         say(f"starting fresh: {e}")
+        return None
+
+
+def resumable(state: dict[str, Any] | None, path: Path, fp: str, say) -> dict[str, Any] | None:
+    """``state`` if this run may continue it, else None, saying why."""
+    if state is None:
         return None
     if state.get("fingerprint") != fp:
         say(f"starting fresh: {path} was made with other params or data")
@@ -105,6 +111,11 @@ def resumable(path: Path, fp: str, say) -> dict[str, Any] | None:
         say(f"starting fresh: {path} is a finished run")
         return None
     return state
+
+
+def best_tags(kimg: float, value: float | None, metric: str) -> dict[str, str]:
+    """The MLflow tags that say where the best generator is: the same whether the run ended or was closed later."""
+    return {"best_kimg": f"{kimg:g}", f"best_{metric}": f"{value:.6g}"} if value is not None else {}
 
 
 def restore(gan, state: dict[str, Any], streams: Streams, rank: int) -> Progress:
