@@ -67,7 +67,6 @@ def main(out: str, image_set: str, name: str, *overrides: str) -> None:
         _prepare(prepared, run / "params.yaml", env)
     shutil.copytree(prepared / "data", run / "data")
 
-
     start = time.perf_counter()
     with open(run / "train.log", "w") as log:
         done = subprocess.run(["gan", "train"], cwd=run, stdout=log, stderr=subprocess.STDOUT, env=env)

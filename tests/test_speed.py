@@ -3,10 +3,11 @@
 import json
 import shutil
 import subprocess
-import time
 import sys
+import time
 from pathlib import Path
 
+import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 from torch import nn
@@ -56,9 +57,12 @@ def test_two_processes_on_gloo_keep_identical_replicas_and_rank0_writes(tmp_path
     assert subprocess.run([GAN, "prepare"], cwd=tmp_path, capture_output=True).returncode == 0
     before = _listeners()
     proc = subprocess.Popen([GAN, "train", "--nproc", "2"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    opened = set()
-    while proc.poll() is None:
+    opened, deadline = set(), time.monotonic() + 300
+    while proc.poll() is None:  # a collective called on one rank only would hang both: fail instead of waiting forever
         opened |= _listeners() - before
+        if time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail("train --nproc 2 did not end within 300 s (a rank waiting on a collective the other never calls?)")
         time.sleep(0.05)
     stdout, stderr = proc.communicate(timeout=300)
     out = subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
