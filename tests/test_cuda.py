@@ -41,8 +41,9 @@ def test_the_default_pipeline_runs_on_cuda(tmp_path, empty_store):
     assert repro(project) == []
 
 
-def test_kill_and_resume_on_cuda(workdir, monkeypatch):
-    params = tiny(**CUDA_TINY)
+@pytest.mark.parametrize("discriminator", ["dcgan", "projected"])
+def test_kill_and_resume_on_cuda(workdir, monkeypatch, discriminator):
+    params = tiny(**CUDA_TINY, model={"discriminator": discriminator})
     prepare.run(params)
     attributes.run(params)
     real_append = hooks.append_history

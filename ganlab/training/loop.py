@@ -32,6 +32,7 @@ from ganlab.training.ema import make_ema, update_ema
 from ganlab.training.hooks import Hooks, Run, main_process_hooks
 from ganlab.training.loss import LOSSES, r1_penalty
 from ganlab.training.networks import Discriminator, Generator, init_dcgan_
+from ganlab.training.projected import ProjectedDiscriminator
 from ganlab.training.state import Progress, Streams, best_tags, fingerprint, read, recorded_run, restore, resumable
 
 METRICS = ("loss_d", "loss_g", "real_score", "fake_score", "augment_p", "r_t")
@@ -64,9 +65,11 @@ def build(m: ModelParams, t: TrainParams, image_size: int, device: torch.device,
     torch.manual_seed(seed)
     random.seed(seed)  # training draws only from its own streams; the global states are seeded so that
     np.random.seed(seed % 2**32)  # the checkpoint, which keeps them for exact resume, is the same bytes on every run
-    G, D = Generator(m.latent_size, image_size, m.g_width), Discriminator(image_size, m.d_width, m.d_spectral_norm)
+    G = Generator(m.latent_size, image_size, m.g_width)
+    projected = m.discriminator == "projected"  # its heads are always spectrally normalised, as in the paper
+    D = ProjectedDiscriminator(image_size, m.d_width) if projected else Discriminator(image_size, m.d_width, m.d_spectral_norm)
     init_dcgan_(G)
-    init_dcgan_(D)
+    init_dcgan_(D.heads if projected else D)  # the fixed random projections keep PyTorch's (variance-preserving) init
     fmt = torch.channels_last if t.channels_last else torch.contiguous_format
     G, D = G.to(device, memory_format=fmt), D.to(device, memory_format=fmt)
     if t.compile:
@@ -77,7 +80,7 @@ def build(m: ModelParams, t: TrainParams, image_size: int, device: torch.device,
     return GAN(
         G, D,
         torch.optim.Adam(G.parameters(), t.lr_g or t.lr, betas=t.betas, fused=fused or None),
-        torch.optim.Adam(D.parameters(), t.lr_d or t.lr, betas=t.betas, fused=fused or None),
+        torch.optim.Adam([p for p in D.parameters() if p.requires_grad], t.lr_d or t.lr, betas=t.betas, fused=fused or None),
         m.latent_size,
         make_ema(distributed.unwrap(G)) if t.ema > 0 else None,
         torch.zeros((), device=device) if t.ada_target else None,

@@ -1,0 +1,78 @@
+"""A discriminator that judges images by a frozen ImageNet network's features (Projected GAN,
+Sauer et al. 2021): the option for small real image sets (README: "On real small image sets")."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ganlab.metrics.features import efficientnet_lite
+from ganlab.training.networks import SUPPORTED_SIZES
+
+# EfficientNet-Lite0's blocks grouped into four stages ending at 1/4, 1/8, 1/16 and 1/32 of the input
+LITE0_STAGES = ((0, 3), (3, 5), (5, 11), (11, 16))
+
+
+class ProjectedDiscriminator(nn.Module):
+    """Image (N, 3, S, S) -> (N, K) logits: small strided-conv discriminators on a frozen ImageNet
+    network's features at four scales (Projected GAN, Sauer et al. 2021).
+
+    Why: with 20-1000 images a D learned from pixels sees too few examples to learn what
+    images look like, and G is taught little beyond colour fields and periodic textures. Features
+    of a pretrained network already separate shapes and textures; D learns only the heads. The
+    network is EfficientNet-Lite0, not the Lite1 the quality metrics use, so that G is not trained
+    on the very features it is scored in (both are ImageNet classifiers: see README).
+
+    The pretrained network and the random 1x1 projections that mix its channels (CCM) and scales
+    (CSM) are fixed; only the heads learn. The pretrained weights are not in ``state_dict`` (they
+    come from their package); the projections are, so a checkpoint restores D exactly. Each head
+    ends in one logit per image, as the lecture's D does; the loss averages the four.
+    """
+
+    def __init__(self, image_size: int = 64, width: int = 32, spectral_norm: bool = True):
+        super().__init__()
+        if image_size not in SUPPORTED_SIZES:
+            raise ValueError(f"image size {image_size} is not one of {SUPPORTED_SIZES}")
+        net = efficientnet_lite("efficientnet-lite0")
+        stem = nn.Sequential(net._conv_stem, net._bn0, net._swish)
+        stages = [nn.Sequential(*net._blocks[a:b]) for a, b in LITE0_STAGES]
+        stages[0] = nn.Sequential(stem, *stages[0])
+        object.__setattr__(self, "backbone", nn.ModuleList(stages))  # not a registered child: outside state_dict
+        chans = [net._blocks[b - 1]._project_conv.out_channels for _, b in LITE0_STAGES]
+        widths = [width * 2**i for i in range(len(chans))]
+        self.ccm = nn.ModuleList(nn.Conv2d(c, w, 1) for c, w in zip(chans, widths))
+        self.csm = nn.ModuleList(nn.Conv2d(w_deep, w, 1) for w, w_deep in zip(widths, widths[1:]))
+        self.ccm.requires_grad_(False)
+        self.csm.requires_grad_(False)
+        sn = nn.utils.parametrizations.spectral_norm if spectral_norm else (lambda m: m)
+        heads = []
+        for i, w in enumerate(widths):
+            res, layers, c = image_size // 2 ** (i + 2), [], w
+            while res > 4:
+                layers += [sn(nn.Conv2d(c, min(2 * c, 8 * width), 4, 2, 1, bias=False)), nn.BatchNorm2d(min(2 * c, 8 * width)),
+                           nn.LeakyReLU(0.2, inplace=True)]
+                c, res = min(2 * c, 8 * width), res // 2
+            layers += [sn(nn.Conv2d(c, 1, min(res, 4), 1, 0, bias=False)), nn.Flatten()]
+            heads.append(nn.Sequential(*layers))
+        self.heads = nn.ModuleList(heads)
+        self.image_size = image_size
+
+    def _apply(self, fn, recurse=True):  # .to(device / memory format) moves the unregistered backbone too
+        self.backbone._apply(fn, recurse)
+        return super()._apply(fn, recurse)
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self.backbone.eval()  # its BatchNorm statistics are ImageNet's
+        return self
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        feats = []
+        for stage in self.backbone:  # EfficientNet-Lite's input is (pixel - 127) / 128: our [-1, 1]
+            x = stage(x)
+            feats.append(x)
+        mixed = [ccm(f) for ccm, f in zip(self.ccm, feats)]
+        for i in reversed(range(len(mixed) - 1)):  # deeper scales flow into shallower ones
+            up = nn.functional.interpolate(mixed[i + 1], size=mixed[i].shape[-2:], mode="bilinear", align_corners=False)
+            mixed[i] = mixed[i] + self.csm[i](up)
+        return torch.cat([head(m) for head, m in zip(self.heads, mixed)], dim=1)
