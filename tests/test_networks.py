@@ -76,7 +76,7 @@ def test_projected_discriminator_gives_one_logit_per_scale_at_every_size(size):
 
 def test_projected_discriminator_learns_only_its_heads_and_teaches_g_through_the_frozen_network():
     torch.manual_seed(0)
-    D = ProjectedDiscriminator(64, 8, spectral_norm=True).train()
+    D = ProjectedDiscriminator(64, 8).train()
     pretrained = {k: v.clone() for k, v in D.backbone.state_dict().items()}
     x = (torch.rand(4, 3, 64, 64) * 2 - 1).requires_grad_(True)
     D(x).sum().backward()
@@ -88,7 +88,7 @@ def test_projected_discriminator_learns_only_its_heads_and_teaches_g_through_the
     assert not any(k.startswith("backbone") for k in D.state_dict())  # the pretrained weights come from their package
 
     torch.manual_seed(1)  # other random projections and heads: the state_dict carries them all
-    other = ProjectedDiscriminator(64, 8, spectral_norm=True)
+    other = ProjectedDiscriminator(64, 8)
     x = torch.rand(3, 3, 64, 64) * 2 - 1
     assert not torch.equal(other.eval()(x), D.eval()(x))
     other.load_state_dict(D.state_dict())

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.nn.utils.parametrizations import spectral_norm
 
 from ganlab.metrics.features import efficientnet_lite
 from ganlab.training.networks import SUPPORTED_SIZES
@@ -29,7 +30,7 @@ class ProjectedDiscriminator(nn.Module):
     ends in one logit per image, as the lecture's D does; the loss averages the four.
     """
 
-    def __init__(self, image_size: int = 64, width: int = 32, spectral_norm: bool = True):
+    def __init__(self, image_size: int = 64, width: int = 32):
         super().__init__()
         if image_size not in SUPPORTED_SIZES:
             raise ValueError(f"image size {image_size} is not one of {SUPPORTED_SIZES}")
@@ -37,22 +38,23 @@ class ProjectedDiscriminator(nn.Module):
         stem = nn.Sequential(net._conv_stem, net._bn0, net._swish)
         stages = [nn.Sequential(*net._blocks[a:b]) for a, b in LITE0_STAGES]
         stages[0] = nn.Sequential(stem, *stages[0])
-        object.__setattr__(self, "backbone", nn.ModuleList(stages))  # not a registered child: outside state_dict
+        # not a registered child: outside state_dict and parameters(), and never switched to train
+        # mode by D.train(), so its BatchNorm statistics stay ImageNet's
+        object.__setattr__(self, "backbone", nn.ModuleList(stages))
         chans = [net._blocks[b - 1]._project_conv.out_channels for _, b in LITE0_STAGES]
         widths = [width * 2**i for i in range(len(chans))]
         self.ccm = nn.ModuleList(nn.Conv2d(c, w, 1) for c, w in zip(chans, widths))
         self.csm = nn.ModuleList(nn.Conv2d(w_deep, w, 1) for w, w_deep in zip(widths, widths[1:]))
         self.ccm.requires_grad_(False)
         self.csm.requires_grad_(False)
-        sn = nn.utils.parametrizations.spectral_norm if spectral_norm else (lambda m: m)
         heads = []
         for i, w in enumerate(widths):
             res, layers, c = image_size // 2 ** (i + 2), [], w
             while res > 4:
-                layers += [sn(nn.Conv2d(c, min(2 * c, 8 * width), 4, 2, 1, bias=False)), nn.BatchNorm2d(min(2 * c, 8 * width)),
+                layers += [spectral_norm(nn.Conv2d(c, min(2 * c, 8 * width), 4, 2, 1, bias=False)), nn.BatchNorm2d(min(2 * c, 8 * width)),
                            nn.LeakyReLU(0.2, inplace=True)]
                 c, res = min(2 * c, 8 * width), res // 2
-            layers += [sn(nn.Conv2d(c, 1, min(res, 4), 1, 0, bias=False)), nn.Flatten()]
+            layers += [spectral_norm(nn.Conv2d(c, 1, min(res, 4), 1, 0, bias=False)), nn.Flatten()]
             heads.append(nn.Sequential(*layers))
         self.heads = nn.ModuleList(heads)
         self.image_size = image_size
@@ -60,11 +62,6 @@ class ProjectedDiscriminator(nn.Module):
     def _apply(self, fn, recurse=True):  # .to(device / memory format) moves the unregistered backbone too
         self.backbone._apply(fn, recurse)
         return super()._apply(fn, recurse)
-
-    def train(self, mode: bool = True):
-        super().train(mode)
-        self.backbone.eval()  # its BatchNorm statistics are ImageNet's
-        return self
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         feats = []
