@@ -96,6 +96,7 @@ class StepResult:
 class EndToEndResult:
     config: str
     device: str
+    discriminator: str  # the shipped default's, in both measurements
     images: int
     kimg: float
     pure_step_images_per_s: float  # median of trials, same model, batch and data set size
@@ -198,10 +199,12 @@ class NotebookLoop:
 
 
 class OurLoop:
-    """This project's training steps (``loop.train_steps``) on a data set held on the device."""
+    """This project's training steps (``loop.train_steps``) on a data set held on the device;
+    against the notebook, with the notebook's model (the lecture's D)."""
 
-    def __init__(self, data: torch.Tensor, gw: int, dw: int, batch: int, device: torch.device):
-        self.p = parse_params({"model": {"g_width": gw, "d_width": dw}, "train": {"batch_size": batch, "lr": 2e-4}})
+    def __init__(self, data: torch.Tensor, gw: int, dw: int, batch: int, device: torch.device, discriminator: str = "dcgan"):
+        model = {"g_width": gw, "d_width": dw, "discriminator": discriminator}
+        self.p = parse_params({"model": model, "train": {"batch_size": batch, "lr": 2e-4}})
         self.gan = build(self.p.model, self.p.train, data.shape[-1], device, 0)
         self.autocast = autocast_for(device, self.p.train.amp)
         self.streams = Streams.seeded(0, device)
@@ -258,10 +261,10 @@ def bench_steps(config: str, trials: int, steps: int, device: torch.device) -> S
                       round(flops / 1e9, 3), round(tflops, 4), round(ours.sampling(), 1), round(tflops / peak, 4) if peak else None)
 
 
-def pure_steps(config: str, images: int, trials: int, steps: int, device: torch.device) -> float:
+def pure_steps(config: str, images: int, trials: int, steps: int, device: torch.device, discriminator: str) -> float:
     size, gw, dw, batch = CONFIGS[config]
     with tempfile.TemporaryDirectory() as tmp:
-        loop = OurLoop(_images(Path(tmp), images, size), gw, dw, batch, device)
+        loop = OurLoop(_images(Path(tmp), images, size), gw, dw, batch, device, discriminator)
     loop.run(steps)
     return statistics.median(loop.run(steps) for _ in range(trials))
 
@@ -299,8 +302,8 @@ def end_to_end(config: str, images: int, kimg: float, device: torch.device, tria
         written = _folder_bytes(root)
         grids = len(list((root / "reports/train/grids").glob("*.png")))
         checkpoints = len(checkpoint.load(root / "models/checkpoint.pt")["checkpoints"]) + 1  # + the final one
-    pure = pure_steps(config, images, trials, steps, device)
-    return EndToEndResult(config, _device_name(device), images, kimg, round(pure, 1), round(shown / wall, 1),
+    pure = pure_steps(config, images, trials, steps, device, shipped["model"]["discriminator"])
+    return EndToEndResult(config, _device_name(device), shipped["model"]["discriminator"], images, kimg, round(pure, 1), round(shown / wall, 1),
                           round(shown / float(timing[-1]["seconds"]), 1), round(shown / wall / pure, 3),
                           round(written / 1e6, 1), grids, checkpoints)
 
@@ -323,7 +326,7 @@ def main(configs: list[str] | None = None, trials: int = 5, steps: int = 8, devi
         print(json.dumps([{**asdict(r), "kind": "steps"} for r in results] + [{**asdict(r), "kind": "end_to_end"} for r in e2e], indent=1))
         return
     if e2e:
-        print(f"\nend to end: `gan train` with the shipped cadence for {kimg:g} kimg ({configs[-1]})")
+        print(f"\nend to end: `gan train` with the shipped cadence and D ({e2e[0].discriminator}) for {kimg:g} kimg ({configs[-1]})")
         print(f"{'images':>7} {'device':24} {'pure-step img/s':>16} {'end-to-end img/s':>17} {'ratio':>6} {'loop img/s':>11} {'MB written':>11} {'grids':>6} {'ckpts':>6}")
         for r in e2e:
             print(f"{r.images:7d} {r.device[:24]:24} {r.pure_step_images_per_s:16.1f} {r.end_to_end_images_per_s:17.1f} {r.ratio:6.2f} "

@@ -74,7 +74,8 @@ class ModelParams(_Section):
     g_width: int = Field(16, ge=1, le=1024)  # G's last hidden width; doubles towards the input
     d_width: int = Field(32, ge=1, le=1024)  # D's first width; doubles towards the score
     d_spectral_norm: bool = False  # spectral normalisation of the dcgan D's convolutions (the projected D's heads always have it)
-    discriminator: Literal["dcgan", "projected"] = "dcgan"  # projected: heads on a frozen ImageNet network's features
+    # projected: heads on a frozen ImageNet network's features; dcgan+projected: both, weighted equally
+    discriminator: Literal["dcgan", "projected", "dcgan+projected"] = "dcgan+projected"
 
 
 class StopParams(_Section):

@@ -6,7 +6,7 @@ from torch import nn
 
 from ganlab.metrics.sampler import recalibrate_batchnorm
 from ganlab.training.networks import SUPPORTED_SIZES, Discriminator, Generator, init_dcgan_
-from ganlab.training.projected import ProjectedDiscriminator
+from ganlab.training.projected import FeaturesAndPixels, ProjectedDiscriminator
 
 LATENT = 128
 
@@ -93,6 +93,20 @@ def test_projected_discriminator_learns_only_its_heads_and_teaches_g_through_the
     assert not torch.equal(other.eval()(x), D.eval()(x))
     other.load_state_dict(D.state_dict())
     torch.testing.assert_close(other(x), D(x), rtol=0, atol=0)
+
+
+def test_pixel_and_feature_discriminators_weigh_equally_and_both_learn():
+    torch.manual_seed(0)
+    D = FeaturesAndPixels(ProjectedDiscriminator(64, 8), Discriminator(64, 8)).eval()  # eval: spectral norm's power step is not taken
+    x = torch.rand(4, 3, 64, 64) * 2 - 1
+    logits = D(x)
+    assert logits.shape == (4, 8)
+    torch.testing.assert_close(logits[:, :4], D.features(x), rtol=0, atol=0)
+    assert (logits[:, 4:] == D.pixels(x)[:, None]).all()  # the pixel D's logit fills half the columns: half the mean loss
+    D.train()(x).mean().backward()
+    trainable = {n: p for n, p in D.named_parameters() if p.requires_grad}
+    assert any(n.startswith("pixels.") for n in trainable) and any(n.startswith("features.heads.") for n in trainable)
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in trainable.values())
 
 
 def test_unsupported_size_is_refused():

@@ -211,3 +211,14 @@ def test_a_wall_time_budget_ends_the_run_at_a_tick_with_a_last_evaluation_and_gr
     assert [float(r["kimg"]) for r in csv.DictReader(layout.HISTORY.open())] == [0.016]
     assert [float(r["kimg"]) for r in csv.DictReader(layout.EVAL_HISTORY.open())] == [0.016]  # evaluated where it stopped
     assert layout.grid_file(16).is_file() and checkpoint.load(layout.CHECKPOINT)["complete"]
+
+
+def test_evaluations_off_train_to_the_end_and_later_stages_use_the_last_generator(workdir):
+    """train.eval_kimg 0 used to fail at the last step: the end's evaluation had no feature network."""
+    params = prepared(train={"eval_kimg": 0})
+    train.run(params)
+    state = checkpoint.load(layout.CHECKPOINT)
+    assert state["complete"] and state["evals"] == [] and state["generator_best"] is None
+    assert list(csv.DictReader(layout.EVAL_HISTORY.open())) == []
+    sample.run(params)
+    assert (layout.SAMPLES / "grid.png").is_file()

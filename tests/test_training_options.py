@@ -99,7 +99,7 @@ def test_spectral_norm_keeps_each_conv_at_unit_norm():
         assert abs(sigma - 1) < 0.05
 
 
-@pytest.mark.parametrize("discriminator", ["dcgan", "projected"])
+@pytest.mark.parametrize("discriminator", ["dcgan", "projected", "dcgan+projected"])
 def test_all_options_train_and_resume_exactly(workdir, monkeypatch, discriminator):
     options = {"kimg": 0.064, "checkpoint_kimg": 0.032, "diffaugment": ["color", "translation", "cutout"], "flip": True,
                "ema": 0.99, "ada_target": 0.6, "ada_kimg": 0.1, "loss": "hinge", "r1_gamma": 1.0, "r1_every": 2, "lr_g": 0.002, "lr_d": 0.001}

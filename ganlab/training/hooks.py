@@ -265,7 +265,7 @@ class Evaluation(Hook):
 
     def on_step(self, run: Run, ticked: bool) -> None:
         t, progress = run.params.train, run.progress
-        if progress.step not in run.clock.evals and not run.ending:
+        if not run.clock.evals or (progress.step not in run.clock.evals and not run.ending):
             return
         start = time.perf_counter()
         G = run.gan.eval_generator(seed=t.grid_seed)

@@ -32,7 +32,7 @@ from ganlab.training.ema import make_ema, update_ema
 from ganlab.training.hooks import Hooks, Run, main_process_hooks
 from ganlab.training.loss import LOSSES, r1_penalty
 from ganlab.training.networks import Discriminator, Generator, init_dcgan_
-from ganlab.training.projected import ProjectedDiscriminator
+from ganlab.training.projected import FeaturesAndPixels, ProjectedDiscriminator
 from ganlab.training.state import Progress, Streams, best_tags, fingerprint, read, recorded_run, restore, resumable
 
 METRICS = ("loss_d", "loss_g", "real_score", "fake_score", "augment_p", "r_t")
@@ -66,10 +66,14 @@ def build(m: ModelParams, t: TrainParams, image_size: int, device: torch.device,
     random.seed(seed)  # training draws only from its own streams; the global states are seeded so that
     np.random.seed(seed % 2**32)  # the checkpoint, which keeps them for exact resume, is the same bytes on every run
     G = Generator(m.latent_size, image_size, m.g_width)
-    projected = m.discriminator == "projected"  # its heads are always spectrally normalised, as in the paper
+    projected = "projected" in m.discriminator  # its heads are always spectrally normalised, as in the paper
     D = ProjectedDiscriminator(image_size, m.d_width) if projected else Discriminator(image_size, m.d_width, m.d_spectral_norm)
     init_dcgan_(G)
     init_dcgan_(D.heads if projected else D)  # the fixed random projections keep PyTorch's (variance-preserving) init
+    if m.discriminator == "dcgan+projected":  # built last: the other choices draw the same random numbers as before it existed
+        pixels = Discriminator(image_size, m.d_width, m.d_spectral_norm)
+        init_dcgan_(pixels)
+        D = FeaturesAndPixels(D, pixels)
     fmt = torch.channels_last if t.channels_last else torch.contiguous_format
     G, D = G.to(device, memory_format=fmt), D.to(device, memory_format=fmt)
     if t.compile:

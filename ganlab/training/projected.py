@@ -73,3 +73,23 @@ class ProjectedDiscriminator(nn.Module):
             up = nn.functional.interpolate(mixed[i + 1], size=mixed[i].shape[-2:], mode="bilinear", align_corners=False)
             mixed[i] = mixed[i] + self.csm[i](up)
         return torch.cat([head(m) for head, m in zip(self.heads, mixed)], dim=1)
+
+
+class FeaturesAndPixels(nn.Module):
+    """The lecture's D on pixels beside the projected D on ImageNet features, weighted equally
+    (Vision-aided GAN, Kumari et al. 2022): image (N, 3, S, S) -> (N, 2K) logits, the features' first.
+
+    Why: alone, the projected D let G fall into one face on the demo faces within 25 kimg (and
+    into 3-4 kinds of wallpaper); a D that also sees the pixels still rejects a G that paints
+    one image, while the ImageNet features teach shapes that 200 images cannot teach a D from
+    scratch. The pixel D's one logit is repeated K times, so that the mean over the columns
+    (what the loss takes) gives each discriminator half the weight.
+    """
+
+    def __init__(self, features: ProjectedDiscriminator, pixels: nn.Module):
+        super().__init__()
+        self.features, self.pixels = features, pixels
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        f = self.features(x)
+        return torch.cat([f, self.pixels(x)[:, None].expand_as(f)], dim=1)
