@@ -88,7 +88,7 @@ def _gan_train(cwd: Path) -> subprocess.Popen:
 
 
 def test_sigkill_at_a_random_moment_then_resume_is_bit_identical(tmp_path, empty_store):
-    steps = 160
+    steps = 120
     straight = _project(tmp_path / "straight", empty_store, steps)
     killed = _project(tmp_path / "killed", empty_store, steps)
     assert subprocess.run([GAN, "prepare"], cwd=straight, capture_output=True).returncode == 0
@@ -249,7 +249,7 @@ def test_a_diverging_run_stops_with_a_clear_message_and_is_marked_failed(workdir
     """train.lr 1 used to run to its end with loss_d 869 and both scores 0, and exit 0."""
     params = tiny(train={"kimg": 0.16, "lr": 1.0, "eval_kimg": 0})
     prepare.run(params)
-    with pytest.raises(FloatingPointError, match=r"^train: diverged at 0.048 kimg \(loss_d above 10 for two ticks: loss_d=313.*"
+    with pytest.raises(FloatingPointError, match=r"^train: diverged at 0.048 kimg \(loss_d above 10 for two ticks: loss_d=[1-9]\d+(\.\d+)?, .*"
                                                  r"the last checkpoint is kept in models/checkpoint.pt; try a lower train.lr \(now 1\)$"):
         train.run(params)
     assert checkpoint.load(layout.CHECKPOINT)["step"] == 2
