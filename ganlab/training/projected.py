@@ -1,5 +1,6 @@
 """A discriminator that judges images by a frozen ImageNet network's features (Projected GAN,
-Sauer et al. 2021): the option for small real image sets (README: "On real small image sets")."""
+Sauer et al. 2021), alone or beside the lecture's D (the default; README: "The discriminator:
+pixels and ImageNet features")."""
 
 from __future__ import annotations
 
