@@ -119,7 +119,7 @@ class TrainParams(_Section):
     eval_samples: int = Field(256, ge=16)
     eval_seed: int = Field(2024, ge=0, lt=SEED_LIMIT)  # the latents of the in-training evaluation (train's own: evaluate.seed reruns evaluate only)
     # keep the generator that scores best on this (directions in ganlab/metrics/scores.py; a test keeps them equal)
-    best_metric: Literal["fd", "kid", "recall", "attr_tv_mean", "attr_confident_mean", "attr_confident_all"] = "fd"
+    best_metric: Literal["panel", "swd", "ndb", "fd", "kid", "recall", "attr_tv_mean", "attr_confident_mean", "attr_confident_all"] = "panel"
     sync_batchnorm: bool = False  # multi-GPU only: BatchNorm statistics over the global batch
 
     @field_validator("betas")

@@ -46,7 +46,7 @@ def test_project_params_file_is_valid():
         ({"model": {"g_width": -8}}, "model.g_width: Input should be greater than or equal to 1 (got -8)"),
         ({"prepare": {"image_size": -64}}, "prepare.image_size: must be one of"),
         ({"train": {"diffaugment": ["blur"]}}, "train.diffaugment.0: Input should be 'color', 'translation' or 'cutout'"),
-        ({"train": {"best_metric": "accuracy"}}, "train.best_metric: Input should be 'fd', 'kid', 'recall'"),
+        ({"train": {"best_metric": "accuracy"}}, "train.best_metric: Input should be 'panel', 'swd', 'ndb', 'fd'"),
         ({"train": {"ema": 1.0}}, "train.ema: Input should be less than 1"),
         ({"generator": "middle"}, "generator: Input should be 'best' or 'last'"),
         ({"tracking": {"experiment": "x" * 300}}, "tracking.experiment: String should have at most 200 characters"),  # was OSError after training

@@ -22,6 +22,7 @@ from torch import nn
 from ganlab.device import device_of
 from ganlab.metrics.attributes import AttributeNet
 from ganlab.metrics.features import FeatureNet, features
+from ganlab.metrics.pixels import coverage_scores, swd_scores
 from ganlab.metrics.sampler import fixed_latents, generate
 from ganlab.metrics.scores import (DIRECTIONS, attribute_fidelity, fid_kid, frechet_distance, kernel_distance, memorisation,
                                    precision_recall)
@@ -82,6 +83,8 @@ class Evaluation:
 
 
 FEATURE_METRICS = ("fd", "fd_std", "fd_floor", "fd_floor_std", "fd_ratio", "kid", "kid_std", "precision", "recall")
+PIXEL_METRICS = ("swd", "swd_std", "swd_floor", "swd_floor_std", "swd_ratio", "ndb", "ndb_std", "ndb_floor", "ndb_js",
+                 "ndb_js_floor", "ndb_under", "ndb_over")
 MIN_IMAGES = 8  # two halves of 4: the fewest for a k = 3 nearest-neighbour radius and a covariance
 
 
@@ -105,6 +108,14 @@ def feature_scores(fake: torch.Tensor, ref: Reference) -> tuple[dict[str, float]
     return metrics, notes
 
 
+def pixel_scores(fake: torch.Tensor, real: torch.Tensor, ref: Reference) -> dict[str, float]:
+    """The ImageNet-free half of the panel (``metrics/pixels.py``) on the same random halves as fd."""
+    if len(real) < MIN_IMAGES or len(fake) < MIN_IMAGES:
+        return dict.fromkeys(PIXEL_METRICS, math.nan)
+    splits = [p.to(real.device) for p in ref.splits]
+    return {**swd_scores(fake, real, splits, seed=ref.seed), **coverage_scores(fake, real, splits, seed=ref.seed)}
+
+
 def evaluate_generator(G: nn.Module, real: torch.Tensor, samples: int, seed: int, feature_net: FeatureNet, ref: Reference,
                        attributes: AttributeNet | None = None, fid_weights: str | None = None) -> Evaluation:
     """Score ``samples`` images from ``seed``'s latents against ``real``, on G's device.
@@ -116,6 +127,7 @@ def evaluate_generator(G: nn.Module, real: torch.Tensor, samples: int, seed: int
     real = real.to(device_of(G)).float()
     fake = generate(G, fixed_latents(seed, G.latent_size, samples))
     metrics, notes = feature_scores(features(feature_net, fake), ref)
+    metrics.update(pixel_scores(fake, real, ref))
     if attributes is not None:
         metrics.update(attribute_fidelity(attributes, fake, real))
     mem, table = memorisation(fake, real)
@@ -128,8 +140,48 @@ def evaluate_generator(G: nn.Module, real: torch.Tensor, samples: int, seed: int
     return Evaluation(metrics, notes, fake, table)
 
 
-def improves(value: float | None, best: float | None, metric: str) -> bool:
-    """Whether ``value`` of ``metric`` beats the best so far (a missing or non-finite value never does)."""
-    if value is None or not math.isfinite(value):
-        return False
-    return best is None or (value < best if DIRECTIONS[metric] == "min" else value > best)
+PANEL = "panel"  # the best-generator rule over swd and fd (``pick_best``)
+
+
+def _finite(*values: float | None) -> bool:
+    return all(v is not None and math.isfinite(v) for v in values)
+
+
+def pick_best(evals: list[dict[str, float]], metric: str) -> int | None:
+    """The index of the evaluation whose generator later stages should use, or None.
+
+    ``panel`` (the default): never a choice by fd alone, which a discriminator on ImageNet
+    features can lower without better images. An evaluation qualifies when its swd (no network)
+    is within its spread of the lowest swd so far and its fd, the guard, within its spread of
+    the lowest fd so far; of those that qualify, the latest wins, since a generator is better
+    only by more than the noise of the measure. Any other metric: the strictly best value,
+    the earliest on ties. A missing or non-finite value is never picked.
+    """
+    best, lows = None, {}
+    for i, e in enumerate(evals):
+        if metric != PANEL:
+            value = e.get(metric)
+            if _finite(value) and (best is None or (value < lows[metric] if DIRECTIONS[metric] == "min" else value > lows[metric])):
+                best, lows[metric] = i, value
+            continue
+        if not _finite(e.get("swd"), e.get("fd")):
+            continue
+        if all(e[k] <= lows.get(k, math.inf) + (e.get(f"{k}_std") or 0.0) for k in ("swd", "fd")):
+            best = i
+        lows = {k: min(lows.get(k, math.inf), e[k]) for k in ("swd", "fd")}
+    return best
+
+
+def last_gain(evals: list[dict[str, float]], metric: str) -> int | None:
+    """The index of the last evaluation that improved on every earlier one by more than its
+    spread (``panel``: swd by more than swd_std), or the metric's best: what ``train.stop.patience``
+    counts from, so that a plateau inside the noise ends the run."""
+    if metric != PANEL:
+        return pick_best(evals, metric)
+    gain, low = None, math.inf
+    for i, e in enumerate(evals):
+        if _finite(e.get("swd")):
+            if e["swd"] < low - (e.get("swd_std") or 0.0):
+                gain = i
+            low = min(low, e["swd"])
+    return gain

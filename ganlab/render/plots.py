@@ -25,7 +25,8 @@ def plot_curves(history_csv: Path, eval_csv: Path, out_path: Path) -> None:
     panels = [(history_csv, ("loss_d", "loss_g"), "losses"), (history_csv, ("real_score", "fake_score"), "mean D(x) and D(G(z))"),
               (history_csv, ("augment_p", "r_t"), "augmentation p and D's sign on reals r_t")]
     if eval_csv.is_file() and list(csv.DictReader(open(eval_csv))):
-        panels.append((eval_csv, ("fd_ratio",), "fd over its real-vs-real floor (1 = perfect)"))
+        panels.append((eval_csv, ("swd_ratio", "fd_ratio"), "swd (pixels) and fd (ImageNet) over their floors"))
+        panels.append((eval_csv, ("ndb", "ndb_floor"), "mode coverage: NDB and its floor"))
         panels.append((eval_csv, ("recall", "precision", "attr_tv_mean", "nn_ratio"), "in-training evaluation"))
     fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4))
     for ax, (path, keys, title) in zip(axes, panels):

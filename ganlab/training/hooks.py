@@ -23,7 +23,7 @@ from ganlab.io.atomic import atomic_path, remove_stale_temp_files
 from ganlab.io.background import Writer, host_copy
 from ganlab.io.tracking import TrainingRun, git_commit, run_name_and_links
 from ganlab.metrics import attributes
-from ganlab.metrics.evaluator import Reference, evaluate_generator, improves
+from ganlab.metrics.evaluator import PANEL, Reference, evaluate_generator, pick_best
 from ganlab.metrics.features import FeatureNet, reference_features
 from ganlab.metrics.sampler import fixed_latents, generate
 from ganlab.params import Params, flatten
@@ -275,8 +275,8 @@ class Evaluation(Hook):
         write_evals(progress.evals)
         scores["seconds"] = time.perf_counter() - start  # what the evaluation costs the run: MLflow only, as all timings
         run.writer.submit(run.tracker.log_metrics, {f"eval.{k}": v for k, v in scores.items()}, run.images)
-        if improves(scores.get(t.best_metric), progress.best_value, t.best_metric):
-            progress.best_value, progress.best_kimg = scores[t.best_metric], run.kimg
+        if pick_best(progress.evals, t.best_metric) == len(progress.evals) - 1:
+            progress.best_value, progress.best_kimg = scores["swd" if t.best_metric == PANEL else t.best_metric], run.kimg
             progress.best_generator = state.generator_state(G)
 
     def on_end(self, run: Run) -> None:

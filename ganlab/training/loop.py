@@ -23,6 +23,7 @@ from ganlab.data.dataset import DeviceData, StreamedData, dataset_sha, open_data
 from ganlab.device import autocast_for
 from ganlab.io import lock
 from ganlab.io.tracking import finish_left_open
+from ganlab.metrics.evaluator import PANEL, last_gain
 from ganlab.metrics.sampler import recalibrate_batchnorm
 from ganlab.params import ModelParams, Params, TrainParams
 from ganlab.training import distributed
@@ -195,14 +196,17 @@ def out_of_time(progress: Progress, t: TrainParams) -> str | None:
 
 
 def plateaued(progress: Progress, t: TrainParams) -> str | None:
-    """No new best generator in the last ``train.stop.patience`` evaluations (a metric that is
-    unavailable, e.g. attributes without a classifier, never stops a run)."""
-    if not t.stop.patience or progress.best_value is None:
+    """No gain beyond the noise in the last ``train.stop.patience`` evaluations (a metric that
+    is unavailable, e.g. attributes without a classifier, never stops a run)."""
+    gain = last_gain(progress.evals, t.best_metric)
+    if not t.stop.patience or gain is None:
         return None
-    since_best = sum(e["kimg"] > progress.best_kimg for e in progress.evals)
-    if since_best < t.stop.patience:
+    since = len(progress.evals) - 1 - gain
+    if since < t.stop.patience:
         return None
-    return f"no better {t.best_metric} in {since_best} evaluations (the best at {progress.best_kimg:g} kimg; train.stop.patience {t.stop.patience})"
+    what = "swd gain beyond its spread" if t.best_metric == PANEL else f"better {t.best_metric}"
+    return (f"no {what} in {since} evaluations (the last at {progress.evals[gain]['kimg']:g} kimg; "
+            f"train.stop.patience {t.stop.patience})")
 
 
 def tick_rows(clock: Clock, progress: Progress, means: dict[str, float], tick_start: tuple[int, float]) -> tuple[dict, dict]:

@@ -1,0 +1,91 @@
+"""The ImageNet-free half of the quality panel (SWD on pixels, NDB coverage) and the rule that
+picks the best generator: calibrated on the demo faces, and never fooled by fd alone."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from ganlab.data.dataset import to_tensor
+from ganlab.data.demo_faces import draw_face, sample_labels
+from ganlab.metrics.evaluator import PANEL, last_gain, pick_best
+from ganlab.metrics.pixels import coverage_scores, laplacian_pyramid, swd_scores
+from ganlab.training.loop import plateaued
+from tests.conftest import tiny
+
+
+@pytest.fixture(scope="module")
+def faces() -> torch.Tensor:
+    """400 demo faces at 32 px: 200 for the reference, 200 held out as "a perfect generator"."""
+    labels, rng = sample_labels(400, seed=3)
+    return to_tensor(np.stack([draw_face(label, rng, 32) for label in labels])).float()
+
+
+def _splits(n: int) -> list[torch.Tensor]:
+    g = torch.Generator().manual_seed(0)
+    return [torch.randperm(n, generator=g) for _ in range(5)]
+
+
+def test_the_pyramid_has_a_level_per_octave_down_to_16_px_and_adds_back_up():
+    x = torch.rand(2, 3, 64, 64)
+    levels = laplacian_pyramid(x)
+    assert [lv.shape[-1] for lv in levels] == [64, 32, 16]
+    assert laplacian_pyramid(torch.rand(1, 3, 16, 16))[0].shape[-1] == 16  # 16 px: the low-pass level alone
+    flat = laplacian_pyramid(torch.full((1, 3, 32, 32), 0.3))
+    assert flat[0].abs().max() < 1e-5 and torch.allclose(flat[1], torch.full_like(flat[1], 0.3))  # no detail in a flat image
+
+
+def test_swd_is_near_its_floor_for_held_out_faces_and_far_for_blur_noise_and_collapse(faces):
+    real, held = faces[:200], faces[200:]
+    blur = F.interpolate(F.interpolate(held, scale_factor=0.5, mode="bilinear", antialias=True), scale_factor=2, mode="bilinear")
+    scores = {name: swd_scores(x, real, _splits(200)) for name, x in
+              {"held": held, "blur": blur, "noise": torch.rand_like(held) * 2 - 1, "one": held[:1].expand_as(held).contiguous()}.items()}
+    held_s = scores["held"]
+    assert set(held_s) >= {"swd", "swd_std", "swd_floor", "swd_floor_std", "swd_ratio", "swd_32px", "swd_16px", "swd_samples"}
+    assert held_s["swd_ratio"] < 1.5  # a perfect generator scores about the floor (the floor's own spread is wide at n = 100)
+    assert scores["blur"]["swd_ratio"] > 2.5 * held_s["swd_ratio"]  # the fine level sees blur
+    assert scores["blur"]["swd_32px"] > 5 * held_s["swd_32px"]
+    assert scores["one"]["swd_ratio"] > 2.5 * held_s["swd_ratio"]
+    assert scores["noise"]["swd_ratio"] > 10 * held_s["swd_ratio"]
+
+
+def test_ndb_finds_dropped_modes_and_leaves_a_fair_sample_at_its_floor(faces):
+    real, held = faces[:200], faces[200:]
+    fair = coverage_scores(held, real, _splits(200))
+    assert fair["ndb_bins"] == 10 and fair["ndb"] <= fair["ndb_floor"] + 0.15
+    collapsed = coverage_scores(held[:1].expand_as(held).contiguous(), real, _splits(200))
+    assert collapsed["ndb"] > 0.7 and collapsed["ndb_under"] > 0.6 and collapsed["ndb_js"] > 10 * fair["ndb_js"]
+
+
+def _history(rows: list[tuple[float, float]], swd_std: float = 1.0, fd_std: float = 5.0) -> list[dict[str, float]]:
+    return [{"kimg": 10.0 * (i + 1), "swd": s, "swd_std": swd_std, "fd": f, "fd_std": fd_std} for i, (s, f) in enumerate(rows)]
+
+
+def test_the_best_generator_is_never_one_whose_fd_improves_while_swd_worsens():
+    # evaluation 3: fd halves (the ImageNet-feature D at work) while swd gets worse by far more than its spread
+    evals = _history([(60.0, 400.0), (45.0, 300.0), (70.0, 150.0)])
+    assert pick_best(evals, "fd") == 2  # what fd alone would keep
+    assert pick_best(evals, PANEL) == 1
+
+
+def test_the_best_generator_is_the_later_one_inside_the_noise_and_never_a_nan():
+    evals = _history([(60.0, 400.0), (45.0, 300.0), (45.8, 303.0)])  # the third is within both spreads of the lowest
+    assert pick_best(evals, PANEL) == 2
+    assert pick_best(evals + _history([(44.0, math.nan)]), PANEL) == 2
+    assert pick_best(_history([(math.nan, math.nan)]), PANEL) is None
+    # fd worse than its spread: the guard holds, even though swd is better
+    assert pick_best(_history([(45.0, 300.0), (40.0, 320.0)]), PANEL) == 0
+
+
+def test_patience_counts_evaluations_since_the_last_gain_beyond_the_noise():
+    flat = _history([(60.0, 400.0), (45.0, 300.0), (45.5, 300.0), (44.6, 299.0), (45.2, 300.0)])
+    assert last_gain(flat, PANEL) == 1 and pick_best(flat, PANEL) == 4
+    params = tiny(train={"stop": {"patience": 3}})
+    progress = type("P", (), {"evals": flat})()
+    assert "no swd gain beyond its spread in 3 evaluations (the last at 20 kimg" in plateaued(progress, params.train)
+    progress.evals = flat[:4]
+    assert plateaued(progress, params.train) is None
