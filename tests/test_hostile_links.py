@@ -1,0 +1,90 @@
+"""Issue 24, classes 1, 4 and 7: links the project must not write through, paths from arguments
+that must stay inside their folder, and optional packages that must stay optional."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ganlab import layout
+from ganlab.errors import UserError
+from tests.conftest import ROOT, tiny
+
+BIN = str(Path(sys.executable).parent)
+
+
+def _env() -> dict[str, str]:
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "PYTHONPATH": str(ROOT)}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    return env
+
+
+def _script(name: str):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+# --- class 1: files the project creates must not follow links --------------------------------
+
+
+def test_class1_links_a_symlinked_train_lock_is_refused_and_its_target_untouched(workdir):
+    from ganlab.io import lock
+
+    victim = workdir / "victim.txt"
+    victim.write_text("precious\n")
+    layout.TRAIN_LOCK.parent.mkdir(parents=True)
+    layout.TRAIN_LOCK.symlink_to(victim)
+    with pytest.raises(UserError, match=r"^models/\.train\.lock: is a symbolic link; .*remove it"):
+        with lock.exclusive(layout.TRAIN_LOCK, "`gan train`"):
+            pass
+    assert victim.read_text() == "precious\n"
+
+
+def test_class1_links_history_rows_are_not_appended_through_a_link(workdir):
+    from ganlab.training import hooks
+
+    victim = workdir / "victim.csv"
+    victim.write_text("precious\n")
+    layout.TRAIN_REPORTS.mkdir(parents=True)
+    layout.HISTORY.symlink_to(victim)
+    with pytest.raises(UserError, match=r"^reports/train/history\.csv: is a symbolic link"):
+        hooks.append_history({k: 0.0 for k in hooks.HISTORY_KEYS}, {k: 0.0 for k in hooks.TIMING_KEYS})
+    assert victim.read_text() == "precious\n"
+
+
+def test_class1_links_a_symlinked_output_folder_is_neither_cleaned_nor_replaced(workdir):
+    from ganlab.io.atomic import atomic_dir, remove_stale_temp_files
+
+    elsewhere = workdir / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / ".notes.tmp").write_text("precious\n")
+    layout.TRAIN_REPORTS.mkdir(parents=True)
+    layout.GRIDS.symlink_to(elsewhere, target_is_directory=True)
+    with pytest.raises(UserError, match=r"^reports/train/grids: is a symbolic link"):
+        remove_stale_temp_files(layout.GRIDS)
+    Path("reports/samples").symlink_to(elsewhere, target_is_directory=True)
+    with pytest.raises(UserError, match=r"^reports/samples: is a symbolic link"):
+        with atomic_dir(layout.SAMPLES) as out:
+            (out / "x.png").write_bytes(b"")
+    assert (elsewhere / ".notes.tmp").read_text() == "precious\n" and layout.SAMPLES.is_symlink()
+
+
+def test_class1_links_a_training_with_a_symlinked_lock_stops_before_writing(workdir):
+    from stages import prepare, train
+
+    params = tiny(model={"discriminator": "dcgan"}, train={"eval_kimg": 0})
+    prepare.run(params)
+    victim = workdir / "victim.txt"
+    victim.write_text("precious\n")
+    layout.TRAIN_LOCK.parent.mkdir(parents=True)
+    layout.TRAIN_LOCK.symlink_to(victim)
+    with pytest.raises(UserError, match="models/.train.lock"):
+        train.run(params)
+    assert victim.read_text() == "precious\n" and not layout.CHECKPOINT.exists()
