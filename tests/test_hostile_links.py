@@ -90,6 +90,78 @@ def test_class1_links_a_training_with_a_symlinked_lock_stops_before_writing(work
     assert victim.read_text() == "precious\n" and not layout.CHECKPOINT.exists()
 
 
+# --- class 4: paths from arguments stay inside their folder ----------------------------------
+
+
+@pytest.mark.parametrize("name", ["../victim", "ABSOLUTE", "a/b", "..", ""])
+def test_class4_paths_sweep_refuses_a_name_that_is_not_a_plain_name(tmp_path, name):
+    out, victim = tmp_path / "out", tmp_path / "victim"
+    image_set = tmp_path / "icons-2"
+    (victim / image_set.name).mkdir(parents=True)
+    (victim / image_set.name / "keep.txt").write_text("precious\n")
+    image_set.mkdir()
+    out.mkdir()
+    name = str(victim) if name == "ABSOLUTE" else name
+    done = subprocess.run([sys.executable, str(ROOT / "scripts/sweep.py"), str(out), str(image_set), name],
+                          cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=120)
+    assert (victim / image_set.name / "keep.txt").read_text() == "precious\n"
+    assert done.returncode == 1 and done.stderr.strip().count("\n") == 0, done.stderr
+    assert done.stderr.startswith("error: NAME ") and "plain name" in done.stderr
+
+
+def test_class4_paths_make_real_sets_never_deletes_a_folder_it_did_not_make(tmp_path):
+    """A planted cache (a .deb and its unpacked tree) once became the set and the user's folder
+    was emptied first; now the folder is refused before anything is fetched."""
+    cache = tmp_path / "cache"
+    tree = cache / "oxygen-icon-theme_1_all" / "usr/share/icons/oxygen/base/128x128/apps"
+    tree.mkdir(parents=True)
+    (cache / "oxygen-icon-theme_1_all.deb").write_bytes(b"planted")
+    from PIL import Image
+
+    for i in range(3):
+        Image.new("RGB", (8, 8), (i, 0, 0)).save(tree / f"planted{i}.png")
+    cache.chmod(0o700)
+    out = tmp_path / "sets"
+    (out / "icons-20").mkdir(parents=True)
+    (out / "icons-20" / "mine.png").write_bytes(b"precious")
+    done = subprocess.run([sys.executable, str(ROOT / "scripts/make_real_sets.py"), str(out), "--cache", str(cache)],
+                          cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=120)
+    assert (out / "icons-20" / "mine.png").read_bytes() == b"precious"
+    assert done.returncode == 1 and done.stderr.strip().count("\n") == 0, done.stderr
+    assert done.stderr.startswith(f"error: {out / 'icons-20'}: ") and "SOURCES.txt" in done.stderr
+
+
+def test_class4_paths_make_real_sets_cache_is_private_and_its_debs_are_checked(tmp_path, monkeypatch):
+    sets = _script("make_real_sets")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    cache = sets.private_cache(None)
+    assert cache.is_relative_to(tmp_path / "xdg") and (cache.stat().st_mode & 0o777) == 0o700
+
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o1777)
+    with pytest.raises(SystemExit, match=r"^error: .*shared: writable by other users"):
+        sets.private_cache(shared)
+
+    # a .deb in the cache whose SHA256 is not the archive's is not used: a fresh one is fetched
+    planted = cache / "oxygen-icon-theme_1_all.deb"
+    planted.write_bytes(b"planted")
+    good = b"the archive's package"
+    import hashlib
+
+    monkeypatch.setattr(sets, "archive_sha256", lambda name: ("1", hashlib.sha256(good).hexdigest()))
+    fetched = []
+
+    def download(name, folder):
+        fetched.append(name)
+        (folder / f"{name}_1_all.deb").write_bytes(good)
+
+    monkeypatch.setattr(sets, "apt_download", download)
+    deb = sets.verified_deb("oxygen-icon-theme", cache)
+    assert fetched == ["oxygen-icon-theme"] and deb.read_bytes() == good
+    assert sets.verified_deb("oxygen-icon-theme", cache) == deb and fetched == ["oxygen-icon-theme"]  # now trusted
+
+
 # --- class 7: optional dependencies are optional ---------------------------------------------
 
 _BLOCK_LITE0 = (
