@@ -12,15 +12,21 @@ so anyone can rebuild the same sets and none is committed:
     python scripts/make_real_sets.py data/benchmarks            # icons-20/200/599, wallpapers-20/200/1000
     gan prepare  # with prepare.source: data/benchmarks/icons-200
 
-Needs apt-get and dpkg-deb (Debian or Ubuntu). The packages' licences (LGPL, CC-BY-SA and
+Needs apt-get and dpkg-deb (Debian or Ubuntu). The .debs are kept in a private per-user cache
+(``--cache``) and used only while their SHA256 is the one apt's signed index gives; each is
+unpacked into a fresh private temp folder. An existing set folder is replaced only if it holds
+the SOURCES.txt this script writes. The packages' licences (LGPL, CC-BY-SA and
 others) allow this use; each set's SOURCES.txt names its package and version.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import os
 import re
 import shutil
+import stat
 import subprocess
 import tempfile
 from pathlib import Path
@@ -32,20 +38,88 @@ PACKAGES = {"icons": ["oxygen-icon-theme"], "wallpapers": ["plasma-workspace-wal
 SIZES = {"icons": (20, 200, 599), "wallpapers": (20, 200, 1000)}
 
 
-def fetch(packages: list[str], cache: Path) -> dict[str, Path]:
-    """Each package's unpacked tree (cached), and its .deb's name (with the version) for SOURCES.txt."""
-    cache.mkdir(parents=True, exist_ok=True)
+def _fail(message: str) -> None:
+    raise SystemExit(f"error: {message}")
+
+
+def private_cache(path: Path | None) -> Path:
+    """The .deb cache: per user (``$XDG_CACHE_HOME`` or ``~/.cache``), 0700, refused when another
+    user owns it or may write to it. A fixed name in the shared temp folder let anyone plant the
+    files that became the benchmark sets."""
+    path = path or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "gan-lab" / "debs"
+    if not path.exists() and not path.is_symlink():
+        path.mkdir(parents=True, mode=0o700)
+        path.chmod(0o700)
+    st = path.lstat()
+    if not stat.S_ISDIR(st.st_mode):
+        _fail(f"{path}: not a folder (a link or a file); the .deb cache must be a private folder (--cache DIR)")
+    if st.st_uid != os.getuid():
+        _fail(f"{path}: owned by another user; use a cache of your own (--cache DIR)")
+    if st.st_mode & 0o022:
+        _fail(f"{path}: writable by other users; use a private cache (--cache DIR, or chmod 700 {path})")
+    return path
+
+
+def archive_sha256(name: str) -> tuple[str, str]:
+    """The candidate version of ``name`` and its .deb's SHA256, from apt's signed index."""
+    shown = subprocess.run(["apt-cache", "show", "--no-all-versions", name], check=False, capture_output=True, text=True)
+    fields = dict(re.findall(r"^(Version|SHA256): (\S+)$", shown.stdout, flags=re.M))
+    if shown.returncode or "SHA256" not in fields:
+        _fail(f"{name}: apt-cache show gives no SHA256 for it; run apt-get update, or check the package name")
+    return fields["Version"], fields["SHA256"]
+
+
+def apt_download(name: str, folder: Path) -> None:
+    subprocess.run(["apt-get", "download", name], cwd=folder, check=True, capture_output=True)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def verified_deb(name: str, cache: Path) -> Path:
+    """The cached .deb of ``name`` if its SHA256 is the archive's, else a fresh download (apt
+    checks its signature) that is checked the same way before it enters the cache."""
+    version, sha = archive_sha256(name)
+    for deb in sorted(cache.glob(f"{name}_*.deb")):
+        if deb.is_file() and not deb.is_symlink() and _sha256(deb) == sha:
+            print(f"{name} {version}: {deb} (cached, SHA256 matches apt's)", flush=True)
+            return deb
+    print(f"{name} {version}: downloading", flush=True)
+    with tempfile.TemporaryDirectory(dir=cache) as tmp:
+        apt_download(name, Path(tmp))
+        debs = sorted(Path(tmp).glob(f"{name}_*.deb"))
+        if len(debs) != 1 or _sha256(debs[0]) != sha:
+            _fail(f"{name}: the downloaded .deb's SHA256 is not apt's ({sha}); run apt-get update, then again")
+        deb = cache / debs[0].name
+        os.replace(debs[0], deb)
+    print(f"{name} {version}: fetched {deb}, SHA256 matches apt's", flush=True)
+    return deb
+
+
+def fetch(packages: list[str], cache: Path, work: Path) -> dict[str, Path]:
+    """Each package's tree, unpacked from its checked .deb into a fresh folder under ``work`` (a
+    private temp folder: an unpacked tree left in a cache could have been edited), keyed by the
+    .deb's name (with the version) for SOURCES.txt."""
     trees = {}
     for name in packages:
-        debs = sorted(cache.glob(f"{name}_*.deb"))
-        if not debs:
-            subprocess.run(["apt-get", "download", name], cwd=cache, check=True, capture_output=True)
-            debs = sorted(cache.glob(f"{name}_*.deb"))
-        tree = cache / debs[-1].stem
-        if not tree.is_dir():
-            subprocess.run(["dpkg-deb", "-x", str(debs[-1]), str(tree)], check=True)
-        trees[debs[-1].name] = tree
+        deb = verified_deb(name, cache)
+        tree = Path(tempfile.mkdtemp(dir=work, prefix=f"{name}."))
+        subprocess.run(["dpkg-deb", "-x", str(deb), str(tree)], check=True)
+        print(f"{name}: unpacked into {tree}", flush=True)
+        trees[deb.name] = tree
     return trees
+
+
+def refuse_unless_ours(out: Path) -> None:
+    """A set folder that exists is replaced only if this script made it (it holds SOURCES.txt);
+    anything else there is the user's, and the run stops instead of deleting it."""
+    if out.is_symlink() or (out.exists() and not (out.is_dir() and (out / "SOURCES.txt").is_file())):
+        _fail(f"{out}: exists and was not made by this script (no SOURCES.txt in it); move it away, or choose another output folder")
 
 
 def icon_files(trees: dict[str, Path]) -> list[Path]:
@@ -90,19 +164,25 @@ def write_crops(files: list[Path], out: Path, count: int, seed: int, size: int =
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("out", type=Path)
-    ap.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "gan-lab-debs")
+    ap.add_argument("--cache", type=Path, default=None, help="the .deb cache (default: $XDG_CACHE_HOME/gan-lab/debs or ~/.cache/gan-lab/debs)")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
-    for kind, packages in PACKAGES.items():
-        trees = fetch(packages, args.cache)
-        files = icon_files(trees) if kind == "icons" else wallpaper_files(trees)
+    for kind in PACKAGES:  # all of them before anything is fetched: a refusal costs no download
         for count in SIZES[kind]:
-            out = args.out / f"{kind}-{count}"
-            shutil.rmtree(out, ignore_errors=True)
-            out.mkdir(parents=True)
-            (write_icons if kind == "icons" else write_crops)(files, out, min(count, len(files)) if kind == "icons" else count, args.seed)
-            (out / "SOURCES.txt").write_text(f"{kind}-{count}: from {', '.join(trees)}; {len(files)} source images; seed {args.seed}\n")
-            print(f"{out}: {len(list(out.glob('*.png')))} images from {len(files)} source images ({', '.join(trees)})")
+            refuse_unless_ours(args.out / f"{kind}-{count}")
+    cache = private_cache(args.cache)
+    with tempfile.TemporaryDirectory(prefix="gan-lab-sets.") as work:
+        for kind, packages in PACKAGES.items():
+            trees = fetch(packages, cache, Path(work))
+            files = icon_files(trees) if kind == "icons" else wallpaper_files(trees)
+            for count in SIZES[kind]:
+                out = args.out / f"{kind}-{count}"
+                refuse_unless_ours(out)  # again: it may have appeared during the downloads
+                shutil.rmtree(out, ignore_errors=True)
+                out.mkdir(parents=True)
+                (write_icons if kind == "icons" else write_crops)(files, out, min(count, len(files)) if kind == "icons" else count, args.seed)
+                (out / "SOURCES.txt").write_text(f"{kind}-{count}: from {', '.join(trees)}; {len(files)} source images; seed {args.seed}\n")
+                print(f"{out}: {len(list(out.glob('*.png')))} images from {len(files)} source images ({', '.join(trees)})", flush=True)
 
 
 if __name__ == "__main__":

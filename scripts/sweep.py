@@ -17,6 +17,7 @@ runs import it: editing the working tree while a sweep runs does not change its 
 from __future__ import annotations
 
 import csv
+import errno
 import fcntl
 import json
 import os
@@ -42,8 +43,29 @@ def _prepare(prepared: Path, params: Path, env: dict | None) -> None:
     tmp.rename(prepared)
 
 
+def plain_name(name: str, what: str) -> str:
+    """``name`` if it names one folder inside OUT: the run folder under it is deleted and made
+    again, so ``../x`` or an absolute path would delete outside OUT."""
+    if name in ("", ".", "..") or "/" in name or os.sep in name or Path(name).is_absolute():
+        sys.exit(f"error: {what} {name!r} is not a plain name (one folder name: no '/', not '.' or '..'); it names the run's folder inside OUT")
+    return name
+
+
+def _append_no_link(path: Path):
+    """Files at a fixed name in OUT are opened without following a link: one planted there would
+    send the write to whatever file it names."""
+    try:
+        return os.fdopen(os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666), "a")
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            sys.exit(f"error: {path}: is a symbolic link; sweep.py makes this file itself: remove the link, then run again")
+        raise
+
+
 def main(out: str, image_set: str, name: str, *overrides: str) -> None:
+    plain_name(name, "NAME")
     out_dir, src = Path(out).resolve(), Path(image_set).resolve()
+    plain_name(src.name, "SET's folder name")
     code = out_dir / "code"
     env = {**os.environ, "PYTHONPATH": str(code)} if code.is_dir() else None
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
@@ -62,7 +84,7 @@ def main(out: str, image_set: str, name: str, *overrides: str) -> None:
 
     prepared = out_dir / "_prepared" / f"{src.name}-{params['prepare']['image_size']}"
     prepared.parent.mkdir(parents=True, exist_ok=True)
-    with open(out_dir / "_prepared" / ".lock", "w") as lock:
+    with _append_no_link(out_dir / "_prepared" / ".lock") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # two sweeps starting on one set prepare it once
         _prepare(prepared, run / "params.yaml", env)
     shutil.copytree(prepared / "data", run / "data")
@@ -81,7 +103,7 @@ def main(out: str, image_set: str, name: str, *overrides: str) -> None:
         "precision": float(evals[-1]["precision"]) if evals else None, "recall": float(evals[-1]["recall"]) if evals else None,
         "wall_s": round(seconds), "train_img_s": round(float(timing[-1]["kimg"]) * 1000 / float(timing[-1]["seconds"])) if timing else None,
     }
-    with open(out_dir / "results.jsonl", "a") as f:
+    with _append_no_link(out_dir / "results.jsonl") as f:
         f.write(json.dumps(row) + "\n")
     print(json.dumps(row))
 

@@ -2,12 +2,40 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from ganlab.errors import UserError
+
+
+def _is_a_link(path: Path) -> UserError:
+    return UserError(f"{path}: is a symbolic link; the project makes this path itself and never writes through a link: remove it, then run again")
+
+
+def refuse_link(path: Path | str) -> Path:
+    """``path`` unless it is a symbolic link. A link committed into a repository in place of a
+    folder the project cleans or replaces would point those deletions and writes elsewhere."""
+    path = Path(path)
+    if path.is_symlink():
+        raise _is_a_link(path)
+    return path
+
+
+def open_no_link(path: Path | str, flags: int, mode: int = 0o666) -> int:
+    """``os.open`` that refuses a symbolic link as the last component (O_NOFOLLOW), in one step
+    with the open: a check before a plain ``open()`` leaves a window, and ``open()`` would write
+    into whatever file a planted link names."""
+    try:
+        return os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise _is_a_link(Path(path)) from None
+        raise
 
 
 @contextmanager
@@ -36,8 +64,9 @@ def atomic_path(target: Path | str) -> Iterator[Path]:
 def atomic_dir(target: Path | str) -> Iterator[Path]:
     """Yield an empty temp folder beside ``target``; on success it replaces ``target`` whole, on
     any error it is deleted and ``target`` keeps its old contents (a bad param never empties
-    the last good outputs). Folders a killed writer left are removed first."""
-    target = Path(target)
+    the last good outputs). Folders a killed writer left are removed first. A ``target`` that
+    is a link is refused: the user put it there, and replacing it would silently undo that."""
+    target = refuse_link(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     for stale in target.parent.glob(f".{target.name}.*.tmp"):
         shutil.rmtree(stale, ignore_errors=True)
@@ -56,9 +85,10 @@ def atomic_dir(target: Path | str) -> Iterator[Path]:
 
 def remove_stale_temp_files(folder: Path | str) -> int:
     """Delete temp files that a killed writer left (SIGKILL gives ``atomic_path`` no chance to
-    clean up); run before resuming in a folder that DVC keeps between runs."""
+    clean up); run before resuming in a folder that DVC keeps between runs. A linked folder is
+    refused: its deletions would land in the folder the link names."""
     removed = 0
-    for stale in Path(folder).glob(".*.tmp*"):
+    for stale in refuse_link(folder).glob(".*.tmp*"):
         stale.unlink(missing_ok=True)
         removed += 1
     return removed

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import fcntl
 import os
+import stat
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from ganlab.errors import UserError
+from ganlab.io.atomic import open_no_link
 
 
 @contextmanager
@@ -18,7 +20,11 @@ def exclusive(path: Path, what: str) -> Iterator[None]:
     """Hold ``path`` locked while the block runs, or fail at once naming the holder. The kernel
     drops the lock when its process dies (even by SIGKILL), so a crash never leaves it stale."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as f:
+    fd = open_no_link(path, os.O_RDWR | os.O_CREAT)  # truncated and written below: a link's target would be
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise UserError(f"{path}: is not a regular file; remove it, then run again")
+    with os.fdopen(fd, "r+") as f:
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

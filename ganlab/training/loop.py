@@ -68,7 +68,7 @@ def build(m: ModelParams, t: TrainParams, image_size: int, device: torch.device,
     np.random.seed(seed % 2**32)  # the checkpoint, which keeps them for exact resume, is the same bytes on every run
     G = Generator(m.latent_size, image_size, m.g_width)
     projected = "projected" in m.discriminator  # its heads are always spectrally normalised, as in the paper
-    D = ProjectedDiscriminator(image_size, m.d_width) if projected else Discriminator(image_size, m.d_width, m.d_spectral_norm)
+    D = ProjectedDiscriminator(image_size, m.d_width, m.discriminator) if projected else Discriminator(image_size, m.d_width, m.d_spectral_norm)
     init_dcgan_(G)
     init_dcgan_(D.heads if projected else D)  # the fixed random projections keep PyTorch's (variance-preserving) init
     if m.discriminator == "dcgan+projected":  # built last: the other choices draw the same random numbers as before it existed

