@@ -36,7 +36,7 @@ def _scripted_evaluations(monkeypatch, values):
     monkeypatch.setattr(hooks, "FeatureNet", lambda: torch.nn.Identity())
     monkeypatch.setattr(hooks, "reference_features", lambda *a: None)
     monkeypatch.setattr(hooks, "Reference", lambda features: None)
-    monkeypatch.setattr(hooks, "evaluate_generator", lambda *a, **k: SimpleNamespace(metrics={"fd": next(scores)}))
+    monkeypatch.setattr(hooks, "evaluate_generator", lambda *a, **k: SimpleNamespace(metrics={"fd": next(scores)}, notes={}))
 
 
 # --- class 5: a stopped run can be extended -----------------------------------------------------
@@ -64,19 +64,23 @@ def test_class5_extend_a_patience_stopped_run_continues_from_its_checkpoint(work
     assert client.get_run(first).info.status == "FINISHED"
 
 
-def test_class5_a_time_stopped_run_given_more_kimg_continues_and_a_reached_length_is_a_no_op(workdir, capsys):
+def test_class5_a_time_stopped_run_given_more_kimg_continues_once_its_budget_is_raised(workdir, capsys):
+    """Only the length grew while the time budget is spent: nothing to train, said in one line
+    (it used to retrain from 0); once the budget is raised, the run continues from its checkpoint."""
     stopped = tiny(train={"eval_kimg": 0, "stop": {"minutes": 1e-9, "patience": 0}})  # out of time at the first tick
     prepare.run(stopped)
     assert train.run(stopped)["kimg"] == 0.016
-    capsys.readouterr()
-    longer = tiny(train={"kimg": 0.096, "eval_kimg": 0, "stop": {"patience": 0}})
-    final, steps = _optimizer_steps(longer)
-    assert "train: continuing models/checkpoint.pt from 0.016 kimg" in capsys.readouterr().out
-    assert final["kimg"] == 0.096 and steps == 2 * 5
     weights = layout.CHECKPOINT.read_bytes()
-    final, steps = _optimizer_steps(longer)  # the same length again: nothing to train
-    assert "nothing to train" in capsys.readouterr().out and steps == 0 and final["kimg"] == 0.096
-    assert layout.CHECKPOINT.read_bytes() == weights
+    capsys.readouterr()
+    final, steps = _optimizer_steps(tiny(train={"kimg": 0.096, "eval_kimg": 0, "stop": {"minutes": 1e-9, "patience": 0}}))
+    out = capsys.readouterr().out
+    assert ("train: models/checkpoint.pt stopped at 0.016 kimg and train.stop still ends it there" in out
+            and "nothing to train: raise train.stop to extend it to 0.096 kimg" in out), out
+    assert steps == 0 and final["kimg"] == 0.016 and layout.CHECKPOINT.read_bytes() == weights
+    final, steps = _optimizer_steps(tiny(train={"kimg": 0.096, "eval_kimg": 0, "stop": {"patience": 0}}))
+    assert "train: continuing models/checkpoint.pt from 0.016 kimg to 0.096 kimg" in capsys.readouterr().out
+    assert final["kimg"] == 0.096 and steps == 2 * 5
+    assert checkpoint.load(layout.CHECKPOINT)["step"] == 6
 
 
 # --- class 6: derived files are checked, not trusted --------------------------------------------
@@ -182,9 +186,14 @@ def test_class8_a_full_disk_during_log_image_is_one_line_and_fails_the_run(workd
 
 def test_class8_a_disk_io_error_from_log_params_is_one_line(workdir, monkeypatch):
     """`ulimit -f` made SQLite say `disk I/O error` from log_params, as a traceback."""
-    from ganlab.io.tracking import TrainingRun
+    real = MlflowClient.log_batch
 
-    monkeypatch.setattr(TrainingRun, "log_params", lambda self, *a: (_ for _ in ()).throw(sqlite3.OperationalError("disk I/O error")))
+    def log_batch(self, run_id, metrics=(), params=(), tags=(), **kwargs):
+        if params:  # the training's params, logged once at its start
+            raise sqlite3.OperationalError("disk I/O error")
+        return real(self, run_id, metrics=metrics, params=params, tags=tags, **kwargs)
+
+    monkeypatch.setattr(MlflowClient, "log_batch", log_batch)
     params = tiny(train={"eval_kimg": 0})
     prepare.run(params)
     with pytest.raises(UserError, match=r"^MLflow store sqlite:///.*: disk I/O error .*free space") as e:
