@@ -28,8 +28,19 @@ def to_tensor(images: np.ndarray) -> torch.Tensor:
 
 
 def load_images(path: Path, mmap: bool = False) -> dict:
-    """{"images": (N, 3, S, S) float16 on the CPU, "files": [...]}"""
-    return checkpoint.load(path, mmap=mmap, missing="dataset not found (run `gan prepare` first)")
+    """{"images": (N, 3, S, S) float16 on the CPU, "files": [...]}; checked (shape and count, not
+    the pixels: a memory-mapped set stays unread), so that a damaged file is one line here, not
+    a ZeroDivisionError or a shape error deep in training."""
+    rebuild = "rebuild it with `gan prepare` (or `dvc repro`)"
+    state = checkpoint.require(checkpoint.load(path, mmap=mmap, missing="dataset not found (run `gan prepare` first)"), path, ("images",), rebuild)
+    images = state["images"]
+    if not isinstance(images, torch.Tensor) or not images.is_floating_point():
+        raise UserError(f"{path}: its 'images' are not a float tensor ({type(images).__name__}); {rebuild}")
+    if images.ndim != 4 or images.shape[1] != 3 or images.shape[2] != images.shape[3]:
+        raise UserError(f"{path}: images of shape {tuple(images.shape)}, not (N, 3, S, S); {rebuild}")
+    if len(images) == 0:
+        raise UserError(f"{path}: no images in it; {rebuild}")
+    return state
 
 
 def dataset_sha(manifest: Path) -> str:

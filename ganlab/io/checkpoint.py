@@ -48,6 +48,29 @@ def load(path: Path, mmap: bool = False, missing: str = "checkpoint not found (r
         raise UserError(f"{path}: not a readable checkpoint ({str(e).splitlines()[0]})") from None
 
 
+def require(state: Any, path: Path, keys: tuple[str, ...], rebuild: str) -> dict[str, Any]:
+    """``state`` when it holds ``keys``: a file of the right name but another make (truncated by
+    hand, from an older version, a stranger's) is one line naming the command that rebuilds it,
+    not a KeyError deep in a stage."""
+    if not isinstance(state, dict):
+        raise UserError(f"{path}: not a file of this project ({type(state).__name__}, not a dict); {rebuild}")
+    missing = [k for k in keys if k not in state]
+    if missing:
+        raise UserError(f"{path}: not a complete file of this project (no {', '.join(map(repr, missing))}); {rebuild}")
+    return state
+
+
+def load_weights(module: torch.nn.Module, weights: Any, path: Path, rebuild: str) -> None:
+    """``module.load_state_dict(weights)``, or one line naming the file when they do not fit
+    (torch's own message is a multi-line list of every mismatched tensor)."""
+    try:
+        module.load_state_dict(weights)
+    except (RuntimeError, KeyError, TypeError, ValueError, AttributeError) as e:
+        lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+        detail = next((line for line in lines if line.startswith(("size mismatch", "Missing key", "Unexpected key"))), lines[0] if lines else type(e).__name__)
+        raise UserError(f"{path}: its weights do not fit the network it describes ({detail[:200]}); {rebuild}") from None
+
+
 def capture_rng(streams: dict[str, Any]) -> dict[str, Any]:
     """The run's own streams plus every global random state, as tensors and tuples that
     ``weights_only`` accepts.

@@ -19,6 +19,7 @@ that need it.
 
 from __future__ import annotations
 
+import errno
 import functools
 import json
 import logging
@@ -46,6 +47,9 @@ for _key, _value in (("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2"), ("MLFLOW_HTTP_REQ
     os.environ.setdefault(_key, _value)  # an unreachable tracking server: a few seconds, not MLflow's 4 minutes of retries
 
 
+_DISK_ERRNOS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO}
+
+
 def _store_error(e: BaseException) -> UserError:
     """One line naming the store and the fix, for whatever the store's layers raised."""
     uri = tracking_uri()
@@ -54,6 +58,11 @@ def _store_error(e: BaseException) -> UserError:
     if m := re.search(r"experiment (\w+) must be in the 'active' state", text):
         fix = (f"the experiment was deleted: restore it with `mlflow experiments restore --experiment-id {m.group(1)}` "
                "(MLFLOW_TRACKING_URI set to this store), or set tracking.experiment to a new name")
+    elif m := re.search(r"run (\w+) must be in the 'active' state", text):
+        fix = (f"the MLflow run was deleted while training: restore it with `mlflow runs restore --run-id {m.group(1)}` "
+               "(MLFLOW_TRACKING_URI set to this store), then `gan train` resumes from the last checkpoint")
+    elif (isinstance(e, OSError) and e.errno in _DISK_ERRNOS) or re.search(r"disk I/O error|database or disk is full|No space left|File too large", text):
+        fix = "free space on its disk (or raise `ulimit -f`) and check that it is writable, then `gan train` resumes from the last checkpoint"
     elif uri.startswith("sqlite:"):
         fix = "check that the file is writable, or move it aside (a new store is made) or set MLFLOW_TRACKING_URI"
     else:
@@ -206,16 +215,19 @@ class TrainingRun:
         except MlflowException:
             return False
 
+    @store_errors
     def log_params(self, flat: dict[str, Any], tags: dict[str, str]) -> None:
         from mlflow.entities import RunTag
 
         self.client.log_batch(self.run_id, params=_params(flat), tags=[RunTag(k, v) for k, v in tags.items()])
 
+    @store_errors
     def set_tags(self, tags: dict[str, str]) -> None:
         import mlflow
 
         mlflow.set_tags(tags)
 
+    @store_errors
     def log_metrics(self, metrics: dict[str, float], step: int) -> None:
         from mlflow.entities import Metric
 
@@ -224,15 +236,18 @@ class TrainingRun:
         if step > self.logged_through and finite:
             self.client.log_batch(self.run_id, metrics=finite)
 
+    @store_errors
     def log_image(self, image: Image.Image, key: str, step: int) -> None:
         if step > self.logged_through:
             self.client.log_image(self.run_id, image, key=key, step=step)
 
+    @store_errors
     def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
         import mlflow
 
         mlflow.log_artifact(str(path), artifact_path)
 
+    @store_errors
     def finish(self, status: str = "FINISHED") -> None:
         import mlflow
 

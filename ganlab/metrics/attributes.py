@@ -82,9 +82,10 @@ def load(path: Path, device: torch.device) -> tuple[AttributeNet | None, str]:
     """The classifier on ``device``, or None and the reason it is not available."""
     if not path.is_file():
         return None, f"no {path} (run `gan attributes`)"
-    state = checkpoint.load(path)
+    rebuild = "rebuild it with `gan attributes` (or `dvc repro`)"
+    state = checkpoint.require(checkpoint.load(path), path, ("available",), rebuild)
     if not state.get("available"):
         return None, state.get("reason", "no attribute classifier")
     net = new_net()
-    net.load_state_dict(state["weights"])
+    checkpoint.load_weights(net, checkpoint.require(state, path, ("weights",), rebuild)["weights"], path, rebuild)
     return net.to(device).eval(), ""

@@ -35,6 +35,7 @@ NAME = "efficientnet-lite1 (ImageNet)"
 # 38 img/s, 1.09 / 3.4 / 9.2 (the native 224 px: 9 img/s). The same ordering at a tenth of the
 # cost keeps in-training evaluation cheap.
 INPUT_SIZE = 64
+FEATURES = 1280  # EfficientNet-Lite1's pooled width: what FeatureNet gives per image
 
 
 METRICS = "the metrics (gan features, gan evaluate, train.eval_kimg) need"
@@ -86,8 +87,15 @@ def reference_features(net: FeatureNet, path: Path, images: torch.Tensor, datase
     """The training images' features (on the net's device): from ``path`` (written by ``gan
     features``) when it was made from this data set with this network, else computed now."""
     if path.is_file():
-        state = checkpoint.load(path)
+        rebuild = "rebuild it with `gan features` (or `dvc repro`)"
+        state = checkpoint.require(checkpoint.load(path), path, (), rebuild)
         if (state.get("network"), state.get("input_size"), state.get("dataset_sha256")) == (NAME, INPUT_SIZE, dataset_sha):
-            return state["features"].to(device_of(net))
+            f, n = state.get("features"), len(images)  # right labels on wrong numbers made every fd NaN, silently
+            if not (isinstance(f, torch.Tensor) and f.is_floating_point() and tuple(f.shape) == (n, FEATURES)
+                    and bool(torch.isfinite(f).all())):
+                shape = tuple(f.shape) if isinstance(f, torch.Tensor) else type(f).__name__
+                raise UserError(f"{path}: features of shape {shape} for {n} training images (expected ({n}, {FEATURES}), "
+                                f"finite); {rebuild}")
+            return f.to(device_of(net))
         print(f"note: {path} was made from other images or another network; computing the features again")
     return features(net, images)

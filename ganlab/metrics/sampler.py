@@ -81,11 +81,16 @@ def load_generator(path: Path, device: torch.device, which: str = "last") -> tup
     """The generator for inference (``which``: best or last) on ``device``, in eval mode with
     BN statistics made for sampling, and the kimg it is from. Without in-training evaluation,
     best is last."""
-    state = checkpoint.load(path)
+    rebuild = "rebuild it with `gan train` (or `dvc repro`)"
+    state = checkpoint.require(checkpoint.load(path), path, (), rebuild)
     if not state.get("complete"):
         raise UserError(f"{path}: training has not finished ({state.get('kimg')} kimg so far); run `gan train` to resume it")
-    m = state["model"]
-    g = Generator(m["latent_size"], m["image_size"], m["g_width"])
+    state = checkpoint.require(state, path, ("model", "generator_eval", "kimg", "best_kimg"), rebuild)
+    m = checkpoint.require(state["model"], path, ("latent_size", "image_size", "g_width"), rebuild)
+    try:
+        g = Generator(m["latent_size"], m["image_size"], m["g_width"])
+    except (ValueError, TypeError, RuntimeError) as e:
+        raise UserError(f"{path}: its 'model' describes no generator this project builds ({e}); {rebuild}") from None
     best = which == "best" and state.get("generator_best") is not None
-    g.load_state_dict(state["generator_best"] if best else state["generator_eval"])
+    checkpoint.load_weights(g, state["generator_best"] if best else state["generator_eval"], path, rebuild)
     return g.to(device).eval().requires_grad_(False), state["best_kimg"] if best else state["kimg"]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import os
+import math
 import shutil
 import time
 from pathlib import Path
@@ -38,9 +39,11 @@ class Run:
     and the background writer that keeps file and MLflow work off the hot path."""
 
     def __init__(self, params: Params, gan, data, clock: Clock, streams: state.Streams, progress: state.Progress, fp: str,
-                 dataset_sha: str, device: torch.device, world: int, resumed: bool):
+                 dataset_sha: str, device: torch.device, world: int, resumed: bool, lineage: str | None = None, extended: bool = False):
         self.params, self.gan, self.data, self.clock, self.streams = params, gan, data, clock, streams
         self.progress, self.fp, self.dataset_sha, self.device, self.world, self.resumed = progress, fp, dataset_sha, device, world, resumed
+        self.lineage = lineage  # the fingerprint without the length (run.json), so that a longer run may extend this one
+        self.extended = extended  # a finished run continued to a new length or train.stop
         self.image_size = data.images.shape[-1]
         self.noise_states: list = []  # every rank's noise stream, gathered where a checkpoint is due
         self.digests: list = []  # every rank's parameter hash, gathered at the end
@@ -103,7 +106,9 @@ class Tracking(Hook):
         name, links = run_name_and_links(f"{source}-{run.image_size}px")
         run.tracker = TrainingRun(p.tracking.experiment, run.progress.run_id, name)
         run.progress.run_id = run.tracker.run_id
-        state.write_record(run.progress.run_id, run.tracker.experiment_id, run.fp, run.progress.step, run.progress.seconds)
+        state.write_record(run.progress.run_id, run.tracker.experiment_id, run.fp, run.progress.step, run.progress.seconds, run.lineage)
+        if run.progress.continues:  # the finished run this one extends: one link, whatever is in the MLflow UI
+            links = {**links, "continues_run": run.progress.continues}
         if not run.tracker.resumed:  # the sections that shape training; each later stage logs its own in its child run
             run.tracker.log_params(flatten(p, TRAINING_SECTIONS), {
                 **links, "git_commit": git_commit(), "dataset_sha256": run.dataset_sha, "dataset_size": str(len(run.data)),
@@ -230,9 +235,10 @@ class Grids(Hook):
         points = sorted(run.clock.grids)
         self.to_mlflow = {*points[:: -(-len(points) // self.MLFLOW_GRIDS)], points[-1]}
         remove_stale_temp_files(layout.GRIDS)
-        if run.resumed:
+        if run.resumed:  # an extended run's old grids off the new schedule go too (its last frame among them)
+            keep = {s * run.clock.batch for s in run.clock.grids}
             for stale in layout.GRIDS.glob("images_*.png"):
-                if (m := layout.GRID_FILE.search(stale.name)) and int(m.group(1)) > run.images:
+                if (m := layout.GRID_FILE.search(stale.name)) and (int(m.group(1)) > run.images or (run.extended and int(m.group(1)) not in keep)):
                     stale.unlink()
         else:
             shutil.rmtree(layout.GRIDS, ignore_errors=True)
@@ -250,11 +256,17 @@ class Grids(Hook):
             tracker.log_image(to_pil(grid), key="fixed_latent_grid", step=images)
 
 
+def _best_key(metric: str) -> str:
+    """The number a best generator is recorded by: the panel's own distance is swd."""
+    return "swd" if metric == PANEL else metric
+
+
 class Evaluation(Hook):
     """The cheap metrics every ``eval_kimg`` and at the end (0: never); keeps the generator best on ``best_metric``."""
 
     def on_start(self, run: Run) -> None:
         t = run.params.train
+        self.said_not_finite = False
         write_evals(run.progress.evals)  # a declared output, even when empty
         if run.clock.evals:
             self.features = FeatureNet().to(run.device)
@@ -269,21 +281,29 @@ class Evaluation(Hook):
             return
         start = time.perf_counter()
         G = run.gan.eval_generator(seed=t.grid_seed)
-        scores = evaluate_generator(G, run.data.images, t.eval_samples, t.eval_seed, self.features, self.reference,
-                                    self.net).metrics
+        result = evaluate_generator(G, run.data.images, t.eval_samples, t.eval_seed, self.features, self.reference, self.net)
+        scores = result.metrics
+        key = _best_key(t.best_metric)
+        value = scores.get(key)
+        if value is not None and not math.isfinite(value) and not self.said_not_finite:  # once: a 1-image set gives NaN at every evaluation
+            why = result.notes.get(key) or result.notes.get("fd") or "see reports/train/eval_history.csv"
+            print(f"note: {key} is {value} at {run.kimg:g} kimg ({why}); a best generator is chosen from finite values only")
+            self.said_not_finite = True
         progress.evals.append({"kimg": run.kimg, **scores})
         write_evals(progress.evals)
         scores["seconds"] = time.perf_counter() - start  # what the evaluation costs the run: MLflow only, as all timings
         run.writer.submit(run.tracker.log_metrics, {f"eval.{k}": v for k, v in scores.items()}, run.images)
         if pick_best(progress.evals, t.best_metric) == len(progress.evals) - 1:
-            progress.best_value, progress.best_kimg = scores["swd" if t.best_metric == PANEL else t.best_metric], run.kimg
+            progress.best_value, progress.best_kimg = scores[key], run.kimg
             progress.best_generator = state.generator_state(G)
 
     def on_end(self, run: Run) -> None:
         p, t = run.progress, run.params.train
         if p.best_generator is not None:
-            run.tracker.set_tags(state.best_tags(p.best_kimg, p.best_value, t.best_metric))
-            print(f"train: best generator at {p.best_kimg:g} kimg ({t.best_metric}={p.best_value:.4g})")
+            run.tracker.set_tags(state.best_tags(p.best_kimg, p.best_value, _best_key(t.best_metric)))
+            print(f"train: best generator at {p.best_kimg:g} kimg ({_best_key(t.best_metric)}={p.best_value:.4g}, by {t.best_metric})")
+        elif p.evals and self.said_not_finite:
+            print(f"note: no evaluation gave a finite {_best_key(t.best_metric)}: no best generator; the later stages get the last one")
 
 
 class Checkpoints(Hook):
@@ -303,7 +323,7 @@ class Checkpoints(Hook):
         if run.noise_states:  # gathered by the loop where a checkpoint is due
             p = run.progress
             p.checkpoints.append(run.kimg)
-            run.writer.submit(self.write, host_copy(run.snapshot()), (p.run_id, run.tracker.experiment_id, run.fp, p.step, p.seconds))
+            run.writer.submit(self.write, host_copy(run.snapshot()), (p.run_id, run.tracker.experiment_id, run.fp, p.step, p.seconds, run.lineage))
 
     @staticmethod
     def write(snapshot: dict, record: tuple) -> None:
@@ -322,7 +342,7 @@ class Checkpoints(Hook):
             final["generator_best"] = final["generator_eval"]  # the last is the best: the same weights, stored once
         checkpoint.save(final, layout.CHECKPOINT)
         p = run.progress
-        state.write_record(p.run_id, run.tracker.experiment_id, run.fp, p.step, p.seconds)
+        state.write_record(p.run_id, run.tracker.experiment_id, run.fp, p.step, p.seconds, run.lineage)
 
 
 def main_process_hooks() -> list[Hook]:

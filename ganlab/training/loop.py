@@ -9,6 +9,7 @@ host reads the metrics once per tick, not once per step.
 
 from __future__ import annotations
 
+import os
 import random
 import time
 from contextlib import nullcontext
@@ -21,6 +22,7 @@ from torch import nn
 from ganlab import layout
 from ganlab.data.dataset import DeviceData, StreamedData, dataset_sha, open_dataset
 from ganlab.device import autocast_for
+from ganlab.errors import UserError
 from ganlab.io import lock
 from ganlab.io.tracking import finish_left_open
 from ganlab.metrics.evaluator import PANEL, last_gain
@@ -34,7 +36,8 @@ from ganlab.training.hooks import Hooks, Run, main_process_hooks
 from ganlab.training.loss import LOSSES, r1_penalty
 from ganlab.training.networks import Discriminator, Generator, init_dcgan_
 from ganlab.training.projected import FeaturesAndPixels, ProjectedDiscriminator
-from ganlab.training.state import Progress, Streams, best_tags, fingerprint, read, recorded_run, restore, resumable
+from ganlab.training.state import (Progress, Streams, best_tags, fingerprint, read, recorded_lineage, recorded_run, restore,
+                                   resumable)
 
 METRICS = ("loss_d", "loss_g", "real_score", "fake_score", "augment_p", "r_t")
 
@@ -225,7 +228,7 @@ def left_open(state: dict | None, fp: str, t: TrainParams) -> dict[str, float] |
     run_id, _ = recorded_run(fp)
     if state is None or not state.get("complete") or state.get("fingerprint") != fp or run_id is None:
         return None
-    tags = best_tags(state["best_kimg"], state.get("best_value"), t.best_metric)
+    tags = best_tags(state["best_kimg"], state.get("best_value"), "swd" if t.best_metric == PANEL else t.best_metric)
     status = finish_left_open(run_id, [layout.HISTORY, layout.TIMING], tags)
     if status is None:
         return None
@@ -234,12 +237,53 @@ def left_open(state: dict | None, fp: str, t: TrainParams) -> dict[str, float] |
     return state["history"][-1]
 
 
+def extension(state: dict | None, fp: str, lineage: str, clock: Clock, t: TrainParams) -> tuple[bool, str] | None:
+    """Whether a finished checkpoint is extended by these params: (True, the line that says so)
+    to continue it, (False, why not) when its stop still applies and only the length grew,
+    None when it is not a shorter run of this one (today's rules then apply: a rerun of the very
+    same params retrains, which a code change needs).
+
+    A run of the same fingerprint continues when train.stop no longer ends it where it ended; one
+    that differs only in its length (run.json's lineage) when it is longer."""
+    if state is None or not state.get("complete") or not isinstance(state.get("step"), int) or state["step"] >= clock.total:
+        return None
+    same = state.get("fingerprint") == fp
+    if not same and recorded_lineage(state.get("fingerprint")) != lineage:
+        return None
+    run_id, seconds = recorded_run(state["fingerprint"])
+    ended = Progress(state["step"], evals=state.get("evals") or [], best_value=state.get("best_value"),
+                     best_kimg=state.get("best_kimg") or 0.0, seconds=seconds)
+    why = out_of_time(ended, t) or plateaued(ended, t)
+    here, there = clock.kimg(ended.step), clock.kimg(clock.total)
+    if why:
+        return None if same else (False, f"train: {layout.CHECKPOINT} stopped at {here:g} kimg and train.stop still ends it there "
+                                          f"({why}); nothing to train: raise train.stop to extend it to {there:g} kimg")
+    link = f"a new MLflow run tagged continues_run={run_id}" if run_id else "a new MLflow run"
+    return True, (f"train: continuing {layout.CHECKPOINT} from {here:g} kimg to {there:g} kimg: a finished run whose length or "
+                  f"train.stop changed; Adam's moments restart (a finished checkpoint does not keep them), in {link}")
+
+
+def file_fault(e: OSError) -> UserError:
+    """One line for a file the training could not write (a read-only folder, a full disk, ``ulimit -f``)."""
+    name = e.filename
+    if isinstance(name, str) and not (rel := os.path.relpath(name)).startswith(".."):
+        name = rel
+    where = f"{name}: cannot write" if name else "train: a file operation failed"
+    kept = f"; the last checkpoint is kept in {layout.CHECKPOINT}" if layout.CHECKPOINT.is_file() else ""
+    return UserError(f"{where} ({e.strerror or e}){kept}")
+
+
 def training_loop(params: Params) -> dict[str, float] | None:
     """Train; returns the last tick's metrics on the main process, None on the others. The main
-    process holds the project's training lock from before it reads the checkpoint until the end."""
+    process holds the project's training lock from before it reads the checkpoint until the end.
+    A file that cannot be written ends the run in one line (the hooks mark its MLflow run FAILED
+    first); the checkpoint is written whole or not at all, so the last one is kept."""
     rank, world, device = distributed.setup(params.device)
-    with lock.exclusive(layout.TRAIN_LOCK, "`gan train`") if rank == 0 else nullcontext():
-        return _train(params, rank, world, device)
+    try:
+        with lock.exclusive(layout.TRAIN_LOCK, "`gan train`") if rank == 0 else nullcontext():
+            return _train(params, rank, world, device)
+    except OSError as e:
+        raise file_fault(e) from None
 
 
 def _train(params: Params, rank: int, world: int, device: torch.device) -> dict[str, float] | None:
@@ -255,11 +299,21 @@ def _train(params: Params, rank: int, world: int, device: torch.device) -> dict[
     if distributed.rank0_says(final is not None, world, device):
         distributed.teardown(world)
         return final
-    resumed = resumable(existing, layout.CHECKPOINT, fp, say)
+    clock = Clock.of(t, len(data))
+    lineage = fingerprint(params, sha, world, length=False)
+    extended = extension(existing, fp, lineage, clock, t)
+    if extended is not None:
+        say(extended[1])
+        if not extended[0]:
+            distributed.teardown(world)
+            return existing["history"][-1] if rank == 0 else None
+    resumed = existing if extended else resumable(existing, layout.CHECKPOINT, fp, say)
     del existing  # a finished or foreign checkpoint is not held in memory for the whole run
     progress = restore(gan, resumed, streams, rank) if resumed else Progress()
-    clock = Clock.of(t, len(data))
-    run = Run(params, gan, data, clock, streams, progress, fp, sha, device, world, resumed=resumed is not None)
+    if extended:  # a new MLflow run: the old one's params (train.kimg, train.stop) stay true to what it ran
+        progress.continues, progress.run_id = progress.run_id, None
+    run = Run(params, gan, data, clock, streams, progress, fp, sha, device, world, resumed=resumed is not None,
+              lineage=lineage, extended=bool(extended))
     hooks = Hooks(main_process_hooks() if rank == 0 else [])  # rank 0 alone writes files and talks to MLflow
     autocast = autocast_for(device, t.amp)
     if device.type == "cuda":

@@ -54,12 +54,15 @@ class Progress:
     best_generator: dict[str, torch.Tensor] | None = None  # on the CPU
     checkpoints: list[float] = field(default_factory=list)  # the kimg of every checkpoint written
     seconds: float = 0.0  # wall time of the training so far, across resumes
+    continues: str | None = None  # the MLflow run of the finished run this one extends (not in checkpoints)
 
 
-def fingerprint(params: Params, dataset_sha: str, world: int) -> str:
-    """Identifies everything that shapes the weights; a checkpoint resumes only under the same one."""
+def fingerprint(params: Params, dataset_sha: str, world: int, length: bool = True) -> str:
+    """Identifies everything that shapes the weights; a checkpoint resumes only under the same one.
+    ``length=False``: the same but for the run's length, which a finished run may be extended by."""
     shaping = {"model": params.model.model_dump(mode="json"), "data": dataset_sha, "world": world}
-    shaping["train"] = params.train.model_dump(mode="json", exclude={"checkpoint_kimg", "log_checkpoint", "stop"})
+    unshaping = {"checkpoint_kimg", "log_checkpoint", "stop"} | (set() if length else {"kimg", "epochs"})
+    shaping["train"] = params.train.model_dump(mode="json", exclude=unshaping)
     return hashlib.sha256(json.dumps(shaping, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -87,6 +90,11 @@ def snapshot(gan, params: Params, image_size: int, progress: Progress, noise_sta
         "checkpoints": progress.checkpoints,
         "complete": False,
     }
+
+
+RESUME_KEYS = ("generator", "discriminator", "ema", "opt_g", "opt_d", "augment_p", "step", "history", "rng", "fingerprint",
+               "evals", "best_value", "best_kimg", "generator_best", "checkpoints")
+REBUILD = "move it aside, then `gan train` starts fresh"
 
 
 def read(path: Path, say) -> dict[str, Any] | None:
@@ -119,25 +127,36 @@ def best_tags(kimg: float, value: float | None, metric: str) -> dict[str, str]:
 
 
 def restore(gan, state: dict[str, Any], streams: Streams, rank: int) -> Progress:
-    """Load a CPU state into the networks and optimizers (which copy it to their device) and the streams."""
-    distributed.unwrap(gan.G).load_state_dict(state["generator"])
-    distributed.unwrap(gan.D).load_state_dict(state["discriminator"])
+    """Load a CPU state into the networks and optimizers (which copy it to their device) and the
+    streams. A finished run's state has no optimizer moments (``Checkpoints``): extending it
+    starts Adam afresh, as StyleGAN2-ADA's ``--resume`` does."""
+    path = layout.CHECKPOINT
+    checkpoint.require(state, path, RESUME_KEYS, REBUILD)
+    checkpoint.load_weights(distributed.unwrap(gan.G), state["generator"], path, REBUILD)
+    checkpoint.load_weights(distributed.unwrap(gan.D), state["discriminator"], path, REBUILD)
     if gan.ema is not None:
-        gan.ema.load_state_dict(state["ema"])
-    gan.opt_g.load_state_dict(state["opt_g"])
-    gan.opt_d.load_state_dict(state["opt_d"])
+        checkpoint.load_weights(gan.ema, state["ema"], path, REBUILD)
+    for opt, key in ((gan.opt_g, "opt_g"), (gan.opt_d, "opt_d")):
+        if state[key] is not None:
+            checkpoint.load_weights(opt, state[key], path, REBUILD)
     if gan.augment_p is not None:
         gan.augment_p.copy_(state["augment_p"])
-    streams.noise.set_state(checkpoint.restore_rng(state["rng"])["noise"][rank])
+    try:
+        streams.noise.set_state(checkpoint.restore_rng(state["rng"])["noise"][rank])
+    except (KeyError, IndexError, TypeError, ValueError, RuntimeError) as e:
+        raise UserError(f"{path}: its random-number states do not fit this run ({type(e).__name__}); {REBUILD}") from None
     run_id, seconds = recorded_run(state["fingerprint"])
     return Progress(state["step"], state["history"], run_id, state["evals"],
                     state["best_value"], state["best_kimg"], state["generator_best"], state["checkpoints"], seconds)
 
 
-def write_record(run_id: str | None, experiment_id: str | None, fp: str, step: int, seconds: float) -> None:
+def write_record(run_id: str | None, experiment_id: str | None, fp: str, step: int, seconds: float, lineage: str | None = None) -> None:
     """``models/run.json``: the MLflow run and wall time of the run that wrote the checkpoint;
-    written after each checkpoint, so a resume continues the same MLflow run and clock."""
-    record = {"run_id": run_id, "experiment_id": experiment_id, "fingerprint": fp, "step": step, "seconds": round(seconds, 3)}
+    written after each checkpoint, so a resume continues the same MLflow run and clock. Its
+    ``lineage`` (the fingerprint without the length) lets a longer run extend a finished one:
+    here, not in the checkpoint, whose bytes stay what the training computed."""
+    record = {"run_id": run_id, "experiment_id": experiment_id, "fingerprint": fp, "step": step, "seconds": round(seconds, 3),
+              "lineage": lineage}
     write_text(layout.RUN_INFO, json.dumps(record, indent=1))
 
 
@@ -147,6 +166,12 @@ def _read_record() -> dict[str, Any]:
         return record if isinstance(record, dict) else {}
     except (OSError, ValueError):
         return {}
+
+
+def recorded_lineage(fp: str) -> str | None:
+    """The lineage of the run with fingerprint ``fp`` in run.json; None when it is not recorded there."""
+    record = _read_record()
+    return record.get("lineage") if record.get("fingerprint") == fp else None
 
 
 def recorded_run(fp: str) -> tuple[str | None, float]:

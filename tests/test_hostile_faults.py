@@ -1,0 +1,222 @@
+"""Issue 24, classes 5, 6 and 8: a stopped run can be extended, derived files are checked, and a
+fault during training ends in one line with the last checkpoint kept."""
+
+import math
+import sqlite3
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+from mlflow.tracking import MlflowClient
+from torch.optim.optimizer import register_optimizer_step_post_hook
+
+from ganlab import layout
+from ganlab.errors import UserError
+from ganlab.io import checkpoint
+from ganlab.io.tracking import tracking_uri
+from ganlab.training import hooks
+from stages import prepare, train
+from tests.conftest import run_id, tiny
+
+
+def _optimizer_steps(params) -> tuple[dict, int]:
+    """Train ``params``; (its last history row, how many optimizer steps it took)."""
+    steps = []
+    handle = register_optimizer_step_post_hook(lambda *a: steps.append(1))
+    try:
+        return train.run(params), len(steps)
+    finally:
+        handle.remove()
+
+
+def _scripted_evaluations(monkeypatch, values):
+    """In-training evaluations that score ``values`` in turn on the best metric, without the feature network."""
+    scores = iter(values)
+    monkeypatch.setattr(hooks, "FeatureNet", lambda: torch.nn.Identity())
+    monkeypatch.setattr(hooks, "reference_features", lambda *a: None)
+    monkeypatch.setattr(hooks, "Reference", lambda features: None)
+    monkeypatch.setattr(hooks, "evaluate_generator", lambda *a, **k: SimpleNamespace(metrics={"fd": next(scores)}, notes={}))
+
+
+# --- class 5: a stopped run can be extended -----------------------------------------------------
+
+def test_class5_extend_a_patience_stopped_run_continues_from_its_checkpoint(workdir, monkeypatch, capsys):
+    """It used to say `starting fresh: models/checkpoint.pt is a finished run` and retrain from 0."""
+    _scripted_evaluations(monkeypatch, [5.0, 6.0, 4.0, 3.0, 2.0, 1.0])
+    stopped = tiny(train={"eval_kimg": 0.016, "stop": {"patience": 1}})  # 4 steps, an evaluation at each
+    prepare.run(stopped)
+    assert train.run(stopped)["kimg"] == 0.032  # fd 5, then 6: no better in 1 evaluation
+    first = run_id()
+    before = checkpoint.load(layout.CHECKPOINT)
+    assert before["complete"] and before["step"] == 2 and before["best_kimg"] == 0.016
+    capsys.readouterr()
+    final, steps = _optimizer_steps(tiny(train={"eval_kimg": 0.016, "stop": {"patience": 3}}))
+    out = capsys.readouterr().out
+    assert "starting fresh" not in out and "train: continuing models/checkpoint.pt from 0.032 kimg" in out, out
+    assert final["kimg"] == 0.064 and steps == 2 * 2  # steps 3 and 4 only: one D and one G update each
+    after = checkpoint.load(layout.CHECKPOINT)
+    assert after["complete"] and after["step"] == 4 and after["history"][:2] == before["history"]
+    assert after["best_kimg"] == 0.064 and [e["kimg"] for e in after["evals"]] == [0.016, 0.032, 0.048, 0.064]
+    client = MlflowClient(tracking_uri())
+    linked = client.get_run(run_id())
+    assert linked.info.run_id != first and linked.data.tags["continues_run"] == first and linked.info.status == "FINISHED"
+    assert client.get_run(first).info.status == "FINISHED"
+
+
+def test_class5_a_time_stopped_run_given_more_kimg_continues_once_its_budget_is_raised(workdir, capsys):
+    """Only the length grew while the time budget is spent: nothing to train, said in one line
+    (it used to retrain from 0); once the budget is raised, the run continues from its checkpoint."""
+    stopped = tiny(train={"eval_kimg": 0, "stop": {"minutes": 1e-9, "patience": 0}})  # out of time at the first tick
+    prepare.run(stopped)
+    assert train.run(stopped)["kimg"] == 0.016
+    weights = layout.CHECKPOINT.read_bytes()
+    capsys.readouterr()
+    final, steps = _optimizer_steps(tiny(train={"kimg": 0.096, "eval_kimg": 0, "stop": {"minutes": 1e-9, "patience": 0}}))
+    out = capsys.readouterr().out
+    assert ("train: models/checkpoint.pt stopped at 0.016 kimg and train.stop still ends it there" in out
+            and "nothing to train: raise train.stop to extend it to 0.096 kimg" in out), out
+    assert steps == 0 and final["kimg"] == 0.016 and layout.CHECKPOINT.read_bytes() == weights
+    final, steps = _optimizer_steps(tiny(train={"kimg": 0.096, "eval_kimg": 0, "stop": {"patience": 0}}))
+    assert "train: continuing models/checkpoint.pt from 0.016 kimg to 0.096 kimg" in capsys.readouterr().out
+    assert final["kimg"] == 0.096 and steps == 2 * 5
+    assert checkpoint.load(layout.CHECKPOINT)["step"] == 6
+
+
+# --- class 6: derived files are checked, not trusted --------------------------------------------
+
+def test_class6_a_wrong_shaped_features_file_is_one_line_naming_gan_features(workdir):
+    """It used to train with exit 0 and an eval_history.csv of NaN."""
+    from ganlab.data.dataset import dataset_sha
+    from ganlab.metrics.features import INPUT_SIZE, NAME
+
+    params = tiny(train={"kimg": 0.032})
+    prepare.run(params)
+    checkpoint.save({"features": torch.zeros(3, 7), "network": NAME, "input_size": INPUT_SIZE,
+                     "dataset_sha256": dataset_sha(layout.MANIFEST)}, layout.FEATURES)
+    with pytest.raises(UserError, match=r"^models/features.pt: features of shape \(3, 7\) for 40 training images .*`gan features`"):
+        train.run(params)
+
+
+def test_class6_an_empty_dataset_is_one_line_naming_gan_prepare(workdir):
+    """It used to end in ZeroDivisionError."""
+    params = tiny()
+    prepare.run(params)
+    checkpoint.save({"images": torch.zeros(0, 3, 32, 32, dtype=torch.float16), "files": []}, layout.DATASET)
+    with pytest.raises(UserError, match=r"^data/prepared/dataset.pt: no images .*`gan prepare`"):
+        train.run(params)
+
+
+def test_class6_a_checkpoint_without_its_model_or_with_other_widths_is_one_line_naming_gan_train(workdir):
+    """They used to end in KeyError and in a size-mismatch traceback."""
+    from ganlab.metrics.sampler import load_generator
+
+    params = tiny(train={"kimg": 0.016, "eval_kimg": 0})
+    prepare.run(params)
+    train.run(params)
+    state = checkpoint.load(layout.CHECKPOINT)
+    without = {k: v for k, v in state.items() if k != "model"}
+    checkpoint.save(without, Path("models/without.pt"))
+    with pytest.raises(UserError, match=r"^models/without.pt: .*'model'.*`gan train`") as e:
+        load_generator(Path("models/without.pt"), torch.device("cpu"))
+    assert "\n" not in str(e.value)
+    checkpoint.save({**state, "model": {**state["model"], "g_width": 16}}, Path("models/wider.pt"))
+    with pytest.raises(UserError, match=r"^models/wider.pt: its weights do not fit .*`gan train`") as e:
+        load_generator(Path("models/wider.pt"), torch.device("cpu"))
+    assert "\n" not in str(e.value)
+    state["complete"], state["opt_g"] = False, None  # a resumable checkpoint that lost part of itself
+    del state["discriminator"]
+    checkpoint.save(state, layout.CHECKPOINT)
+    with pytest.raises(UserError, match=r"^models/checkpoint.pt: .*'discriminator'.*`gan train`"):
+        train.run(params)
+
+
+def test_class6_a_nan_metric_is_said_and_never_chosen_as_best(workdir, monkeypatch, capsys):
+    _scripted_evaluations(monkeypatch, [math.nan, math.nan, math.nan, math.nan])
+    params = tiny(train={"eval_kimg": 0.016})
+    prepare.run(params)
+    train.run(params)
+    out = capsys.readouterr().out
+    assert "note: fd is nan at 0.016 kimg" in out and out.count("is nan at") == 1, out  # said once, not at every evaluation
+    assert checkpoint.load(layout.CHECKPOINT)["generator_best"] is None
+
+
+# --- class 8: faults during training end in one line, with the state kept -----------------------
+
+def _fails_in_one_line(params, match: str) -> str:
+    with pytest.raises(UserError, match=match) as e:
+        train.run(params)
+    assert "\n" not in str(e.value)
+    state = checkpoint.load(layout.CHECKPOINT)
+    assert state["step"] >= 1 and not state["complete"]  # the last checkpoint, whole
+    return str(e.value)
+
+
+def test_class8_the_mlflow_run_deleted_while_training_is_one_line_and_keeps_the_checkpoint(workdir, monkeypatch):
+    real, calls = hooks.append_history, {"n": 0}
+
+    def delete_after_two_ticks(row, timing):
+        real(row, timing)
+        calls["n"] += 1
+        if calls["n"] == 2:
+            MlflowClient(tracking_uri()).delete_run(run_id())
+
+    monkeypatch.setattr(hooks, "append_history", delete_after_two_ticks)
+    params = tiny(train={"eval_kimg": 0})
+    prepare.run(params)
+    _fails_in_one_line(params, r"^MLflow store sqlite:///.*: The run \w+ must be in the 'active' state.*"
+                               r"\(the MLflow run was deleted while training: restore it with `mlflow runs restore --run-id \w+`")
+
+
+def test_class8_a_full_disk_during_log_image_is_one_line_and_fails_the_run(workdir, monkeypatch):
+    real, calls = MlflowClient.log_image, {"n": 0}
+
+    def log_image(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:  # after the untrained grid and a checkpoint
+            raise OSError(28, "No space left on device")
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(MlflowClient, "log_image", log_image)
+    params = tiny(train={"eval_kimg": 0})
+    prepare.run(params)
+    _fails_in_one_line(params, r"^MLflow store sqlite:///.*No space left on device.*free space")
+    assert MlflowClient(tracking_uri()).get_run(run_id()).info.status == "FAILED"
+
+
+def test_class8_a_disk_io_error_from_log_params_is_one_line(workdir, monkeypatch):
+    """`ulimit -f` made SQLite say `disk I/O error` from log_params, as a traceback."""
+    real = MlflowClient.log_batch
+
+    def log_batch(self, run_id, metrics=(), params=(), tags=(), **kwargs):
+        if params:  # the training's params, logged once at its start
+            raise sqlite3.OperationalError("disk I/O error")
+        return real(self, run_id, metrics=metrics, params=params, tags=tags, **kwargs)
+
+    monkeypatch.setattr(MlflowClient, "log_batch", log_batch)
+    params = tiny(train={"eval_kimg": 0})
+    prepare.run(params)
+    with pytest.raises(UserError, match=r"^MLflow store sqlite:///.*: disk I/O error .*free space") as e:
+        train.run(params)
+    assert "\n" not in str(e.value)
+    assert MlflowClient(tracking_uri()).get_run(run_id()).info.status == "FAILED"
+
+
+def test_class8_a_read_only_report_during_training_is_one_line_naming_it_and_fails_the_run(workdir, monkeypatch):
+    import builtins
+
+    calls = {"n": 0}
+
+    def opening(file, mode="r", *args, **kwargs):
+        if str(file).endswith("history.csv") and mode == "a":
+            calls["n"] += 1
+            if calls["n"] == 3:
+                raise PermissionError(13, "Permission denied", str(file))
+        return builtins.open(file, mode, *args, **kwargs)
+
+    monkeypatch.setattr(hooks, "open", opening, raising=False)
+    params = tiny(train={"eval_kimg": 0})
+    prepare.run(params)
+    _fails_in_one_line(params, r"^reports/train/history.csv: cannot write \(Permission denied\); "
+                               r"the last checkpoint is kept in models/checkpoint.pt$")
+    assert MlflowClient(tracking_uri()).get_run(run_id()).info.status == "FAILED"
