@@ -44,14 +44,14 @@ def _scripted_evaluations(monkeypatch, values):
 def test_class5_extend_a_patience_stopped_run_continues_from_its_checkpoint(workdir, monkeypatch, capsys):
     """It used to say `starting fresh: models/checkpoint.pt is a finished run` and retrain from 0."""
     _scripted_evaluations(monkeypatch, [5.0, 6.0, 4.0, 3.0, 2.0, 1.0])
-    stopped = tiny(train={"eval_kimg": 0.016, "stop": {"patience": 1}})  # 4 steps, an evaluation at each
+    stopped = tiny(train={"eval_kimg": 0.016, "best_metric": "fd", "stop": {"patience": 1}})  # 4 steps, an evaluation at each
     prepare.run(stopped)
     assert train.run(stopped)["kimg"] == 0.032  # fd 5, then 6: no better in 1 evaluation
     first = run_id()
     before = checkpoint.load(layout.CHECKPOINT)
     assert before["complete"] and before["step"] == 2 and before["best_kimg"] == 0.016
     capsys.readouterr()
-    final, steps = _optimizer_steps(tiny(train={"eval_kimg": 0.016, "stop": {"patience": 3}}))
+    final, steps = _optimizer_steps(tiny(train={"eval_kimg": 0.016, "best_metric": "fd", "stop": {"patience": 3}}))
     out = capsys.readouterr().out
     assert "starting fresh" not in out and "train: continuing models/checkpoint.pt from 0.032 kimg" in out, out
     assert final["kimg"] == 0.064 and steps == 2 * 2  # steps 3 and 4 only: one D and one G update each
@@ -133,7 +133,7 @@ def test_class6_a_checkpoint_without_its_model_or_with_other_widths_is_one_line_
 
 def test_class6_a_nan_metric_is_said_and_never_chosen_as_best(workdir, monkeypatch, capsys):
     _scripted_evaluations(monkeypatch, [math.nan, math.nan, math.nan, math.nan])
-    params = tiny(train={"eval_kimg": 0.016})
+    params = tiny(train={"eval_kimg": 0.016, "best_metric": "fd"})
     prepare.run(params)
     train.run(params)
     out = capsys.readouterr().out

@@ -195,7 +195,7 @@ def test_a_plateau_stops_the_run_and_keeps_the_best_generator(workdir, monkeypat
         return dataclasses.replace(result, metrics={**result.metrics, "fd": next(fds)})
 
     monkeypatch.setattr(hooks, "evaluate_generator", scripted)
-    params = prepared(train={"kimg": 0.128, "eval_kimg": 0.016, "eval_samples": 16, "stop": {"patience": 2}})  # 8 steps, an evaluation each
+    params = prepared(train={"kimg": 0.128, "eval_kimg": 0.016, "eval_samples": 16, "stop": {"patience": 2}, "best_metric": "fd"})  # 8 steps, an evaluation each
     final = train.run(params)
     assert "train: stopping at 0.064 of 0.128 kimg: no better fd in 2 evaluations (the best at 0.032 kimg" in capsys.readouterr().out
     state = checkpoint.load(layout.CHECKPOINT)

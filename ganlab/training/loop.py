@@ -207,8 +207,8 @@ def plateaued(progress: Progress, t: TrainParams) -> str | None:
     since = len(progress.evals) - 1 - gain
     if since < t.stop.patience:
         return None
-    what = "swd gain beyond its spread" if t.best_metric == PANEL else f"better {t.best_metric}"
-    return (f"no {what} in {since} evaluations (the last at {progress.evals[gain]['kimg']:g} kimg; "
+    what, which = ("swd gain beyond its spread", "the last") if t.best_metric == PANEL else (f"better {t.best_metric}", "the best")
+    return (f"no {what} in {since} evaluations ({which} at {progress.evals[gain]['kimg']:g} kimg; "
             f"train.stop.patience {t.stop.patience})")
 
 
