@@ -4,12 +4,16 @@ and the low-severity rest (outputs as a source, NaN latents, one image, a kill m
 import itertools
 import time
 import tracemalloc
+from pathlib import Path
 
 import pytest
+import torch
+import yaml
 
 from ganlab.errors import UserError
 from ganlab.params import TrainParams, load_params, parse_params
 from ganlab.training.clock import Clock
+from tests.conftest import tiny
 
 
 def refused(path) -> str:
@@ -116,8 +120,6 @@ def test_class3_and_class9_duplicate_yaml_keys_are_refused_naming_the_key_and_li
 
 
 def test_class3_the_shipped_params_file_still_loads():
-    from pathlib import Path
-
     p = load_params(Path(__file__).resolve().parents[1] / "params.yaml")
     assert p.train.kimg > 0
 
@@ -133,3 +135,101 @@ def test_class9_nan_or_inf_in_latent_study_is_refused_naming_the_key(latent_stud
     with pytest.raises(UserError) as e:
         parse_params({"latent_study": latent_study})
     assert str(e.value) == f"params.yaml: {expected}"
+
+
+@pytest.mark.parametrize("source", ["data/prepared", "data/prepared/demo", "models", "reports/train", ".", "data"])
+def test_class9_prepare_source_inside_or_holding_the_outputs_is_refused(workdir, source):
+    from PIL import Image
+
+    from stages import prepare
+
+    for folder in ("data/prepared/demo", "models", "reports/train", "data/raw"):
+        Path(folder).mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (40, 40), (200, 30, 30)).save(Path(source) / "last_run.png")  # an earlier run's output, read as an image
+    with pytest.raises(UserError) as e:
+        prepare.run(parse_params({"prepare": {"source": source, "image_size": 32}}))
+    assert str(e.value).startswith(f"prepare.source: '{source}' overlaps the project's outputs (") and "data/raw/" in str(e.value)
+
+
+def test_class9_memorisation_on_a_one_image_set_is_undefined_not_a_perfect_copy_score():
+    import math
+
+    import torch
+
+    from ganlab.metrics.scores import memorisation
+
+    generated, real = torch.rand(16, 3, 8, 8), torch.rand(1, 3, 8, 8)
+    scores, table = memorisation(generated, real)  # was nn_ratio 0 and copy_share 1: "every sample a copy"
+    assert math.isnan(scores["nn_ratio"]) and math.isnan(scores["copy_share"]) and math.isnan(scores["nn_dist_real_median"])
+    assert scores["nn_dist_gen_median"] > 0 and table.shape == (16, 2)
+    two, _ = memorisation(generated, torch.rand(2, 3, 8, 8))
+    assert math.isfinite(two["nn_ratio"]) and 0 <= two["copy_share"] <= 1
+
+
+def one_image_project(workdir, **train):
+    from PIL import Image
+
+    from stages import prepare
+
+    Path("one").mkdir()
+    Image.new("RGB", (40, 40), (200, 30, 30)).save("one/only.png")
+    params = tiny(prepare={"source": "one"}, model={"discriminator": "dcgan"}, train=train)
+    prepare.run(params)
+    return params
+
+
+def test_class9_nproc_more_than_the_images_of_a_step_is_refused_before_the_processes_start(workdir):
+    from typer.testing import CliRunner
+
+    from stages.cli import app
+
+    params = one_image_project(workdir)
+    Path("params.yaml").write_text(yaml.safe_dump(params.model_dump(mode="json")))
+    result = CliRunner().invoke(app, ["train", "--nproc", "2"])  # was: 2 processes, then "loss_d became nan"
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines() == [
+        "error: train --nproc 2: a step shows 1 image (1 in data/prepared/manifest.json, train.batch_size 16), "
+        "fewer than the processes that share it; use --nproc 1"]
+    assert not Path("models/checkpoint.pt").exists()
+
+
+def test_class9_a_damaged_attribute_classifier_stops_training_before_the_mlflow_run_opens(workdir):
+    from mlflow.tracking import MlflowClient
+
+    from ganlab import layout
+    from stages import train
+
+    params = one_image_project(workdir, eval_kimg=0.016)
+    layout.ATTRIBUTES.parent.mkdir(parents=True, exist_ok=True)
+    layout.ATTRIBUTES.write_bytes(b"not a weights file")
+    with pytest.raises(UserError, match=r"^models/attributes.pt: "):
+        train.run(params)
+    client = MlflowClient("sqlite:///mlflow.db")
+    runs = [r for e in client.search_experiments() for r in client.search_runs([e.experiment_id])]
+    assert runs == [] and not layout.RUN_INFO.exists()  # was: an MLflow run opened, then marked FAILED
+
+
+def test_class9_a_kill_between_the_dataset_and_manifest_renames_leaves_no_stale_manifest(workdir, monkeypatch):
+    from ganlab import layout
+    from ganlab.data.dataset import dataset_sha
+    from stages import prepare
+
+    def demo(count: int):
+        return parse_params({"prepare": {"image_size": 32, "demo": {"count": count}}})
+
+    prepare.run(demo(20))
+    real_write = prepare.write_text
+
+    def killed_at_the_manifest(target, text):
+        if Path(target) == layout.MANIFEST:
+            raise KeyboardInterrupt  # SIGKILL after dataset.pt's rename, before manifest.json's
+        real_write(target, text)
+
+    monkeypatch.setattr(prepare, "write_text", killed_at_the_manifest)
+    with pytest.raises(KeyboardInterrupt):
+        prepare.run(demo(30))
+    assert len(torch.load(layout.DATASET, weights_only=True)["images"]) == 30  # the new data set...
+    with pytest.raises(UserError, match=r"manifest.json: not found \(run `gan prepare` first\)"):
+        dataset_sha(layout.MANIFEST)  # ...never paired with the old manifest (was: the 20 images' hash, stale features and fingerprint)
+    monkeypatch.setattr(prepare, "write_text", real_write)
+    assert prepare.run(demo(30))["count"] == 30 and dataset_sha(layout.MANIFEST)
