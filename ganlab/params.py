@@ -10,6 +10,7 @@ unknown keys), never a traceback from deep inside a stage.
 from __future__ import annotations
 
 import difflib
+import reprlib
 from pathlib import Path
 from typing import Any, Literal, get_args
 
@@ -19,11 +20,16 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 from ganlab.errors import UserError
 
 IMAGE_SIZES = (32, 64, 128, 256)
+MAX_KIMG = 1e9  # a trillion images, 40000x StyleGAN2's longest runs: the clock's step arithmetic stays exact in floats
+MIN_CADENCE_KIMG = 0.001  # one image: a cadence shorter than a step's images is due at every step anyway
+MAX_PARAMS_BYTES = 2**20  # the shipped file is 5 KB; a larger one is a mistake or an attack on the parser
+MAX_YAML_DEPTH = 32  # the shipped file nests 3 deep; 50000 brackets overflowed Python's stack
 SEED_LIMIT = 2**62  # torch seeds are 64-bit; streams add offsets to a seed  # what the networks support (ganlab/training/networks.py; a test keeps them equal)
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # allow_inf_nan: no setting means anything at .inf or .nan (a length, a cadence, a latent value)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     @field_validator("*", mode="before")
     @classmethod
@@ -86,9 +92,9 @@ class StopParams(_Section):
 
 
 class TrainParams(_Section):
-    kimg: float = Field(150.0, gt=0)  # training length: thousands of real images shown to D
+    kimg: float = Field(150.0, gt=0, le=MAX_KIMG)  # training length: thousands of real images shown to D
     stop: StopParams = StopParams()  # an earlier end; the later stages use the best generator either way
-    epochs: int | None = Field(None, ge=1)  # overrides kimg: epochs x the data set's size
+    epochs: int | None = Field(None, ge=1, le=1_000_000)  # overrides kimg: epochs x the data set's size
     batch_size: int = Field(64, ge=1)
     lr: float = Field(1e-3, gt=0, le=1)
     lr_g: float | None = Field(None, gt=0, le=1)  # overrides lr for G
@@ -116,11 +122,20 @@ class TrainParams(_Section):
     compile: bool = False  # torch.compile: +5% on this CPU for ~30 s of compiling (measured), so off
     data_on_device: Literal["auto", "always", "never"] = "auto"  # never: stream batches from the file
     eval_kimg: float = Field(25.0, ge=0)  # in-training evaluations, and one at the end; 0 = off
-    eval_samples: int = Field(256, ge=16)
+    eval_samples: int = Field(256, ge=16, le=50_000)  # as evaluate.samples: all are generated at once
     eval_seed: int = Field(2024, ge=0, lt=SEED_LIMIT)  # the latents of the in-training evaluation (train's own: evaluate.seed reruns evaluate only)
     # keep the generator that scores best on this (directions in ganlab/metrics/scores.py; a test keeps them equal)
     best_metric: Literal["panel", "swd", "ndb", "fd", "kid", "recall", "attr_tv_mean", "attr_confident_mean", "attr_confident_all"] = "panel"
     sync_batchnorm: bool = False  # multi-GPU only: BatchNorm statistics over the global batch
+
+    @field_validator("tick_kimg", "checkpoint_kimg", "eval_kimg")
+    @classmethod
+    def _cadence(cls, v: float) -> float:
+        """Below one image, the count of due points overflows; above it, a cadence shorter than
+        one step is simply due at every step."""
+        if 0 < v < MIN_CADENCE_KIMG:
+            raise ValueError(f"must be at least {MIN_CADENCE_KIMG} (one image); anything up to one step's images is due at every step")
+        return v
 
     @field_validator("betas")
     @classmethod
@@ -221,7 +236,20 @@ def _describe(err: dict[str, Any]) -> str:
     msg = err["msg"].removeprefix("Value error, ")
     if not key:  # a cross-field check names its own key
         return msg
-    return f"{key}: {msg} (got {err['input']!r})"
+    return f"{key}: {msg} (got {excerpt(err['input'])})"
+
+
+_REPR = reprlib.Repr()
+_REPR.maxlevel, _REPR.maxlist, _REPR.maxdict, _REPR.maxtuple, _REPR.maxset = 3, 6, 6, 6, 6
+_REPR.maxstring, _REPR.maxother, _REPR.maxlong = 100, 100, 100  # then cut to 60, with "…"
+
+
+def excerpt(value: Any, limit: int = 60) -> str:
+    """The value's repr, at most ``limit`` characters: a plain repr of an alias bomb's billion
+    items hung the error message past 2 GB. reprlib stops at a few items and levels before it
+    builds anything."""
+    text = _REPR.repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def parse_params(raw: Any, source: str = "params.yaml") -> Params:
@@ -235,16 +263,76 @@ def parse_params(raw: Any, source: str = "params.yaml") -> Params:
         raise UserError(f"{source}: {_describe(e.errors()[0])}") from None
 
 
+class _Refused(Exception):
+    """A params file that is valid YAML but not accepted here; the message is one line."""
+
+
+class _ParamsLoader(yaml.SafeLoader):
+    """SafeLoader without aliases, duplicate keys or deep nesting.
+
+    An alias repeats a node without copying it, so nine nested aliases of ten items each ("billion
+    laughs") parse in milliseconds into a value whose every later walk takes hours; params.yaml
+    has no use for them. A duplicate key silently kept the last value. Python's stack overflowed
+    on 50000 nested brackets, in the composer, which recurses per level."""
+
+    depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
+        if self.check_event(yaml.AliasEvent):
+            event = self.get_event()
+            raise _Refused(f"line {event.start_mark.line + 1}: YAML aliases (*{event.anchor}) are not accepted in a params file; write the value out")
+        if self.depth >= MAX_YAML_DEPTH:
+            raise _Refused(f"line {self.peek_event().start_mark.line + 1}: nested deeper than {MAX_YAML_DEPTH} levels")
+        self.depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
+
+
+def _no_duplicate_keys(node: yaml.Node, prefix: str = "") -> None:
+    if isinstance(node, yaml.MappingNode):
+        seen: dict[Any, int] = {}
+        for key, value in node.value:
+            name = key.value if isinstance(key, yaml.ScalarNode) else "?"
+            line = key.start_mark.line + 1
+            if name in seen:
+                raise _Refused(f"{prefix}{name}: duplicate key at line {line} (first at line {seen[name]}); YAML would keep the last silently")
+            seen[name] = line
+            _no_duplicate_keys(value, f"{prefix}{name}.")
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _no_duplicate_keys(item, f"{prefix}{i}.")
+
+
+def _parse_yaml(text: str) -> Any:
+    loader = _ParamsLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _no_duplicate_keys(node)
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
 def load_params(path: Path | str = "params.yaml") -> Params:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: params file not found")
+    if (size := path.stat().st_size) > MAX_PARAMS_BYTES:
+        raise UserError(f"{path}: {size} bytes; a params file is at most {MAX_PARAMS_BYTES} bytes")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = _parse_yaml(path.read_text(encoding="utf-8"))
     except UnicodeDecodeError as e:
         raise UserError(f"{path}: not UTF-8 text (byte {e.object[e.start]:#x} at offset {e.start}); save it as UTF-8") from None
+    except _Refused as e:
+        raise UserError(f"{path}: {e}") from None
     except yaml.YAMLError as e:
         raise UserError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+    except RecursionError:  # a last guard: the depth limit above should come first
+        raise UserError(f"{path}: nested too deeply to read") from None
     return parse_params(raw, str(path))
 
 

@@ -61,6 +61,7 @@ def train(
 ) -> None:
     """Train the DCGAN; log to MLflow; write models/checkpoint.pt and reports/train/."""
     if nproc > 1:
+        _run(lambda p: train_stage.check_processes(p, nproc), params)
         raise typer.Exit(distributed.launch(nproc, [sys.executable, "-m", "stages.cli", "train", "--params", str(params)]))
     _run(train_stage.run, params)
 

@@ -29,6 +29,7 @@ def run(params: Params) -> dict:
         root = Path(p.source)
         if not root.is_dir():
             raise UserError(f"prepare.source: folder '{root}' does not exist" if not root.exists() else f"prepare.source: '{root}' is not a folder")
+        _not_an_output(root)
         if not root.resolve().is_relative_to(layout.RAW.resolve()):
             print(f"note: {root} is outside {layout.RAW}/, so DVC will not notice when its images change")
 
@@ -44,6 +45,9 @@ def run(params: Params) -> dict:
         first = skipped[0]
         raise UserError(f"prepare.source: no usable image in '{shown(root)}': all {len(skipped)} image files were skipped (first: {first['file']}: {first['reason']})")
 
+    # The manifest goes first and comes back last: a kill between the two renames leaves no
+    # manifest naming the old data beside the new dataset.pt (the next stage says to rerun prepare).
+    layout.MANIFEST.unlink(missing_ok=True)
     checkpoint.save({"images": data, "files": [k["file"] for k in kept]}, layout.DATASET)
     manifest = {
         "source": p.source,
@@ -60,3 +64,13 @@ def run(params: Params) -> dict:
         save_image(data[:64].float(), tmp, nrow=8, normalize=True, value_range=(-1, 1))
     print(f"prepare: {len(kept)} images at {p.image_size} px from {root}, {len(skipped)} skipped -> {layout.DATASET}")
     return manifest
+
+
+def _not_an_output(root: Path) -> None:
+    """A source inside the project's outputs (or holding them) reads the last run's results as
+    training images, and prepare would then replace the very folder it reads."""
+    source = root.resolve()
+    for out in (layout.PREPARED, layout.CHECKPOINT.parent, layout.METRICS.parent):
+        if source.is_relative_to(out.resolve()) or out.resolve().is_relative_to(source):
+            raise UserError(f"prepare.source: '{shown(root)}' overlaps the project's outputs ({out}/), which prepare "
+                            f"would read as images; put your images under {layout.RAW}/")

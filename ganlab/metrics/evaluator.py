@@ -132,6 +132,9 @@ def evaluate_generator(G: nn.Module, real: torch.Tensor, samples: int, seed: int
         metrics.update(attribute_fidelity(attributes, fake, real))
     mem, table = memorisation(fake, real)
     metrics.update(mem)
+    if len(real) < 2:
+        notes["memorisation"] = (f"{len(real)} training image: no distance between training images to compare samples "
+                                 "with, so nn_ratio and copy_share are undefined (null)")
     if fid_weights is not None:
         scores, reason = fid_kid(fake, real, fid_weights)
         metrics.update(scores)

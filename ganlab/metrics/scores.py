@@ -74,6 +74,10 @@ def memorisation(generated: torch.Tensor, real: torch.Tensor) -> tuple[dict[str,
     << 1: copies; >> 1: far from every training image (poor samples). ``copy_share``: samples
     closer to a training image than half the median training-to-training distance."""
     d_gen, idx = nearest(generated, real)
+    if len(real) < 2:  # no distance between training images to compare with: 0 and 1 would read as copies
+        nan = float("nan")
+        return ({"nn_dist_gen_median": float(d_gen.median()), "nn_dist_real_median": nan, "nn_ratio": nan, "copy_share": nan},
+                torch.stack([d_gen, idx.float()], dim=1))
     d_real, _ = nearest(real, real, exclude_self=True)
     median_real = float(d_real.median())
     out = {

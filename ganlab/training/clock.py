@@ -12,8 +12,10 @@ straddle two epochs, and nothing happens on the host at an epoch boundary.
 
 from __future__ import annotations
 
+import bisect
 import math
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -22,14 +24,88 @@ from ganlab.params import TrainParams
 
 
 @dataclass(frozen=True)
+class Cadence:
+    """The steps where ``k x kimg`` thousand images have been shown, k = 1..count, up to ``last``.
+
+    Asked arithmetically, never listed: a listed cadence cost memory in proportion to the run's
+    length (``train.kimg: 1e9`` ran out of memory before its first step). The step of each k is
+    the formula the listed sets used, and it never decreases with k, so a bisection over k
+    answers "is this step due" and "which is next" exactly, in O(log count) time and O(1) memory.
+    """
+
+    kimg: float
+    batch: int
+    count: int
+    last: int
+
+    def step(self, k: int) -> int:
+        return math.ceil(k * self.kimg * 1000 / self.batch - 1e-9)  # 1e-9: float dust
+
+    def _first_reaching(self, s: int) -> int:
+        """The smallest k in 1..count whose step is at least ``s``; count + 1 if none."""
+        lo, hi = 1, self.count + 1
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if self.step(mid) >= s:
+                hi = mid
+            else:
+                lo = mid + 1
+        return lo
+
+    def __contains__(self, s: int) -> bool:
+        if s > self.last:
+            return False
+        k = self._first_reaching(s)
+        return k <= self.count and self.step(k) == s
+
+    def after(self, s: int) -> int | None:
+        k = self._first_reaching(s + 1)
+        return self.step(k) if k <= self.count and self.step(k) <= self.last else None
+
+
+@dataclass(frozen=True)
+class Steps:
+    """A set of steps: cadences, and a few single steps (the end, the log-spaced grids). Supports
+    ``in``, truth, ordered iteration and ``<=`` like the frozensets it replaces."""
+
+    cadences: tuple[Cadence, ...] = ()
+    points: frozenset[int] = frozenset()
+    ordered: tuple[int, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "ordered", tuple(sorted(self.points)))
+
+    def __contains__(self, s: int) -> bool:
+        return s in self.points or any(s in c for c in self.cadences)
+
+    def __bool__(self) -> bool:
+        return self.after(-1) is not None
+
+    def after(self, s: int) -> int | None:
+        """The smallest step above ``s``, or None."""
+        i = bisect.bisect_right(self.ordered, s)
+        nexts = [n for n in (c.after(s) for c in self.cadences) if n is not None] + list(self.ordered[i : i + 1])
+        return min(nexts, default=None)
+
+    def __iter__(self) -> Iterator[int]:
+        s = self.after(-1)
+        while s is not None:
+            yield s
+            s = self.after(s)
+
+    def __le__(self, other: Steps) -> bool:
+        return all(s in other for s in self)
+
+
+@dataclass(frozen=True)
 class Clock:
     images: int  # the data set's size
     batch: int  # real images per step, all ranks together
     total: int  # steps of the run
-    ticks: frozenset[int]  # history rows and MLflow metrics: the one host read of the losses
+    ticks: Steps  # history rows and MLflow metrics: the one host read of the losses
     grids: frozenset[int]  # fixed-latent grids (and video frames), log-spaced; 0 is the untrained one
-    evals: frozenset[int]  # in-training evaluations
-    checkpoints: frozenset[int]  # resumable checkpoints before the end (the end writes the final one)
+    evals: Steps  # in-training evaluations
+    checkpoints: Steps  # resumable checkpoints before the end (the end writes the final one)
 
     @classmethod
     def of(cls, t: TrainParams, images: int) -> Clock:
@@ -37,20 +113,27 @@ class Clock:
         wanted = t.epochs * images if t.epochs else round(t.kimg * 1000)
         total = max(1, math.ceil(wanted / b))
 
-        def every(kimg: float) -> set[int]:  # the steps where k * kimg images have been shown (1e-9: float dust)
+        def every(kimg: float, last: int = total) -> Cadence:  # the steps where k * kimg images have been shown
             count = math.floor(wanted / (kimg * 1000) + 1e-9) if kimg else 0
-            return {math.ceil(k * kimg * 1000 / b - 1e-9) for k in range(1, count + 1)}
+            return Cadence(kimg, b, count, last)
 
-        checkpoints = {s for s in every(t.checkpoint_kimg) if s < total}
+        checkpoints = every(t.checkpoint_kimg, last=total - 1)
         return cls(images, b, total,
-                   frozenset(every(t.tick_kimg) | checkpoints | {total}),  # a checkpoint holds whole ticks
+                   Steps((every(t.tick_kimg), checkpoints), frozenset({total})),  # a checkpoint holds whole ticks
                    frozenset({0, *log_spaced(t.grids, total)}),
-                   frozenset(every(t.eval_kimg) | {total}) if t.eval_kimg else frozenset(),
-                   frozenset(checkpoints))
+                   Steps((every(t.eval_kimg),), frozenset({total})) if t.eval_kimg else Steps(),
+                   Steps((checkpoints,)))
 
-    def stops(self, after: int) -> list[int]:
-        """Every step after ``after`` where something is due, in order."""
-        return sorted(s for s in self.ticks | self.grids | self.evals | self.checkpoints if after < s <= self.total)
+    def stops(self, after: int) -> Iterator[int]:
+        """Every step after ``after`` where something is due, in order, each found when it is reached."""
+        grids = Steps(points=self.grids)
+        s = after
+        while True:
+            nexts = [n for n in (x.after(s) for x in (self.ticks, grids, self.evals, self.checkpoints)) if n is not None]
+            s = min(nexts, default=self.total + 1)
+            if s > self.total:
+                return
+            yield s
 
     def kimg(self, step: int) -> float:
         return step * self.batch / 1000

@@ -66,6 +66,10 @@ class Run:
 
 
 class Hook:
+    def check(self, run: Run) -> None:
+        """Load and check what the hook needs, before any hook starts: a bad input then stops the
+        run before its MLflow run is opened, not with an MLflow run marked FAILED."""
+
     def on_start(self, run: Run) -> None: ...
     def on_step(self, run: Run, ticked: bool) -> None: ...
     def on_end(self, run: Run) -> None: ...
@@ -77,6 +81,8 @@ class Hooks:
         self.hooks = hooks
 
     def on_start(self, run: Run) -> None:
+        for h in self.hooks:
+            h.check(run)
         for h in self.hooks:
             h.on_start(run)
 
@@ -264,16 +270,18 @@ def _best_key(metric: str) -> str:
 class Evaluation(Hook):
     """The cheap metrics every ``eval_kimg`` and at the end (0: never); keeps the generator best on ``best_metric``."""
 
-    def on_start(self, run: Run) -> None:
+    def check(self, run: Run) -> None:
         t = run.params.train
-        self.said_not_finite = False
-        write_evals(run.progress.evals)  # a declared output, even when empty
         if run.clock.evals:
+            self.net, why = attributes.load(layout.ATTRIBUTES, run.device)
             self.features = FeatureNet().to(run.device)
             self.reference = Reference(reference_features(self.features, layout.FEATURES, run.data.images, run.dataset_sha))
-            self.net, why = attributes.load(layout.ATTRIBUTES, run.device)
             if self.net is None and t.best_metric.startswith("attr"):
                 print(f"note: best checkpoint by {t.best_metric} is unavailable ({why}); later stages get the last generator")
+
+    def on_start(self, run: Run) -> None:
+        self.said_not_finite = False
+        write_evals(run.progress.evals)  # a declared output, even when empty
 
     def on_step(self, run: Run, ticked: bool) -> None:
         t, progress = run.params.train, run.progress

@@ -289,6 +289,8 @@ def training_loop(params: Params) -> dict[str, float] | None:
 def _train(params: Params, rank: int, world: int, device: torch.device) -> dict[str, float] | None:
     t = params.train
     data = open_dataset(layout.DATASET, device, t.data_on_device)
+    if min(t.batch_size, len(data)) < world:  # torchrun; `gan train --nproc` says so before it starts the processes
+        raise UserError(f"train: a step shows {min(t.batch_size, len(data))} images, fewer than the {world} processes that share it")
     sha = dataset_sha(layout.MANIFEST)
     gan = build(params.model, t, data.images.shape[-1], device, t.seed, world)
     streams = Streams.seeded(t.seed, device, rank, data.index_device)
