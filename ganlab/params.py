@@ -81,7 +81,7 @@ class ModelParams(_Section):
     d_width: int = Field(32, ge=1, le=1024)  # D's first width; doubles towards the score
     d_spectral_norm: bool = False  # spectral normalisation of the dcgan D's convolutions (the projected D's heads always have it)
     # projected: heads on a frozen ImageNet network's features; dcgan+projected: both, weighted equally
-    discriminator: Literal["dcgan", "projected", "dcgan+projected"] = "dcgan+projected"
+    discriminator: Literal["dcgan", "projected", "dcgan+projected"] = "dcgan"
 
 
 class StopParams(_Section):
