@@ -110,11 +110,11 @@ def load(path: Path, device: torch.device) -> tuple[AttributeNet | None, str]:
 
 
 def metric_names(names: Sequence[str]) -> list[str]:
-    """Class names as MLflow metric-key parts: letters, digits, ``_`` and ``-`` (anything else,
+    """Class names as MLflow metric-key parts: letters, digits (any script), ``_`` and ``-`` (anything else,
     dots included, becomes ``_``), never empty, never two alike."""
     out: list[str] = []
     for i, name in enumerate(names):
-        key = re.sub(r"[^A-Za-z0-9_-]", "_", name).strip("_") or f"class{i}"
+        key = re.sub(r"[^\w-]", "_", name).strip("_") or f"class{i}"
         base, n = key, 2
         while key in out:
             key, n = f"{base}_{n}", n + 1
