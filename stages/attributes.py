@@ -1,4 +1,6 @@
-"""Stage ``attributes``: the demo faces' attribute classifier, for evaluation; other data sets skip it, saying why."""
+"""Stage ``attributes``: a small classifier, trained from scratch on the real images, for evaluation:
+of the demo faces' attributes (their labels), or of the classes of a folder of class subfolders
+(the attribute ``class``, recorded by ``gan prepare``); other data sets skip it, saying why."""
 
 from __future__ import annotations
 
@@ -10,21 +12,35 @@ from ganlab.data.demo_faces import read_labels
 from ganlab.device import resolve_device
 from ganlab.io import checkpoint
 from ganlab.io.atomic import write_text
-from ganlab.metrics.attributes import fit
+from ganlab.metrics.attributes import demo_names, fit
 from ganlab.params import Params
+
+CLASS_MIN_STEPS = 100  # a folder of a few hundred images is a few batches an epoch; the demo's 12 epochs are too few steps
+
+
+def _no_classes_note() -> str:
+    try:
+        return json.loads(layout.MANIFEST.read_text()).get("classes_note") or "no class subfolders"
+    except (OSError, ValueError, AttributeError):
+        return "no class subfolders"
 
 
 def run(params: Params) -> None:
-    if params.prepare.source != "demo":
-        reason = "attribute metrics need the demo's labels; prepare.source is a folder"
+    data = load_images(layout.DATASET)
+    if params.prepare.source == "demo":
+        labels, names, min_steps = read_labels(layout.DEMO_IMAGES, data["files"]), demo_names(), 0
+    elif data.get("labels"):
+        labels = {a: v.numpy() for a, v in data["labels"].items()}
+        names, min_steps = data["label_names"], CLASS_MIN_STEPS
+    else:
+        reason = f"attribute metrics need the demo's labels or class subfolders; prepare.source is a folder: {_no_classes_note()}"
         checkpoint.save({"available": False, "reason": reason}, layout.ATTRIBUTES)
         write_text(layout.ATTRIBUTES_REPORT, json.dumps({"available": False, "reason": reason}, indent=1))
         print(f"attributes: skipped ({reason})")
         return
-    data = load_images(layout.DATASET)
-    net, accuracy = fit(data["images"], read_labels(layout.DEMO_IMAGES, data["files"]), resolve_device(params.device))
+    net, accuracy = fit(data["images"], labels, resolve_device(params.device), names=names, min_steps=min_steps)
     weights = {k: v.cpu() for k, v in net.state_dict().items()}
-    checkpoint.save({"available": True, "weights": weights, "accuracy": accuracy}, layout.ATTRIBUTES)
+    checkpoint.save({"available": True, "weights": weights, "accuracy": accuracy, "names": net.names}, layout.ATTRIBUTES)
     report = {"available": True, "heldout_accuracy": accuracy, "heldout_accuracy_mean": sum(accuracy.values()) / len(accuracy)}
     write_text(layout.ATTRIBUTES_REPORT, json.dumps(report, indent=1))
     print("attributes: held-out accuracy " + ", ".join(f"{a}={v:.2f}" for a, v in accuracy.items()))

@@ -7,11 +7,13 @@ import json
 from pathlib import Path
 
 import numpy as np
+import torch
 from torchvision.utils import save_image
 
 from ganlab import layout
+from ganlab.data.dataset import CLASS
 from ganlab.data.demo_faces import write_demo_faces
-from ganlab.data.folder import read_folder, shown
+from ganlab.data.folder import find_classes, read_folder, shown
 from ganlab.data.images import EXTENSIONS
 from ganlab.errors import UserError
 from ganlab.io import checkpoint
@@ -45,10 +47,16 @@ def run(params: Params) -> dict:
         first = skipped[0]
         raise UserError(f"prepare.source: no usable image in '{shown(root)}': all {len(skipped)} image files were skipped (first: {first['file']}: {first['reason']})")
 
+    files = [k["file"] for k in kept]
+    dataset = {"images": data, "files": files}
+    classes, no_classes = (None, "") if p.source == "demo" else find_classes(files)
+    if classes is not None:  # labels for the attributes stage: {attribute: class index per image}, and the names
+        dataset["labels"] = {CLASS: torch.tensor(classes["labels"], dtype=torch.int64)}
+        dataset["label_names"] = {CLASS: classes["names"]}
     # The manifest goes first and comes back last: a kill between the two renames leaves no
     # manifest naming the old data beside the new dataset.pt (the next stage says to rerun prepare).
     layout.MANIFEST.unlink(missing_ok=True)
-    checkpoint.save({"images": data, "files": [k["file"] for k in kept]}, layout.DATASET)
+    checkpoint.save(dataset, layout.DATASET)
     manifest = {
         "source": p.source,
         "root": root.as_posix(),
@@ -59,9 +67,17 @@ def run(params: Params) -> dict:
         "skipped": skipped,
         "ignored_other_files": ignored,
     }
+    if p.source != "demo":  # the demo's manifest stays as it was; its labels are in its labels.csv
+        manifest["classes"] = None if classes is None else {
+            "attribute": CLASS, "names": classes["names"], "counts": classes["counts"]}
+        if classes is None:
+            manifest["classes_note"] = no_classes
     write_text(layout.MANIFEST, json.dumps(manifest, indent=1))
     with atomic_path(layout.PREVIEW) as tmp:
         save_image(data[:64].float(), tmp, nrow=8, normalize=True, value_range=(-1, 1))
+    if classes is not None:
+        mix = ", ".join(f"{n} {c}" for n, c in zip(classes["names"], classes["counts"]))
+        print(f"prepare: {len(classes['names'])} classes (the first subfolder of each image): {mix}")
     print(f"prepare: {len(kept)} images at {p.image_size} px from {root}, {len(skipped)} skipped -> {layout.DATASET}")
     return manifest
 

@@ -28,6 +28,32 @@ def shown(path: Path | str) -> str:
     return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
+MIN_CLASS_IMAGES = 4  # fewer in a subfolder and it is no class a classifier can learn (or be checked on)
+
+
+def find_classes(files: list[str]) -> tuple[dict | None, str]:
+    """The class of each kept file: its first subfolder, where every image sits in one of at
+    least 2 subfolders of the root with at least ``MIN_CLASS_IMAGES`` each (the homework's
+    "Class 1 = 100, Class 2 = 100"). Returns ({"names": sorted subfolder names, "labels": an index
+    per file, "counts": images per class}, "") or (None, why there are no classes)."""
+    if not files:
+        return None, "no images"
+    loose = [f for f in files if "/" not in f]
+    if loose:
+        return None, f"{len(loose)} images directly in the folder (e.g. {loose[0]}), so no class subfolders"
+    first = [f.split("/", 1)[0] for f in files]
+    names = sorted(set(first))
+    if len(names) < 2:
+        return None, f"all images in one subfolder ({names[0]}), so one class"
+    counts = {n: first.count(n) for n in names}
+    small = [n for n in names if counts[n] < MIN_CLASS_IMAGES]
+    if small:
+        return None, (f"subfolder {small[0]} has {counts[small[0]]} images; a class needs at least {MIN_CLASS_IMAGES}, "
+                      "so the subfolders are not used as classes")
+    index = {n: i for i, n in enumerate(names)}
+    return {"names": names, "labels": [index[f] for f in first], "counts": [counts[n] for n in names]}, ""
+
+
 MAX_FILE_BYTES = 256 * 2**20  # larger than any photo a person collects; a link to /dev/zero would be endless
 
 

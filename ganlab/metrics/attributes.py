@@ -1,12 +1,18 @@
-"""A small classifier of the demo faces' attributes, trained on their labels.
+"""A small classifier of labelled attributes, trained from scratch on the real images: the demo
+faces' attributes (their labels.csv), or the one attribute ``class`` of a folder of class
+subfolders (``gan prepare`` records each image's first subfolder).
 
-It turns "do the samples look like the data?" into numbers for the demo data set: how the
-attribute mix of generated faces differs from the training faces, and how often the
-classifier can tell what a generated face is.
+It turns "do the samples look like the data?" into numbers: how the attribute (or class) mix
+of generated images differs from the training images, and how often the classifier can tell
+what a generated image is. Labels come in as {attribute: class index per image}, whatever
+their source, with the names of each attribute's classes.
 """
 
 from __future__ import annotations
 
+import math
+import re
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -22,8 +28,9 @@ SIZE = 64  # the classifier looks at every data set at 64 px
 
 
 class AttributeNet(nn.Module):
-    def __init__(self, heads: dict[str, int]):
+    def __init__(self, heads: dict[str, int], names: dict[str, list[str]] | None = None):
         super().__init__()
+        self.names = names or {}  # attribute -> the names of its classes (not in the state_dict)
         chans, layers, c_in = (32, 64, 128, 256), [], 3
         for c in chans:
             layers += [nn.Conv2d(c_in, c, 3, 2, 1, bias=False), nn.BatchNorm2d(c), nn.ReLU(True)]
@@ -38,19 +45,30 @@ class AttributeNet(nn.Module):
         return {name: head(features) for name, head in self.heads.items()}
 
 
-def new_net() -> AttributeNet:
-    return AttributeNet({a: len(v) for a, v in ATTRIBUTES.items()})
+def demo_names() -> dict[str, list[str]]:
+    return {a: list(v) for a, v in ATTRIBUTES.items()}
+
+
+def new_net(names: dict[str, Sequence[str]] | None = None) -> AttributeNet:
+    """A net with one head per attribute, as many outputs as it has classes (default: the demo's attributes)."""
+    names = {a: list(v) for a, v in names.items()} if names is not None else demo_names()
+    return AttributeNet({a: len(v) for a, v in names.items()}, names)
 
 
 def fit(images: torch.Tensor, labels: dict[str, np.ndarray], device: torch.device, seed: int = 0, epochs: int = 12,
-        holdout: float = 0.2) -> tuple[AttributeNet, dict[str, float]]:
-    """Train on (1 - holdout) of the images; return the net (on ``device``) and its held-out accuracy per attribute."""
+        holdout: float = 0.2, names: dict[str, Sequence[str]] | None = None, min_steps: int = 0) -> tuple[AttributeNet, dict[str, float]]:
+    """Train on (1 - holdout) of the images; return the net (on ``device``) and its held-out accuracy per attribute.
+
+    ``labels``: {attribute: class index per image}; ``names``: {attribute: its class names} (default:
+    the demo's). ``min_steps``: train for more epochs where ``epochs`` would take fewer steps (a
+    small folder of a few hundred images is one to four batches an epoch)."""
     g = torch.Generator().manual_seed(seed)
     perm = torch.randperm(len(images), generator=g)
     n_test = max(1, int(len(images) * holdout))
     test, train = perm[:n_test], perm[n_test:]
+    epochs = max(epochs, math.ceil(min_steps / max(1, math.ceil(len(train) / 64))))
     torch.manual_seed(seed)
-    net = new_net().to(device)
+    net = new_net(names).to(device)
     targets = {a: torch.as_tensor(v).to(device) for a, v in labels.items()}
     images = images.to(device)
     opt = torch.optim.Adam(net.parameters(), 2e-3)
@@ -86,6 +104,19 @@ def load(path: Path, device: torch.device) -> tuple[AttributeNet | None, str]:
     state = checkpoint.require(checkpoint.load(path), path, ("available",), rebuild)
     if not state.get("available"):
         return None, state.get("reason", "no attribute classifier")
-    net = new_net()
+    net = new_net(state.get("names"))  # a classifier saved before the names were: the demo's
     checkpoint.load_weights(net, checkpoint.require(state, path, ("weights",), rebuild)["weights"], path, rebuild)
     return net.to(device).eval(), ""
+
+
+def metric_names(names: Sequence[str]) -> list[str]:
+    """Class names as MLflow metric-key parts: letters, digits (any script), ``_`` and ``-`` (anything else,
+    dots included, becomes ``_``), never empty, never two alike."""
+    out: list[str] = []
+    for i, name in enumerate(names):
+        key = re.sub(r"[^\w-]", "_", name).strip("_") or f"class{i}"
+        base, n = key, 2
+        while key in out:
+            key, n = f"{base}_{n}", n + 1
+        out.append(key)
+    return out

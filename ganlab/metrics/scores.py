@@ -17,7 +17,8 @@ from torch import nn
 
 from ganlab.errors import UserError
 from ganlab.io import checkpoint
-from ganlab.metrics.attributes import AttributeNet, predict
+from ganlab.data.dataset import CLASS
+from ganlab.metrics.attributes import AttributeNet, metric_names, predict
 
 # Metrics a best checkpoint can be chosen by, and whether lower (min) or higher (max) is better.
 DIRECTIONS = {"panel": "min", "swd": "min", "ndb": "min", "fd": "min", "kid": "min", "recall": "max", "attr_tv_mean": "min", "attr_confident_mean": "max",
@@ -34,7 +35,9 @@ def attribute_fidelity(net: AttributeNet, generated: torch.Tensor, real: torch.T
     """Per attribute: total variation between the attribute mix the classifier sees in
     generated and in real images (0 = same mix, 1 = disjoint), and the share of generated
     images it classifies with probability >= ``confident``. Comparing predictions on both
-    sides cancels the classifier's own bias."""
+    sides cancels the classifier's own bias. For the attribute ``class`` (a folder of class
+    subfolders) also the class mix itself: ``class_share/<name>`` of the samples and
+    ``class_share_real/<name>`` of the real images."""
     pg, pr = predict(net, generated), predict(net, real)
     out: dict[str, float] = {}
     device = next(iter(pg.values())).device
@@ -50,6 +53,9 @@ def attribute_fidelity(net: AttributeNet, generated: torch.Tensor, real: torch.T
         out[f"attr_tv/{a}"] = total_variation(hist_g, hist_r)
         out[f"attr_confident/{a}"] = float(sure_g.float().mean())
         out[f"attr_confident_real/{a}"] = float(sure_r.float().mean())
+        if a == CLASS:
+            for key, share_g, share_r in zip(metric_names(net.names.get(a) or [str(i) for i in range(k)]), hist_g.tolist(), hist_r.tolist()):
+                out[f"class_share/{key}"], out[f"class_share_real/{key}"] = share_g, share_r
     mean = lambda prefix: sum(v for key, v in out.items() if key.startswith(prefix)) / len(pg)
     out["attr_tv_mean"] = mean("attr_tv/")
     out["attr_confident_mean"] = mean("attr_confident/")
