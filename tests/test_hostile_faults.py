@@ -2,6 +2,7 @@
 fault during training ends in one line with the last checkpoint kept."""
 
 import math
+import os
 import sqlite3
 from pathlib import Path
 from types import SimpleNamespace
@@ -203,18 +204,16 @@ def test_class8_a_disk_io_error_from_log_params_is_one_line(workdir, monkeypatch
 
 
 def test_class8_a_read_only_report_during_training_is_one_line_naming_it_and_fails_the_run(workdir, monkeypatch):
-    import builtins
+    calls, real_open = {"n": 0}, hooks.open_no_link
 
-    calls = {"n": 0}
-
-    def opening(file, mode="r", *args, **kwargs):
-        if str(file).endswith("history.csv") and mode == "a":
+    def opening(path, flags, *args, **kwargs):  # the history row's append, as a read-only file refuses it at the third tick
+        if str(path).endswith("history.csv") and flags & os.O_APPEND:
             calls["n"] += 1
             if calls["n"] == 3:
-                raise PermissionError(13, "Permission denied", str(file))
-        return builtins.open(file, mode, *args, **kwargs)
+                raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path, flags, *args, **kwargs)
 
-    monkeypatch.setattr(hooks, "open", opening, raising=False)
+    monkeypatch.setattr(hooks, "open_no_link", opening)
     params = tiny(train={"eval_kimg": 0})
     prepare.run(params)
     _fails_in_one_line(params, r"^reports/train/history.csv: cannot write \(Permission denied\); "
