@@ -58,12 +58,15 @@ def features(params: Path = ParamsOption) -> None:
 def train(
     params: Path = ParamsOption,
     nproc: int = typer.Option(1, min=1, help="Processes (one per GPU, or CPU workers) on this machine, talking over loopback only."),
+    extend: bool = typer.Option(False, "--extend", help="Continue a finished run whose train.kimg or train.stop grew, instead of "
+                                "training the new length from scratch (outside `dvc repro`, whose outputs follow from the params alone)."),
 ) -> None:
     """Train the DCGAN; log to MLflow; write models/checkpoint.pt and reports/train/."""
     if nproc > 1:
         _run(lambda p: train_stage.check_processes(p, nproc), params)
-        raise typer.Exit(distributed.launch(nproc, [sys.executable, "-m", "stages.cli", "train", "--params", str(params)]))
-    _run(train_stage.run, params)
+        raise typer.Exit(distributed.launch(nproc, [sys.executable, "-m", "stages.cli", "train", "--params", str(params),
+                                                    *(["--extend"] if extend else [])]))
+    _run(lambda p: train_stage.run(p, extend=extend), params)
 
 
 @app.command()

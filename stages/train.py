@@ -10,8 +10,8 @@ from ganlab.params import Params
 from ganlab.training.loop import training_loop
 
 
-def run(params: Params) -> dict[str, float] | None:
-    return training_loop(params)
+def run(params: Params, extend: bool = False) -> dict[str, float] | None:
+    return training_loop(params, extend)
 
 
 def check_processes(params: Params, nproc: int) -> None:

@@ -22,11 +22,11 @@ from tests.conftest import run_id, tiny
 
 
 def _optimizer_steps(params) -> tuple[dict, int]:
-    """Train ``params``; (its last history row, how many optimizer steps it took)."""
+    """Train ``params`` as `gan train --extend`; (its last history row, how many optimizer steps it took)."""
     steps = []
     handle = register_optimizer_step_post_hook(lambda *a: steps.append(1))
     try:
-        return train.run(params), len(steps)
+        return train.run(params, extend=True), len(steps)
     finally:
         handle.remove()
 
@@ -63,6 +63,20 @@ def test_class5_extend_a_patience_stopped_run_continues_from_its_checkpoint(work
     linked = client.get_run(run_id())
     assert linked.info.run_id != first and linked.data.tags["continues_run"] == first and linked.info.status == "FINISHED"
     assert client.get_run(first).info.status == "FINISHED"
+
+
+def test_class5_without_extend_a_longer_run_starts_fresh_and_says_how_to_continue(workdir, capsys):
+    """`dvc repro` runs plain `gan train`: its outputs follow from the params alone (a fresh clone
+    reproduces them byte for byte), so continuing a finished run is asked for with --extend."""
+    short = tiny(train={"kimg": 0.032, "eval_kimg": 0})
+    prepare.run(short)
+    train.run(short)
+    capsys.readouterr()
+    final, steps = train.run(tiny(train={"eval_kimg": 0})), None
+    out = capsys.readouterr().out
+    assert ("train: starting fresh: models/checkpoint.pt is a finished run of 0.032 kimg; `gan train --extend` would continue it "
+            "instead") in out, out
+    assert final["kimg"] == 0.064 and checkpoint.load(layout.CHECKPOINT)["step"] == 4 and "continuing" not in out
 
 
 def test_class5_a_time_stopped_run_given_more_kimg_continues_once_its_budget_is_raised(workdir, capsys):

@@ -56,11 +56,13 @@ def test_outputs_are_what_they_claim(project):
     assert Image.open(project / "reports/video/training.gif").n_frames == len(grids)
 
     headline = json.loads((project / "reports/metrics.json").read_text())
-    assert list(headline) == ["fd", "fd_floor", "fd_ratio", "fd_std", "kid", "precision", "recall", "nn_ratio", "copy_share",
+    assert list(headline) == ["swd", "swd_floor", "swd_ratio", "swd_std", "ndb", "ndb_floor",
+                              "fd", "fd_floor", "fd_ratio", "fd_std", "kid", "precision", "recall", "nn_ratio", "copy_share",
                               "attr_tv_mean", "fid", "inception_kid", "fid_unavailable"]  # readable in `dvc metrics show`
     metrics = json.loads((project / "reports/evaluate/metrics_detail.json").read_text())
     assert {k: metrics[k] for k in headline} == headline
-    for key in ("fd", "fd_floor", "kid", "kid_std", "precision", "recall", "attr_tv_mean", "attr_confident_all", "nn_ratio",
+    for key in ("swd", "swd_floor", "swd_std", "ndb", "ndb_floor", "fd", "fd_floor", "kid", "kid_std", "precision", "recall",
+                "attr_tv_mean", "attr_confident_all", "nn_ratio",
                 "copy_share", "classifier_heldout_accuracy_mean"):
         assert isinstance(metrics[key], float), key
     # no InceptionV3 weights offline: recorded as unavailable, with the reason, and the stage still succeeds

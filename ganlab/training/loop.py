@@ -273,7 +273,7 @@ def file_fault(e: OSError) -> UserError:
     return UserError(f"{where} ({e.strerror or e}){kept}")
 
 
-def training_loop(params: Params) -> dict[str, float] | None:
+def training_loop(params: Params, extend: bool = False) -> dict[str, float] | None:
     """Train; returns the last tick's metrics on the main process, None on the others. The main
     process holds the project's training lock from before it reads the checkpoint until the end.
     A file that cannot be written ends the run in one line (the hooks mark its MLflow run FAILED
@@ -281,12 +281,12 @@ def training_loop(params: Params) -> dict[str, float] | None:
     rank, world, device = distributed.setup(params.device)
     try:
         with lock.exclusive(layout.TRAIN_LOCK, "`gan train`") if rank == 0 else nullcontext():
-            return _train(params, rank, world, device)
+            return _train(params, rank, world, device, extend)
     except OSError as e:
         raise file_fault(e) from None
 
 
-def _train(params: Params, rank: int, world: int, device: torch.device) -> dict[str, float] | None:
+def _train(params: Params, rank: int, world: int, device: torch.device, extend: bool = False) -> dict[str, float] | None:
     t = params.train
     data = open_dataset(layout.DATASET, device, t.data_on_device)
     if min(t.batch_size, len(data)) < world:  # torchrun; `gan train --nproc` says so before it starts the processes
@@ -304,6 +304,11 @@ def _train(params: Params, rank: int, world: int, device: torch.device) -> dict[
     clock = Clock.of(t, len(data))
     lineage = fingerprint(params, sha, world, length=False)
     extended = extension(existing, fp, lineage, clock, t)
+    if extended is not None and not extend:  # the outputs follow from the params alone unless the user asks
+        say(f"train: starting fresh: {layout.CHECKPOINT} is a finished run of {clock.kimg(existing['step']):g} kimg; "
+            f"`gan train --extend` would continue it instead")
+        extended = None
+        existing = None
     if extended is not None:
         say(extended[1])
         if not extended[0]:
