@@ -72,7 +72,7 @@ def test_class5_without_extend_a_longer_run_starts_fresh_and_says_how_to_continu
     prepare.run(short)
     train.run(short)
     capsys.readouterr()
-    final, steps = train.run(tiny(train={"eval_kimg": 0})), None
+    final = train.run(tiny(train={"eval_kimg": 0}))
     out = capsys.readouterr().out
     assert ("train: starting fresh: models/checkpoint.pt is a finished run of 0.032 kimg; `gan train --extend` would continue it "
             "instead") in out, out

@@ -146,6 +146,11 @@ def evaluate_generator(G: nn.Module, real: torch.Tensor, samples: int, seed: int
 PANEL = "panel"  # the best-generator rule over swd and fd (``pick_best``)
 
 
+def best_key(metric: str) -> str:
+    """The number a best generator is recorded by: the panel's own distance is swd."""
+    return "swd" if metric == PANEL else metric
+
+
 def _finite(*values: float | None) -> bool:
     return all(v is not None and math.isfinite(v) for v in values)
 

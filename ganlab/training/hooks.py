@@ -25,7 +25,7 @@ from ganlab.io.atomic import atomic_path, open_no_link, remove_stale_temp_files
 from ganlab.io.background import Writer, host_copy
 from ganlab.io.tracking import TrainingRun, git_commit, run_name_and_links
 from ganlab.metrics import attributes
-from ganlab.metrics.evaluator import PANEL, Reference, evaluate_generator, pick_best
+from ganlab.metrics.evaluator import Reference, best_key, evaluate_generator, pick_best
 from ganlab.metrics.features import FeatureNet, reference_features
 from ganlab.metrics.sampler import fixed_latents, generate
 from ganlab.params import Params, flatten
@@ -262,11 +262,6 @@ class Grids(Hook):
             tracker.log_image(to_pil(grid), key="fixed_latent_grid", step=images)
 
 
-def _best_key(metric: str) -> str:
-    """The number a best generator is recorded by: the panel's own distance is swd."""
-    return "swd" if metric == PANEL else metric
-
-
 class Evaluation(Hook):
     """The cheap metrics every ``eval_kimg`` and at the end (0: never); keeps the generator best on ``best_metric``."""
 
@@ -291,7 +286,7 @@ class Evaluation(Hook):
         G = run.gan.eval_generator(seed=t.grid_seed)
         result = evaluate_generator(G, run.data.images, t.eval_samples, t.eval_seed, self.features, self.reference, self.net)
         scores = result.metrics
-        key = _best_key(t.best_metric)
+        key = best_key(t.best_metric)
         value = scores.get(key)
         if value is not None and not math.isfinite(value) and not self.said_not_finite:  # once: a 1-image set gives NaN at every evaluation
             why = result.notes.get(key) or result.notes.get("fd") or "see reports/train/eval_history.csv"
@@ -308,10 +303,10 @@ class Evaluation(Hook):
     def on_end(self, run: Run) -> None:
         p, t = run.progress, run.params.train
         if p.best_generator is not None:
-            run.tracker.set_tags(state.best_tags(p.best_kimg, p.best_value, _best_key(t.best_metric)))
-            print(f"train: best generator at {p.best_kimg:g} kimg ({_best_key(t.best_metric)}={p.best_value:.4g}, by {t.best_metric})")
+            run.tracker.set_tags(state.best_tags(p.best_kimg, p.best_value, best_key(t.best_metric)))
+            print(f"train: best generator at {p.best_kimg:g} kimg ({best_key(t.best_metric)}={p.best_value:.4g}, by {t.best_metric})")
         elif p.evals and self.said_not_finite:
-            print(f"note: no evaluation gave a finite {_best_key(t.best_metric)}: no best generator; the later stages get the last one")
+            print(f"note: no evaluation gave a finite {best_key(t.best_metric)}: no best generator; the later stages get the last one")
 
 
 class Checkpoints(Hook):

@@ -25,7 +25,7 @@ from ganlab.device import autocast_for
 from ganlab.errors import UserError
 from ganlab.io import lock
 from ganlab.io.tracking import finish_left_open
-from ganlab.metrics.evaluator import PANEL, last_gain
+from ganlab.metrics.evaluator import PANEL, best_key, last_gain
 from ganlab.metrics.sampler import recalibrate_batchnorm
 from ganlab.params import ModelParams, Params, TrainParams
 from ganlab.training import distributed
@@ -228,7 +228,7 @@ def left_open(state: dict | None, fp: str, t: TrainParams) -> dict[str, float] |
     run_id, _ = recorded_run(fp)
     if state is None or not state.get("complete") or state.get("fingerprint") != fp or run_id is None:
         return None
-    tags = best_tags(state["best_kimg"], state.get("best_value"), "swd" if t.best_metric == PANEL else t.best_metric)
+    tags = best_tags(state["best_kimg"], state.get("best_value"), best_key(t.best_metric))
     status = finish_left_open(run_id, [layout.HISTORY, layout.TIMING], tags)
     if status is None:
         return None
