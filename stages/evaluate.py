@@ -25,7 +25,6 @@ from ganlab.params import Params, flatten
 from ganlab.render.grids import save_png, to_grid
 from ganlab.render.plots import plot_curves
 
-
 # What `dvc metrics show` and `dvc exp show` list; every number is in reports/evaluate/metrics_detail.json and MLflow.
 HEADLINE = ("swd", "swd_floor", "swd_ratio", "swd_std", "ndb", "ndb_floor", "fd", "fd_floor", "fd_ratio", "fd_std", "kid", "precision", "recall", "nn_ratio", "copy_share", "attr_tv_mean",
             "fid", "inception_kid", "fid_unavailable")

@@ -3,7 +3,6 @@ once for every in-training evaluation and for ``gan evaluate``."""
 
 from __future__ import annotations
 
-
 from ganlab import layout
 from ganlab.data.dataset import dataset_sha, load_images
 from ganlab.device import resolve_device

@@ -11,9 +11,9 @@ import torch
 from PIL import Image
 
 from ganlab.data import folder
-from stages import prepare
 from ganlab.errors import UserError
 from ganlab.params import parse_params
+from stages import prepare
 
 
 def png(path: Path, size=(40, 30), color=(200, 30, 30), mode="RGB") -> Path:

@@ -61,8 +61,8 @@ def test_damaged_inputs_are_one_line_errors(tmp_path, command, setup, message):
 
 
 def test_evaluate_without_training_history_is_one_line(tmp_path):
-    from ganlab.render.plots import plot_curves
     from ganlab.errors import UserError
+    from ganlab.render.plots import plot_curves
 
     with pytest.raises(UserError, match=r"/history.csv: not found \(run `gan train` first\)$"):
         plot_curves(tmp_path / "history.csv", tmp_path / "eval_history.csv", tmp_path / "x.png")

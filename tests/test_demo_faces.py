@@ -31,6 +31,7 @@ def test_attributes_are_visible():
     assert ((blue[..., 2] > 150) & (blue[..., 0] < 100)).sum() > 100  # blue hair pixels
     assert ((_face()[..., 2] > 150) & (_face()[..., 0] < 100)).sum() < 20
     long_hair, short_hair = _face(hair_length="long"), _face(hair_length="short")
-    dark = lambda img: (img.sum(-1) < 150).sum()
+    def dark(img):
+        return (img.sum(-1) < 150).sum()
     assert dark(long_hair) > dark(short_hair) + 100  # long black hair covers more of the picture
     assert np.abs(_face(mouth="open") - _face(mouth="closed")).sum() > 0

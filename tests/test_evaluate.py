@@ -5,12 +5,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from stages import prepare
-from ganlab.metrics.attributes import fit
-from ganlab.data.demo_faces import ATTRIBUTES, read_labels
-from ganlab.metrics.scores import fid_kid, memorisation, total_variation
 from ganlab import layout
+from ganlab.data.demo_faces import ATTRIBUTES, read_labels
 from ganlab.io import checkpoint
+from ganlab.metrics.attributes import fit
+from ganlab.metrics.scores import fid_kid, memorisation, total_variation
+from stages import prepare
 from tests.conftest import tiny
 
 

@@ -9,10 +9,10 @@ import torch
 from PIL import Image
 
 from ganlab import layout
-from stages import prepare
 from ganlab.data.images import SkipImage, load_image
 from ganlab.errors import UserError
 from ganlab.params import parse_params
+from stages import prepare
 
 RED, BLUE = (255, 0, 0), (0, 0, 255)
 

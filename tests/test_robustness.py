@@ -13,16 +13,16 @@ import pytest
 import torch
 import yaml
 from mlflow.tracking import MlflowClient
+from torch.optim.optimizer import register_optimizer_step_post_hook
 
 from ganlab import layout
+from ganlab.errors import UserError
 from ganlab.io import checkpoint
+from ganlab.io.atomic import atomic_dir, atomic_path
+from ganlab.io.tracking import tracking_uri
 from ganlab.training import hooks, loop
 from stages import prepare, train
-from ganlab.io.atomic import atomic_dir, atomic_path
-from ganlab.errors import UserError
-from ganlab.io.tracking import tracking_uri
 from tests.conftest import TINY, run_id, straight_then_killed, tiny
-from torch.optim.optimizer import register_optimizer_step_post_hook
 
 GAN = str(Path(sys.executable).parent / "gan")
 

@@ -13,8 +13,8 @@ from mlflow.tracking import MlflowClient
 from torch import nn
 
 from ganlab import layout
-from ganlab.io import checkpoint
 from ganlab.bench import forward_flops, train_flops_per_image
+from ganlab.io import checkpoint
 from ganlab.training.networks import Discriminator, Generator
 from tests.conftest import TINY
 

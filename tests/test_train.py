@@ -8,16 +8,16 @@ import re
 import pytest
 import torch
 from mlflow.tracking import MlflowClient
+from torch.optim.optimizer import register_optimizer_step_post_hook
 
 from ganlab import layout
-from ganlab.io import checkpoint
-from ganlab.training import hooks
-from stages import prepare, sample, train
 from ganlab.device import resolve_device
 from ganlab.errors import UserError
+from ganlab.io import checkpoint
 from ganlab.io.tracking import tracking_uri
+from ganlab.training import hooks
+from stages import prepare, sample, train
 from tests.conftest import interrupt_at_tick, run_id, straight_then_killed, tiny
-from torch.optim.optimizer import register_optimizer_step_post_hook
 
 
 def prepared(**sections):
@@ -108,7 +108,8 @@ def test_the_final_checkpoint_keeps_weights_not_optimizer_moments(workdir):
     for k in ema:
         same = torch.equal(ema[k], evaluated[k])
         assert same if "running" not in k and "batches" not in k else True, k
-    nbytes = lambda tensors: sum(t.numel() * t.element_size() for t in tensors)
+    def nbytes(tensors):
+        return sum(t.numel() * t.element_size() for t in tensors)
     moments = nbytes(t for opt in ("opt_g", "opt_d") for s in resumable[opt]["state"].values() for t in s.values())
     eval_params = nbytes(v for k, v in evaluated.items() if "running" not in k and "batches" not in k)
     # without the sharing the eval generator's parameters would be stored a second time
@@ -154,8 +155,8 @@ def test_changed_params_do_not_resume_a_stale_checkpoint(workdir, capsys):
 
 
 def test_sample_grid_matches_the_last_training_grid(workdir):
-    from PIL import Image
     import numpy as np
+    from PIL import Image
 
     params = prepared(train={"kimg": 0.048}, sample={"seed": 42})
     train.run(params)

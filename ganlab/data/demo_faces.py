@@ -126,7 +126,7 @@ def write_demo_faces(out_dir: Path, count: int, seed: int, size: int = 128) -> l
     return labels
 
 
-def read_labels(folder: Path, files: list[str]) -> dict[str, "np.ndarray"]:
+def read_labels(folder: Path, files: list[str]) -> dict[str, np.ndarray]:
     """Class indices per attribute for ``files`` (the dataset's row order), from ``labels.csv``."""
     with open(folder / "labels.csv", newline="") as f:
         rows = {r["file"]: r for r in csv.DictReader(f)}

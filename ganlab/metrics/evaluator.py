@@ -24,8 +24,15 @@ from ganlab.metrics.attributes import AttributeNet
 from ganlab.metrics.features import FeatureNet, features
 from ganlab.metrics.pixels import coverage_scores, swd_scores
 from ganlab.metrics.sampler import fixed_latents, generate
-from ganlab.metrics.scores import (DIRECTIONS, attribute_fidelity, fid_kid, frechet_distance, kernel_distance, memorisation,
-                                   precision_recall)
+from ganlab.metrics.scores import (
+    DIRECTIONS,
+    attribute_fidelity,
+    fid_kid,
+    frechet_distance,
+    kernel_distance,
+    memorisation,
+    precision_recall,
+)
 
 SPLITS = 5  # random halves of the training images; the spread of fd over them says how far it can be trusted
 MAX_DIMS = 64  # principal components of the features that the Fréchet distance looks at (fewer for small sets)

@@ -13,9 +13,8 @@ tampered file is refused instead of executed.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import importlib
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch

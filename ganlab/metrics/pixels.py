@@ -166,7 +166,8 @@ def _ndb(train_hist: torch.Tensor, n_train: int, other_labels: torch.Tensor, k: 
     critical = statistics.NormalDist().inv_cdf(1 - NDB_ALPHA / 2)
     under, over = float((z < -critical).double().mean()), float((z > critical).double().mean())
     m = (p + q) / 2
-    kl = lambda a: float((a[a > 0] * (a[a > 0] / m[a > 0]).log()).sum())
+    def kl(a):
+        return float((a[a > 0] * (a[a > 0] / m[a > 0]).log()).sum())
     return under + over, under, over, 0.5 * kl(p) + 0.5 * kl(q)
 
 

@@ -15,9 +15,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ganlab.data.dataset import CLASS
 from ganlab.errors import UserError
 from ganlab.io import checkpoint
-from ganlab.data.dataset import CLASS
 from ganlab.metrics.attributes import AttributeNet, metric_names, predict
 
 # Metrics a best checkpoint can be chosen by, and whether lower (min) or higher (max) is better.
@@ -56,7 +56,8 @@ def attribute_fidelity(net: AttributeNet, generated: torch.Tensor, real: torch.T
         if a == CLASS:
             for key, share_g, share_r in zip(metric_names(net.names.get(a) or [str(i) for i in range(k)]), hist_g.tolist(), hist_r.tolist()):
                 out[f"class_share/{key}"], out[f"class_share_real/{key}"] = share_g, share_r
-    mean = lambda prefix: sum(v for key, v in out.items() if key.startswith(prefix)) / len(pg)
+    def mean(prefix):
+        return sum(v for key, v in out.items() if key.startswith(prefix)) / len(pg)
     out["attr_tv_mean"] = mean("attr_tv/")
     out["attr_confident_mean"] = mean("attr_confident/")
     out["attr_confident_mean_real"] = mean("attr_confident_real/")  # the same measure on training images: the ceiling

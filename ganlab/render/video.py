@@ -13,6 +13,7 @@ from ganlab.errors import UserError
 from ganlab.io.atomic import atomic_path
 from ganlab.render.annotate import with_caption
 
+
 def grid_frames(grids: Path) -> list[tuple[int, np.ndarray]]:
     """(images seen, RGB frame with its kimg written on it), in training order."""
     found = sorted((int(m.group(1)), p) for p in grids.glob("images_*.png") if (m := layout.GRID_FILE.search(p.name)))

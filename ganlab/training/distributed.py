@@ -21,7 +21,6 @@ from torch import nn
 
 from ganlab.device import resolve_device
 
-
 RENDEZVOUS = "GAN_RENDEZVOUS_FILE"  # set by ``launch``: the processes meet through a file, not a TCP store
 
 

@@ -10,8 +10,8 @@ hooks. File and MLflow work goes to ``run.writer``, in order, on a background th
 from __future__ import annotations
 
 import csv
-import os
 import math
+import os
 import shutil
 import time
 from pathlib import Path
@@ -154,7 +154,7 @@ class Console(Hook):
         print(f"train: {c.kimg(c.total):g} kimg = {c.total} steps of {c.batch} images = {c.epoch(c.total):.4g} epochs of {c.images} images")
         digits = 1 if c.kimg(c.total) >= 10 else 3
         self.bar = tqdm(total=round(c.kimg(c.total), 3), initial=round(run.kimg, 3), desc="train", unit="kimg", dynamic_ncols=True,
-                        bar_format="{l_bar}{bar}| {n:.%df}/{total:.%df} kimg [{elapsed}<{remaining}{postfix}]" % (digits, digits))
+                        bar_format=f"{{l_bar}}{{bar}}| {{n:.{digits}f}}/{{total:.{digits}f}} kimg [{{elapsed}}<{{remaining}}{{postfix}}]")
 
     def on_step(self, run: Run, ticked: bool) -> None:
         if not ticked:

@@ -36,8 +36,17 @@ from ganlab.training.hooks import Hooks, Run, main_process_hooks
 from ganlab.training.loss import LOSSES, r1_penalty
 from ganlab.training.networks import Discriminator, Generator, init_dcgan_
 from ganlab.training.projected import FeaturesAndPixels, ProjectedDiscriminator
-from ganlab.training.state import (Progress, Streams, best_tags, fingerprint, read, recorded_lineage, recorded_run, restore,
-                                   resumable)
+from ganlab.training.state import (
+    Progress,
+    Streams,
+    best_tags,
+    fingerprint,
+    read,
+    recorded_lineage,
+    recorded_run,
+    restore,
+    resumable,
+)
 
 METRICS = ("loss_d", "loss_g", "real_score", "fake_score", "augment_p", "r_t")
 
