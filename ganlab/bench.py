@@ -115,7 +115,9 @@ def forward_flops(model: nn.Module, input_shape: tuple[int, ...]) -> int:
     def hook(m: nn.Module, inp: tuple[torch.Tensor], out: torch.Tensor) -> None:
         nonlocal flops
         k = m.kernel_size[0] * m.kernel_size[1]
-        spatial = inp[0].shape[-2] * inp[0].shape[-1] if isinstance(m, nn.ConvTranspose2d) else out.shape[-2] * out.shape[-1]
+        spatial = (
+            inp[0].shape[-2] * inp[0].shape[-1] if isinstance(m, nn.ConvTranspose2d) else out.shape[-2] * out.shape[-1]
+        )
         flops += 2 * m.in_channels * m.out_channels * k * spatial
 
     handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
@@ -136,7 +138,9 @@ def train_flops_per_image(G: Generator, D: Discriminator) -> int:
 def _images(folder: Path, count: int, size: int) -> torch.Tensor:
     write_demo_faces(folder / "faces", count, seed=0, size=size)
     (folder / "faces" / "labels.csv").unlink()
-    return to_tensor(np.stack([np.asarray(Image.open(p).convert("RGB")) for p in sorted((folder / "faces").glob("*.png"))]))
+    return to_tensor(
+        np.stack([np.asarray(Image.open(p).convert("RGB")) for p in sorted((folder / "faces").glob("*.png"))])
+    )
 
 
 class NotebookLoop:
@@ -145,10 +149,14 @@ class NotebookLoop:
 
     def __init__(self, folder: Path, size: int, gw: int, dw: int, batch: int, device: torch.device):
         stats = (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)
-        ds = ImageFolder(str(folder), transform=T.Compose([T.Resize(size), T.CenterCrop(size), T.ToTensor(), T.Normalize(*stats)]))
+        ds = ImageFolder(
+            str(folder), transform=T.Compose([T.Resize(size), T.CenterCrop(size), T.ToTensor(), T.Normalize(*stats)])
+        )
         with warnings.catch_warnings():  # the notebook's 3 workers exceed a 2-core machine; keep them, quietly
             warnings.filterwarnings("ignore", message="This DataLoader will create")
-            self.train_dl = DataLoader(ds, batch, shuffle=True, num_workers=3, pin_memory=device.type == "cuda", drop_last=True)
+            self.train_dl = DataLoader(
+                ds, batch, shuffle=True, num_workers=3, pin_memory=device.type == "cuda", drop_last=True
+            )
         self.batch, self.device, self.latent_size = batch, device, 128
         torch.manual_seed(0)
         self.generator = Generator(self.latent_size, size, gw).to(device)
@@ -202,7 +210,9 @@ class OurLoop:
     """This project's training steps (``loop.train_steps``) on a data set held on the device;
     against the notebook, with the notebook's model (the lecture's D)."""
 
-    def __init__(self, data: torch.Tensor, gw: int, dw: int, batch: int, device: torch.device, discriminator: str = "dcgan"):
+    def __init__(
+        self, data: torch.Tensor, gw: int, dw: int, batch: int, device: torch.device, discriminator: str = "dcgan"
+    ):
         model = {"g_width": gw, "d_width": dw, "discriminator": discriminator}
         self.p = parse_params({"model": model, "train": {"batch_size": batch, "lr": 2e-4}})
         self.gan = build(self.p.model, self.p.train, data.shape[-1], device, 0)
@@ -214,7 +224,9 @@ class OurLoop:
 
     def run(self, steps: int) -> float:
         start = time.perf_counter()
-        log = train_steps(self.gan, self.data, self.p.train, self.clock, self.streams, self.step, self.step + steps, self.autocast)
+        log = train_steps(
+            self.gan, self.data, self.p.train, self.clock, self.streams, self.step, self.step + steps, self.autocast
+        )
         log.cpu()  # the one sync, as at a tick
         self.step += steps
         return steps * self.clock.batch / (time.perf_counter() - start)
@@ -257,8 +269,20 @@ def bench_steps(config: str, trials: int, steps: int, device: torch.device) -> S
     ours_rate = statistics.median(us)
     peak = next((v for k, v in PEAK_BF16_TFLOPS.items() if k in name), None) if device.type == "cuda" else None
     tflops = flops * ours_rate / 1e12
-    return StepResult(config, name, size, batch, trials, Spread.of(nb), Spread.of(us), Spread.of([u / n for u, n in zip(us, nb)]),
-                      round(flops / 1e9, 3), round(tflops, 4), round(ours.sampling(), 1), round(tflops / peak, 4) if peak else None)
+    return StepResult(
+        config,
+        name,
+        size,
+        batch,
+        trials,
+        Spread.of(nb),
+        Spread.of(us),
+        Spread.of([u / n for u, n in zip(us, nb)]),
+        round(flops / 1e9, 3),
+        round(tflops, 4),
+        round(ours.sampling(), 1),
+        round(tflops / peak, 4) if peak else None,
+    )
 
 
 def pure_steps(config: str, images: int, trials: int, steps: int, device: torch.device, discriminator: str) -> float:
@@ -303,31 +327,66 @@ def end_to_end(config: str, images: int, kimg: float, device: torch.device, tria
         grids = len(list((root / "reports/train/grids").glob("*.png")))
         checkpoints = len(checkpoint.load(root / "models/checkpoint.pt")["checkpoints"]) + 1  # + the final one
     pure = pure_steps(config, images, trials, steps, device, shipped["model"]["discriminator"])
-    return EndToEndResult(config, _device_name(device), shipped["model"]["discriminator"], images, kimg, round(pure, 1), round(shown / wall, 1),
-                          round(shown / float(timing[-1]["seconds"]), 1), round(shown / wall / pure, 3),
-                          round(written / 1e6, 1), grids, checkpoints)
+    return EndToEndResult(
+        config,
+        _device_name(device),
+        shipped["model"]["discriminator"],
+        images,
+        kimg,
+        round(pure, 1),
+        round(shown / wall, 1),
+        round(shown / float(timing[-1]["seconds"]), 1),
+        round(shown / wall / pure, 3),
+        round(written / 1e6, 1),
+        grids,
+        checkpoints,
+    )
 
 
-def main(configs: list[str] | None = None, trials: int = 5, steps: int = 8, device: str = "auto", as_json: bool = False,
-         end_to_end_sizes: tuple[int, ...] = (220, 1000), kimg: float | None = None) -> None:
+def main(
+    configs: list[str] | None = None,
+    trials: int = 5,
+    steps: int = 8,
+    device: str = "auto",
+    as_json: bool = False,
+    end_to_end_sizes: tuple[int, ...] = (220, 1000),
+    kimg: float | None = None,
+) -> None:
     dev = resolve_device(device)
-    configs = configs or (list(CONFIGS) if dev.type == "cuda" else ["demo-64"])  # lecture-128 on 2 CPU cores: minutes per trial
+    configs = configs or (
+        list(CONFIGS) if dev.type == "cuda" else ["demo-64"]
+    )  # lecture-128 on 2 CPU cores: minutes per trial
     kimg = kimg or (300.0 if dev.type == "cuda" else 40.0)
     results: list = [bench_steps(c, trials, steps, dev) for c in configs]
     if not as_json:
         print(f"pure training steps, {trials} interleaved trials of {steps} steps: median [min..max]")
-        print(f"{'config':12} {'device':24} {'notebook img/s':>22} {'ours img/s':>24} {'ratio':>18} {'TFLOP/s':>8} {'sample img/s':>13}")
+        print(
+            f"{'config':12} {'device':24} {'notebook img/s':>22} {'ours img/s':>24} {'ratio':>18} {'TFLOP/s':>8} {'sample img/s':>13}"
+        )
         for r in results:
-            print(f"{r.config:12} {r.device[:24]:24} {str(r.notebook_images_per_s):>22} {str(r.ours_images_per_s):>24} "
-                  f"{r.speedup.median:6.2f} [{r.speedup.low:.2f}..{r.speedup.high:.2f}] {r.ours_tflops:8.4f} {r.sampling_images_per_s:13.1f}"
-                  + (f"  ({r.peak_share:.1%} of bf16 peak)" if r.peak_share else ""))
+            print(
+                f"{r.config:12} {r.device[:24]:24} {str(r.notebook_images_per_s):>22} {str(r.ours_images_per_s):>24} "
+                f"{r.speedup.median:6.2f} [{r.speedup.low:.2f}..{r.speedup.high:.2f}] {r.ours_tflops:8.4f} {r.sampling_images_per_s:13.1f}"
+                + (f"  ({r.peak_share:.1%} of bf16 peak)" if r.peak_share else "")
+            )
     e2e = [end_to_end(configs[-1], n, kimg, dev, trials, steps) for n in end_to_end_sizes]
     if as_json:
-        print(json.dumps([{**asdict(r), "kind": "steps"} for r in results] + [{**asdict(r), "kind": "end_to_end"} for r in e2e], indent=1))
+        print(
+            json.dumps(
+                [{**asdict(r), "kind": "steps"} for r in results] + [{**asdict(r), "kind": "end_to_end"} for r in e2e],
+                indent=1,
+            )
+        )
         return
     if e2e:
-        print(f"\nend to end: `gan train` with the shipped cadence and D ({e2e[0].discriminator}) for {kimg:g} kimg ({configs[-1]})")
-        print(f"{'images':>7} {'device':24} {'pure-step img/s':>16} {'end-to-end img/s':>17} {'ratio':>6} {'loop img/s':>11} {'MB written':>11} {'grids':>6} {'ckpts':>6}")
+        print(
+            f"\nend to end: `gan train` with the shipped cadence and D ({e2e[0].discriminator}) for {kimg:g} kimg ({configs[-1]})"
+        )
+        print(
+            f"{'images':>7} {'device':24} {'pure-step img/s':>16} {'end-to-end img/s':>17} {'ratio':>6} {'loop img/s':>11} {'MB written':>11} {'grids':>6} {'ckpts':>6}"
+        )
         for r in e2e:
-            print(f"{r.images:7d} {r.device[:24]:24} {r.pure_step_images_per_s:16.1f} {r.end_to_end_images_per_s:17.1f} {r.ratio:6.2f} "
-                  f"{r.loop_images_per_s:11.1f} {r.megabytes_written:11.1f} {r.grids:6d} {r.checkpoints:6d}")
+            print(
+                f"{r.images:7d} {r.device[:24]:24} {r.pure_step_images_per_s:16.1f} {r.end_to_end_images_per_s:17.1f} {r.ratio:6.2f} "
+                f"{r.loop_images_per_s:11.1f} {r.megabytes_written:11.1f} {r.grids:6d} {r.checkpoints:6d}"
+            )

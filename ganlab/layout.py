@@ -24,12 +24,16 @@ GRID_FILE = re.compile(r"images_(\d{9})\.png$")  # a training grid, named by the
 
 def grid_file(images: int) -> Path:
     return GRIDS / f"images_{images:09d}.png"
+
+
 SAMPLES = Path("reports/samples")
 LATENT_STUDY = Path("reports/latent_study")
 VIDEO = Path("reports/video")
 
 ATTRIBUTES = Path("models/attributes.pt")
-FEATURES = Path("models/features.pt")  # the training images in ImageNet features: what fd, kid, precision and recall compare against
+FEATURES = Path(
+    "models/features.pt"
+)  # the training images in ImageNet features: what fd, kid, precision and recall compare against
 ATTRIBUTES_REPORT = Path("reports/attributes.json")
 METRICS = Path("reports/metrics.json")
 EVALUATE = Path("reports/evaluate")

@@ -24,7 +24,9 @@ MAX_KIMG = 1e9  # a trillion images, 40000x StyleGAN2's longest runs: the clock'
 MIN_CADENCE_KIMG = 0.001  # one image: a cadence shorter than a step's images is due at every step anyway
 MAX_PARAMS_BYTES = 2**20  # the shipped file is 5 KB; a larger one is a mistake or an attack on the parser
 MAX_YAML_DEPTH = 32  # the shipped file nests 3 deep; 50000 brackets overflowed Python's stack
-SEED_LIMIT = 2**62  # torch seeds are 64-bit; streams add offsets to a seed  # what the networks support (ganlab/training/networks.py; a test keeps them equal)
+SEED_LIMIT = (
+    2**62
+)  # torch seeds are 64-bit; streams add offsets to a seed  # what the networks support (ganlab/training/networks.py; a test keeps them equal)
 
 
 class _Section(BaseModel):
@@ -79,7 +81,9 @@ class ModelParams(_Section):
     latent_size: int = Field(128, ge=1, le=4096)
     g_width: int = Field(16, ge=1, le=1024)  # G's last hidden width; doubles towards the input
     d_width: int = Field(32, ge=1, le=1024)  # D's first width; doubles towards the score
-    d_spectral_norm: bool = False  # spectral normalisation of the dcgan D's convolutions (the projected D's heads always have it)
+    d_spectral_norm: bool = (
+        False  # spectral normalisation of the dcgan D's convolutions (the projected D's heads always have it)
+    )
     # projected: heads on a frozen ImageNet network's features; dcgan+projected: both, weighted equally
     discriminator: Literal["dcgan", "projected", "dcgan+projected"] = "dcgan"
 
@@ -100,13 +104,19 @@ class TrainParams(_Section):
     lr_g: float | None = Field(None, gt=0, le=1)  # overrides lr for G
     lr_d: float | None = Field(None, gt=0, le=1)  # overrides lr for D
     loss: Literal["bce", "hinge"] = "bce"
-    diffaugment: list[Literal["color", "translation", "cutout"]] = ["color", "translation", "cutout"]  # applied to reals and fakes, D and G steps
+    diffaugment: list[Literal["color", "translation", "cutout"]] = [
+        "color",
+        "translation",
+        "cutout",
+    ]  # applied to reals and fakes, D and G steps
     # adaptive augmentation (ADA): each transform on a share p of the images, p holding D's mean sign
     # on reals near this target; null: every transform on every image (DiffAugment's fixed strength)
     ada_target: float | None = Field(None, gt=0, lt=1)
     ada_kimg: float = Field(50.0, gt=0)  # p moves by at most 1 per this many kimg
     flip: bool = True  # mirror real images at random
-    ema: float = Field(0.999, ge=0, lt=1)  # the cap of the moving average's decay (ramped as (1+s)/(10+s) over G steps s); 0 = off
+    ema: float = Field(
+        0.999, ge=0, lt=1
+    )  # the cap of the moving average's decay (ramped as (1+s)/(10+s) over G steps s); 0 = off
     r1_gamma: float = Field(0.0, ge=0)  # R1 penalty on reals; 0 = off
     r1_every: int = Field(16, ge=1)  # lazy R1: every N discriminator steps, scaled by N
     betas: tuple[float, float] = (0.5, 0.999)
@@ -123,9 +133,13 @@ class TrainParams(_Section):
     data_on_device: Literal["auto", "always", "never"] = "auto"  # never: stream batches from the file
     eval_kimg: float = Field(25.0, ge=0)  # in-training evaluations, and one at the end; 0 = off
     eval_samples: int = Field(256, ge=16, le=50_000)  # as evaluate.samples: all are generated at once
-    eval_seed: int = Field(2024, ge=0, lt=SEED_LIMIT)  # the latents of the in-training evaluation (train's own: evaluate.seed reruns evaluate only)
+    eval_seed: int = Field(
+        2024, ge=0, lt=SEED_LIMIT
+    )  # the latents of the in-training evaluation (train's own: evaluate.seed reruns evaluate only)
     # keep the generator that scores best on this (directions in ganlab/metrics/scores.py; a test keeps them equal)
-    best_metric: Literal["panel", "swd", "ndb", "fd", "kid", "recall", "attr_tv_mean", "attr_confident_mean", "attr_confident_all"] = "panel"
+    best_metric: Literal[
+        "panel", "swd", "ndb", "fd", "kid", "recall", "attr_tv_mean", "attr_confident_mean", "attr_confident_all"
+    ] = "panel"
     sync_batchnorm: bool = False  # multi-GPU only: BatchNorm statistics over the global batch
 
     @field_validator("tick_kimg", "checkpoint_kimg", "eval_kimg")
@@ -134,7 +148,9 @@ class TrainParams(_Section):
         """Below one image, the count of due points overflows; above it, a cadence shorter than
         one step is simply due at every step."""
         if 0 < v < MIN_CADENCE_KIMG:
-            raise ValueError(f"must be at least {MIN_CADENCE_KIMG} (one image); anything up to one step's images is due at every step")
+            raise ValueError(
+                f"must be at least {MIN_CADENCE_KIMG} (one image); anything up to one step's images is due at every step"
+            )
         return v
 
     @field_validator("betas")
@@ -190,7 +206,9 @@ class EvaluateParams(_Section):
 
 
 class TrackingParams(_Section):
-    experiment: str = Field("gan-lab", min_length=1, max_length=200)  # a folder name under mlruns/: not empty, not too long for one
+    experiment: str = Field(
+        "gan-lab", min_length=1, max_length=200
+    )  # a folder name under mlruns/: not empty, not too long for one
 
 
 class Params(_Section):
@@ -280,7 +298,9 @@ class _ParamsLoader(yaml.SafeLoader):
     def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
         if self.check_event(yaml.AliasEvent):
             event = self.get_event()
-            raise _Refused(f"line {event.start_mark.line + 1}: YAML aliases (*{event.anchor}) are not accepted in a params file; write the value out")
+            raise _Refused(
+                f"line {event.start_mark.line + 1}: YAML aliases (*{event.anchor}) are not accepted in a params file; write the value out"
+            )
         if self.depth >= MAX_YAML_DEPTH:
             raise _Refused(f"line {self.peek_event().start_mark.line + 1}: nested deeper than {MAX_YAML_DEPTH} levels")
         self.depth += 1
@@ -297,7 +317,9 @@ def _no_duplicate_keys(node: yaml.Node, prefix: str = "") -> None:
             name = key.value if isinstance(key, yaml.ScalarNode) else "?"
             line = key.start_mark.line + 1
             if name in seen:
-                raise _Refused(f"{prefix}{name}: duplicate key at line {line} (first at line {seen[name]}); YAML would keep the last silently")
+                raise _Refused(
+                    f"{prefix}{name}: duplicate key at line {line} (first at line {seen[name]}); YAML would keep the last silently"
+                )
             seen[name] = line
             _no_duplicate_keys(value, f"{prefix}{name}.")
     elif isinstance(node, yaml.SequenceNode):
@@ -326,7 +348,9 @@ def load_params(path: Path | str = "params.yaml") -> Params:
     try:
         raw = _parse_yaml(path.read_text(encoding="utf-8"))
     except UnicodeDecodeError as e:
-        raise UserError(f"{path}: not UTF-8 text (byte {e.object[e.start]:#x} at offset {e.start}); save it as UTF-8") from None
+        raise UserError(
+            f"{path}: not UTF-8 text (byte {e.object[e.start]:#x} at offset {e.start}); save it as UTF-8"
+        ) from None
     except _Refused as e:
         raise UserError(f"{path}: {e}") from None
     except yaml.YAMLError as e:

@@ -62,7 +62,9 @@ def private_cache(path: Path | None) -> Path:
 
 def archive_sha256(name: str) -> tuple[str, str]:
     """The candidate version of ``name`` and its .deb's SHA256, from apt's signed index."""
-    shown = subprocess.run(["apt-cache", "show", "--no-all-versions", name], check=False, capture_output=True, text=True)
+    shown = subprocess.run(
+        ["apt-cache", "show", "--no-all-versions", name], check=False, capture_output=True, text=True
+    )
     fields = dict(re.findall(r"^(Version|SHA256): (\S+)$", shown.stdout, flags=re.M))
     if shown.returncode or "SHA256" not in fields:
         _fail(f"{name}: apt-cache show gives no SHA256 for it; run apt-get update, or check the package name")
@@ -119,7 +121,9 @@ def refuse_unless_ours(out: Path) -> None:
     """A set folder that exists is replaced only if this script made it (it holds SOURCES.txt);
     anything else there is the user's, and the run stops instead of deleting it."""
     if out.is_symlink() or (out.exists() and not (out.is_dir() and (out / "SOURCES.txt").is_file())):
-        _fail(f"{out}: exists and was not made by this script (no SOURCES.txt in it); move it away, or choose another output folder")
+        _fail(
+            f"{out}: exists and was not made by this script (no SOURCES.txt in it); move it away, or choose another output folder"
+        )
 
 
 def icon_files(trees: dict[str, Path]) -> list[Path]:
@@ -136,7 +140,9 @@ def wallpaper_files(trees: dict[str, Path]) -> list[Path]:
             images = [p for p in folder.rglob("*") if re.search(r"\d+x\d+\.(jpg|png)$", p.name)]
             if images:
                 chosen.append(max(images, key=lambda p: np.prod([int(v) for v in re.findall(r"\d+", p.stem)[:2]])))
-        chosen += sorted(p for p in (tree / "usr/share/backgrounds").rglob("*") if p.suffix in (".jpg", ".png", ".webp"))
+        chosen += sorted(
+            p for p in (tree / "usr/share/backgrounds").rglob("*") if p.suffix in (".jpg", ".png", ".webp")
+        )
     return chosen
 
 
@@ -158,13 +164,21 @@ def write_crops(files: list[Path], out: Path, count: int, seed: int, size: int =
         side = int(rng.integers(min(img.size) // 4, min(img.size) // 2 + 1))
         x, y = int(rng.integers(0, img.width - side + 1)), int(rng.integers(0, img.height - side + 1))
         crop = img.crop((x, y, x + side, y + side)).resize((size, size), Image.Resampling.LANCZOS)
-        crop.save(out / f"{files[k].parent.parent.parent.name if 'wallpapers' in str(files[k]) else files[k].stem}_{i:04d}.png")
+        crop.save(
+            out
+            / f"{files[k].parent.parent.parent.name if 'wallpapers' in str(files[k]) else files[k].stem}_{i:04d}.png"
+        )
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("out", type=Path)
-    ap.add_argument("--cache", type=Path, default=None, help="the .deb cache (default: $XDG_CACHE_HOME/gan-lab/debs or ~/.cache/gan-lab/debs)")
+    ap.add_argument(
+        "--cache",
+        type=Path,
+        default=None,
+        help="the .deb cache (default: $XDG_CACHE_HOME/gan-lab/debs or ~/.cache/gan-lab/debs)",
+    )
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     for kind in PACKAGES:  # all of them before anything is fetched: a refusal costs no download
@@ -180,9 +194,16 @@ def main() -> None:
                 refuse_unless_ours(out)  # again: it may have appeared during the downloads
                 shutil.rmtree(out, ignore_errors=True)
                 out.mkdir(parents=True)
-                (write_icons if kind == "icons" else write_crops)(files, out, min(count, len(files)) if kind == "icons" else count, args.seed)
-                (out / "SOURCES.txt").write_text(f"{kind}-{count}: from {', '.join(trees)}; {len(files)} source images; seed {args.seed}\n")
-                print(f"{out}: {len(list(out.glob('*.png')))} images from {len(files)} source images ({', '.join(trees)})", flush=True)
+                (write_icons if kind == "icons" else write_crops)(
+                    files, out, min(count, len(files)) if kind == "icons" else count, args.seed
+                )
+                (out / "SOURCES.txt").write_text(
+                    f"{kind}-{count}: from {', '.join(trees)}; {len(files)} source images; seed {args.seed}\n"
+                )
+                print(
+                    f"{out}: {len(list(out.glob('*.png')))} images from {len(files)} source images ({', '.join(trees)})",
+                    flush=True,
+                )
 
 
 if __name__ == "__main__":

@@ -47,7 +47,9 @@ def plain_name(name: str, what: str) -> str:
     """``name`` if it names one folder inside OUT: the run folder under it is deleted and made
     again, so ``../x`` or an absolute path would delete outside OUT."""
     if name in ("", ".", "..") or "/" in name or os.sep in name or Path(name).is_absolute():
-        sys.exit(f"error: {what} {name!r} is not a plain name (one folder name: no '/', not '.' or '..'); it names the run's folder inside OUT")
+        sys.exit(
+            f"error: {what} {name!r} is not a plain name (one folder name: no '/', not '.' or '..'); it names the run's folder inside OUT"
+        )
     return name
 
 
@@ -55,10 +57,14 @@ def _append_no_link(path: Path):
     """Files at a fixed name in OUT are opened without following a link: one planted there would
     send the write to whatever file it names."""
     try:
-        return os.fdopen(os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666), "a")
+        return os.fdopen(
+            os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666), "a"
+        )
     except OSError as e:
         if e.errno == errno.ELOOP:
-            sys.exit(f"error: {path}: is a symbolic link; sweep.py makes this file itself: remove the link, then run again")
+            sys.exit(
+                f"error: {path}: is a symbolic link; sweep.py makes this file itself: remove the link, then run again"
+            )
         raise
 
 
@@ -93,15 +99,30 @@ def main(out: str, image_set: str, name: str, *overrides: str) -> None:
     with open(run / "train.log", "w") as log:
         done = subprocess.run(["gan", "train"], cwd=run, stdout=log, stderr=subprocess.STDOUT, env=env)
     seconds = time.perf_counter() - start
-    evals = list(csv.DictReader(open(run / "reports/train/eval_history.csv"))) if (run / "reports/train/eval_history.csv").exists() else []
-    timing = list(csv.DictReader(open(run / "reports/train/timing.csv"))) if (run / "reports/train/timing.csv").exists() else []
+    evals = (
+        list(csv.DictReader(open(run / "reports/train/eval_history.csv")))
+        if (run / "reports/train/eval_history.csv").exists()
+        else []
+    )
+    timing = (
+        list(csv.DictReader(open(run / "reports/train/timing.csv")))
+        if (run / "reports/train/timing.csv").exists()
+        else []
+    )
     ratios = [(round(float(r["kimg"]), 1), round(float(r["fd_ratio"]), 2)) for r in evals]
     row = {
-        "name": name, "set": src.name, "code": (code / "COMMIT").read_text().strip() if (code / "COMMIT").is_file() else None, "overrides": list(overrides), "rc": done.returncode,
-        "fd_ratio": ratios, "best": min((r for _, r in ratios), default=None),
+        "name": name,
+        "set": src.name,
+        "code": (code / "COMMIT").read_text().strip() if (code / "COMMIT").is_file() else None,
+        "overrides": list(overrides),
+        "rc": done.returncode,
+        "fd_ratio": ratios,
+        "best": min((r for _, r in ratios), default=None),
         "floor": round(float(evals[0]["fd_floor"]), 1) if evals else None,
-        "precision": float(evals[-1]["precision"]) if evals else None, "recall": float(evals[-1]["recall"]) if evals else None,
-        "wall_s": round(seconds), "train_img_s": round(float(timing[-1]["kimg"]) * 1000 / float(timing[-1]["seconds"])) if timing else None,
+        "precision": float(evals[-1]["precision"]) if evals else None,
+        "recall": float(evals[-1]["recall"]) if evals else None,
+        "wall_s": round(seconds),
+        "train_img_s": round(float(timing[-1]["kimg"]) * 1000 / float(timing[-1]["seconds"])) if timing else None,
     }
     with _append_no_link(out_dir / "results.jsonl") as f:
         f.write(json.dumps(row) + "\n")
@@ -118,7 +139,10 @@ def plot(out: str, png: str, *names: str) -> None:
     rows = [json.loads(line) for line in open(Path(out) / "results.jsonl")]
     rows = [r for r in rows if r["fd_ratio"] and (not names or r["name"] in names)]
     families: dict[str, list[str]] = {}  # icons-20, icons-200 ... in a row per family, by size
-    for name in sorted({r["set"] for r in rows}, key=lambda n: (n.rsplit("-", 1)[0], int(n.rsplit("-", 1)[-1]) if n[-1].isdigit() else 0)):
+    for name in sorted(
+        {r["set"] for r in rows},
+        key=lambda n: (n.rsplit("-", 1)[0], int(n.rsplit("-", 1)[-1]) if n[-1].isdigit() else 0),
+    ):
         families.setdefault(name.rsplit("-", 1)[0], []).append(name)
     cols = max(len(v) for v in families.values())
     fig, axes = plt.subplots(len(families), cols, figsize=(5 * cols, 3.8 * len(families)), squeeze=False)

@@ -15,7 +15,9 @@ from ganlab.io.atomic import write_text
 from ganlab.metrics.attributes import demo_names, fit
 from ganlab.params import Params
 
-CLASS_MIN_STEPS = 100  # a folder of a few hundred images is a few batches an epoch; the demo's 12 epochs are too few steps
+CLASS_MIN_STEPS = (
+    100  # a folder of a few hundred images is a few batches an epoch; the demo's 12 epochs are too few steps
+)
 
 
 def _no_classes_note() -> str:
@@ -40,7 +42,13 @@ def run(params: Params) -> None:
         return
     net, accuracy = fit(data["images"], labels, resolve_device(params.device), names=names, min_steps=min_steps)
     weights = {k: v.cpu() for k, v in net.state_dict().items()}
-    checkpoint.save({"available": True, "weights": weights, "accuracy": accuracy, "names": net.names}, layout.ATTRIBUTES)
-    report = {"available": True, "heldout_accuracy": accuracy, "heldout_accuracy_mean": sum(accuracy.values()) / len(accuracy)}
+    checkpoint.save(
+        {"available": True, "weights": weights, "accuracy": accuracy, "names": net.names}, layout.ATTRIBUTES
+    )
+    report = {
+        "available": True,
+        "heldout_accuracy": accuracy,
+        "heldout_accuracy_mean": sum(accuracy.values()) / len(accuracy),
+    }
     write_text(layout.ATTRIBUTES_REPORT, json.dumps(report, indent=1))
     print("attributes: held-out accuracy " + ", ".join(f"{a}={v:.2f}" for a, v in accuracy.items()))

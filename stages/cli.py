@@ -22,8 +22,12 @@ from stages import prepare as prepare_stage
 from stages import sample as sample_stage
 from stages import train as train_stage
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="A reproducible DCGAN lab: prepare, attributes, features, train, sample, latent-study, make-video, evaluate; bench, demo-faces.")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="A reproducible DCGAN lab: prepare, attributes, features, train, sample, latent-study, make-video, evaluate; bench, demo-faces.",
+)
 ParamsOption = typer.Option(Path("params.yaml"), "--params", "-p", help="Params file.")
 
 
@@ -57,15 +61,33 @@ def features(params: Path = ParamsOption) -> None:
 @app.command()
 def train(
     params: Path = ParamsOption,
-    nproc: int = typer.Option(1, min=1, help="Processes (one per GPU, or CPU workers) on this machine, talking over loopback only."),
-    extend: bool = typer.Option(False, "--extend", help="Continue a finished run whose train.kimg or train.stop grew, instead of "
-                                "training the new length from scratch (outside `dvc repro`, whose outputs follow from the params alone)."),
+    nproc: int = typer.Option(
+        1, min=1, help="Processes (one per GPU, or CPU workers) on this machine, talking over loopback only."
+    ),
+    extend: bool = typer.Option(
+        False,
+        "--extend",
+        help="Continue a finished run whose train.kimg or train.stop grew, instead of "
+        "training the new length from scratch (outside `dvc repro`, whose outputs follow from the params alone).",
+    ),
 ) -> None:
     """Train the DCGAN; log to MLflow; write models/checkpoint.pt and reports/train/."""
     if nproc > 1:
         _run(lambda p: train_stage.check_processes(p, nproc), params)
-        raise typer.Exit(distributed.launch(nproc, [sys.executable, "-m", "stages.cli", "train", "--params", str(params),
-                                                    *(["--extend"] if extend else [])]))
+        raise typer.Exit(
+            distributed.launch(
+                nproc,
+                [
+                    sys.executable,
+                    "-m",
+                    "stages.cli",
+                    "train",
+                    "--params",
+                    str(params),
+                    *(["--extend"] if extend else []),
+                ],
+            )
+        )
     _run(lambda p: train_stage.run(p, extend=extend), params)
 
 
@@ -95,10 +117,14 @@ def evaluate(params: Path = ParamsOption) -> None:
 
 @app.command()
 def bench(
-    config: list[str] = typer.Option(None, "--config", "-c", help="lecture-128 and/or demo-64 (default: both on CUDA, demo-64 on a CPU)."),
+    config: list[str] = typer.Option(
+        None, "--config", "-c", help="lecture-128 and/or demo-64 (default: both on CUDA, demo-64 on a CPU)."
+    ),
     trials: int = typer.Option(5, min=1, help="Interleaved timed trials per loop."),
     steps: int = typer.Option(8, min=1, help="Training steps per trial."),
-    size: list[int] = typer.Option([220, 1000], "--size", help="Data set sizes of the end-to-end runs (--size 0: none)."),
+    size: list[int] = typer.Option(
+        [220, 1000], "--size", help="Data set sizes of the end-to-end runs (--size 0: none)."
+    ),
     kimg: float = typer.Option(0, min=0, help="Length of each end-to-end run (default: 300 on CUDA, 40 on a CPU)."),
     device: str = typer.Option("auto", help="auto | cpu | cuda"),
     json_output: bool = typer.Option(False, "--json", help="Print the results as JSON."),
@@ -120,8 +146,12 @@ def bench(
 
 
 @app.command("demo-faces")
-def demo_faces(out_dir: Path, count: int = typer.Option(64, min=1), seed: int = typer.Option(0, min=0),
-               size: int = typer.Option(128, min=16, max=1024)) -> None:
+def demo_faces(
+    out_dir: Path,
+    count: int = typer.Option(64, min=1),
+    seed: int = typer.Option(0, min=0),
+    size: int = typer.Option(128, min=16, max=1024),
+) -> None:
     """Write COUNT toy faces and their labels.csv into OUT_DIR (the demo data set, as files)."""
     write_demo_faces(out_dir, count, seed, size)
     print(f"wrote {count} faces and labels.csv to {out_dir}")

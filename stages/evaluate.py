@@ -26,8 +26,27 @@ from ganlab.render.grids import save_png, to_grid
 from ganlab.render.plots import plot_curves
 
 # What `dvc metrics show` and `dvc exp show` list; every number is in reports/evaluate/metrics_detail.json and MLflow.
-HEADLINE = ("swd", "swd_floor", "swd_ratio", "swd_std", "ndb", "ndb_floor", "fd", "fd_floor", "fd_ratio", "fd_std", "kid", "precision", "recall", "nn_ratio", "copy_share", "attr_tv_mean",
-            "fid", "inception_kid", "fid_unavailable")
+HEADLINE = (
+    "swd",
+    "swd_floor",
+    "swd_ratio",
+    "swd_std",
+    "ndb",
+    "ndb_floor",
+    "fd",
+    "fd_floor",
+    "fd_ratio",
+    "fd_std",
+    "kid",
+    "precision",
+    "recall",
+    "nn_ratio",
+    "copy_share",
+    "attr_tv_mean",
+    "fid",
+    "inception_kid",
+    "fid_unavailable",
+)
 
 
 def closest_pairs(fake: torch.Tensor, real: torch.Tensor, table: torch.Tensor, n: int = 8) -> torch.Tensor:
@@ -46,19 +65,24 @@ def run(params: Params) -> dict[str, float]:
     feature_net = FeatureNet().to(device)
     sha = dataset_sha(layout.MANIFEST)
     reference = Reference(reference_features(feature_net, layout.FEATURES, real, sha))
-    result = evaluate_generator(G, real, e.samples, e.seed, feature_net, reference, net,
-                                fid_weights=e.inception_weights if e.fid else None)
+    result = evaluate_generator(
+        G, real, e.samples, e.seed, feature_net, reference, net, fid_weights=e.inception_weights if e.fid else None
+    )
     metrics, notes = result.metrics, result.notes
     if not e.fid:
         notes["fid"] = "evaluate.fid is false"
     if net is None:
         notes["attributes"] = why_not
     else:
-        metrics["classifier_heldout_accuracy_mean"] = json.loads(layout.ATTRIBUTES_REPORT.read_text())["heldout_accuracy_mean"]
+        metrics["classifier_heldout_accuracy_mean"] = json.loads(layout.ATTRIBUTES_REPORT.read_text())[
+            "heldout_accuracy_mean"
+        ]
     for key in ("fid", "inception_kid"):
         if key not in metrics:  # recorded as unavailable, so that a table across experiments shows it missing
             metrics[key] = "unavailable"
-            metrics["fid_unavailable"] = notes.get("fid", "").split(":")[0]  # one short line; the whole reason: notes.json
+            metrics["fid_unavailable"] = notes.get("fid", "").split(":")[
+                0
+            ]  # one short line; the whole reason: notes.json
     headline = {k: metrics[k] for k in HEADLINE if k in metrics}
 
     with atomic_dir(layout.EVALUATE) as out:
@@ -77,15 +101,20 @@ def run(params: Params) -> dict[str, float]:
     for key, reason in notes.items():
         print(f"evaluate: {key}: {reason}")
     shown = {k: v for k, v in headline.items() if isinstance(v, float)}
-    print("evaluate: " + ", ".join(f"{k}={v:.4g}" for k, v in shown.items()) + f" -> {layout.METRICS} "
-          f"(everything: {layout.EVALUATE}/metrics_detail.json)")
-    print(f"evaluate: fd {metrics['fd']:.4g} (floor {metrics['fd_floor']:.4g}, the same distance between two halves of the "
-          f"training images), precision {metrics['precision']:.2f}, recall {metrics['recall']:.2f}")
+    print(
+        "evaluate: " + ", ".join(f"{k}={v:.4g}" for k, v in shown.items()) + f" -> {layout.METRICS} "
+        f"(everything: {layout.EVALUATE}/metrics_detail.json)"
+    )
+    print(
+        f"evaluate: fd {metrics['fd']:.4g} (floor {metrics['fd_floor']:.4g}, the same distance between two halves of the "
+        f"training images), precision {metrics['precision']:.2f}, recall {metrics['recall']:.2f}"
+    )
     return metrics
 
 
 def _json(metrics: dict[str, float | str]) -> str:
     """Strict JSON: an undefined number (a set too small to measure) is null."""
+
     def value(v: float | str) -> float | str | None:
         return v if isinstance(v, str) else round(v, 6) if math.isfinite(v) else None
 

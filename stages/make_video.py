@@ -19,5 +19,9 @@ def run(params: Params) -> None:
             write_gif([rgb for _, rgb in frames], out / "training.gif", v.fps, v.gif_scale)
     target = layout.VIDEO / name
     with tracking.stage_run("make-video", flatten(params, ("video",))) as mlrun:
-        mlrun.attach(layout.VIDEO / "training.gif" if v.gif else target, "video")  # MLflow shows a GIF inline; the AVI stays in reports/
-    print(f"make-video: {len(frames)} frames ({frames[0][0] / 1000:g}..{frames[-1][0] / 1000:g} kimg) at {v.fps} fps -> {target}")
+        mlrun.attach(
+            layout.VIDEO / "training.gif" if v.gif else target, "video"
+        )  # MLflow shows a GIF inline; the AVI stays in reports/
+    print(
+        f"make-video: {len(frames)} frames ({frames[0][0] / 1000:g}..{frames[-1][0] / 1000:g} kimg) at {v.fps} fps -> {target}"
+    )

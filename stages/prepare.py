@@ -30,7 +30,11 @@ def run(params: Params) -> dict:
     else:
         root = Path(p.source)
         if not root.is_dir():
-            raise UserError(f"prepare.source: folder '{root}' does not exist" if not root.exists() else f"prepare.source: '{root}' is not a folder")
+            raise UserError(
+                f"prepare.source: folder '{root}' does not exist"
+                if not root.exists()
+                else f"prepare.source: '{root}' is not a folder"
+            )
         _not_an_output(root)
         if not root.resolve().is_relative_to(layout.RAW.resolve()):
             print(f"note: {root} is outside {layout.RAW}/, so DVC will not notice when its images change")
@@ -42,10 +46,14 @@ def run(params: Params) -> dict:
         if "note" in k:
             print(f"note: {shown(root)}/{k['file']}: {k['note']}")
     if not kept and not skipped:
-        raise UserError(f"prepare.source: no image files in '{shown(root)}' ({ignored} other files; extensions read: {' '.join(sorted(EXTENSIONS))})")
+        raise UserError(
+            f"prepare.source: no image files in '{shown(root)}' ({ignored} other files; extensions read: {' '.join(sorted(EXTENSIONS))})"
+        )
     if not kept:
         first = skipped[0]
-        raise UserError(f"prepare.source: no usable image in '{shown(root)}': all {len(skipped)} image files were skipped (first: {first['file']}: {first['reason']})")
+        raise UserError(
+            f"prepare.source: no usable image in '{shown(root)}': all {len(skipped)} image files were skipped (first: {first['file']}: {first['reason']})"
+        )
 
     files = [k["file"] for k in kept]
     dataset = {"images": data, "files": files}
@@ -68,8 +76,9 @@ def run(params: Params) -> dict:
         "ignored_other_files": ignored,
     }
     if p.source != "demo":  # the demo's manifest stays as it was; its labels are in its labels.csv
-        manifest["classes"] = None if classes is None else {
-            "attribute": CLASS, "names": classes["names"], "counts": classes["counts"]}
+        manifest["classes"] = (
+            None if classes is None else {"attribute": CLASS, "names": classes["names"], "counts": classes["counts"]}
+        )
         if classes is None:
             manifest["classes_note"] = no_classes
     write_text(layout.MANIFEST, json.dumps(manifest, indent=1))
@@ -88,5 +97,7 @@ def _not_an_output(root: Path) -> None:
     source = root.resolve()
     for out in (layout.PREPARED, layout.CHECKPOINT.parent, layout.METRICS.parent):
         if source.is_relative_to(out.resolve()) or out.resolve().is_relative_to(source):
-            raise UserError(f"prepare.source: '{shown(root)}' overlaps the project's outputs ({out}/), which prepare "
-                            f"would read as images; put your images under {layout.RAW}/")
+            raise UserError(
+                f"prepare.source: '{shown(root)}' overlaps the project's outputs ({out}/), which prepare "
+                f"would read as images; put your images under {layout.RAW}/"
+            )

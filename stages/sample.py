@@ -25,6 +25,11 @@ def run(params: Params) -> None:
             save_png(to_grid(image[None], nrow=1, padding=0), out / f"sample_{i:03d}.png")
     with tracking.stage_run("sample", flatten(params, ("sample", "generator", "device"))) as mlrun:
         mlrun.attach(layout.SAMPLES, "samples")
-    tracking.log_generator(copy.deepcopy(G).cpu(), fixed_latents(0, G.latent_size, 2).numpy(),
-                           {"which": params.generator, "kimg": f"{kimg:g}"})
-    print(f"sample: 8x8 grid and {s.count} images from the {params.generator} generator ({kimg:g} kimg) -> {layout.SAMPLES}/")
+    tracking.log_generator(
+        copy.deepcopy(G).cpu(),
+        fixed_latents(0, G.latent_size, 2).numpy(),
+        {"which": params.generator, "kimg": f"{kimg:g}"},
+    )
+    print(
+        f"sample: 8x8 grid and {s.count} images from the {params.generator} generator ({kimg:g} kimg) -> {layout.SAMPLES}/"
+    )

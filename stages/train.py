@@ -23,5 +23,7 @@ def check_processes(params: Params, nproc: int) -> None:
         return  # each process then reports the missing or damaged data set itself
     per_step = min(params.train.batch_size, count)
     if per_step < nproc:
-        raise UserError(f"train --nproc {nproc}: a step shows {per_step} image{'s' * (per_step != 1)} ({count} in {layout.MANIFEST}, "
-                        f"train.batch_size {params.train.batch_size}), fewer than the processes that share it; use --nproc {per_step}")
+        raise UserError(
+            f"train --nproc {nproc}: a step shows {per_step} image{'s' * (per_step != 1)} ({count} in {layout.MANIFEST}, "
+            f"train.batch_size {params.train.batch_size}), fewer than the processes that share it; use --nproc {per_step}"
+        )

@@ -39,8 +39,14 @@ def workdir(tmp_path, monkeypatch, empty_store) -> Path:
 TINY = {
     "prepare": {"image_size": 32, "demo": {"count": 40, "seed": 0}},
     "model": {"latent_size": 16, "g_width": 8, "d_width": 8},
-    "train": {"kimg": 0.064, "batch_size": 16, "tick_kimg": 0.016, "grids": 4, "checkpoint_kimg": 0.016,  # 4 steps, each a tick
-              "stop": {"patience": 0}},  # the full length: a few steps' fd is noise
+    "train": {
+        "kimg": 0.064,
+        "batch_size": 16,
+        "tick_kimg": 0.016,
+        "grids": 4,
+        "checkpoint_kimg": 0.016,  # 4 steps, each a tick
+        "stop": {"patience": 0},
+    },  # the full length: a few steps' fd is noise
     "sample": {"count": 3},
     "latent_study": {"one_hot_dims": [0, 5], "features": {3: 50.0, 12: -50.0}, "sweep": {"dim": 3, "steps": 4}},
     "evaluate": {"samples": 64},
@@ -92,5 +98,7 @@ def tiny(**sections) -> Params:
     """Small enough to train in about a second: 32 px, widths 8, 40 demo faces, 4 steps of 16."""
     raw = {k: dict(v) for k, v in TINY.items()}
     for name, values in sections.items():
-        raw[name] = {**raw.get(name, {}), **values} if isinstance(values, dict) else values  # top-level keys: device, generator
+        raw[name] = (
+            {**raw.get(name, {}), **values} if isinstance(values, dict) else values
+        )  # top-level keys: device, generator
     return parse_params(raw)

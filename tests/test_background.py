@@ -58,7 +58,11 @@ def test_in_line_writer_runs_jobs_at_submit():
 
 
 def test_host_copy_is_independent_of_the_live_tensors():
-    live = {"w": torch.ones(3), "opt": {"state": {0: {"m": torch.zeros(2)}}, "groups": [{"lr": 1.0}]}, "history": [{"a": 1.0}]}
+    live = {
+        "w": torch.ones(3),
+        "opt": {"state": {0: {"m": torch.zeros(2)}}, "groups": [{"lr": 1.0}]},
+        "history": [{"a": 1.0}],
+    }
     copy = host_copy(live)
     live["w"].add_(1)
     live["opt"]["state"][0]["m"].add_(5)

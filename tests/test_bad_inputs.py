@@ -44,7 +44,9 @@ def catalogue(tmp_path, monkeypatch):
     pal.save(src / "palette_transparent.png", transparency=0)
     Image.new("LA", (30, 30), (90, 128)).save(src / "la.png")
     Image.new("RGBA", (30, 30), (10, 10, 200, 255)).save(src / "rgba.png")
-    Image.new("RGB", (30, 30), (255, 255, 0)).save(src / "anim.gif", save_all=True, append_images=[Image.new("RGB", (30, 30), (0, 0, 0))])
+    Image.new("RGB", (30, 30), (255, 255, 0)).save(
+        src / "anim.gif", save_all=True, append_images=[Image.new("RGB", (30, 30), (0, 0, 0))]
+    )
     exif = Image.Exif()
     exif[0x0112] = 8
     Image.new("RGB", (60, 30), (120, 60, 200)).save(src / "exif.jpg", exif=exif)
@@ -88,8 +90,19 @@ EXPECTED_SKIPS = {
     "devzero.png": "not a regular file",
 }
 EXPECTED_NOTES = {"one_pixel.png": "upscaled from 1x1", "wide.png": "4000x10 is far from square; cropped to its centre"}
-EXPECTED_KEPT = {"good.png", "sixteen_bit.png", "cmyk.jpg", "palette_transparent.png", "la.png", "rgba.png", "anim.gif",
-                 "exif.jpg", "my holiday photo.png", "caf\\xe9-latin1.png", *EXPECTED_NOTES}
+EXPECTED_KEPT = {
+    "good.png",
+    "sixteen_bit.png",
+    "cmyk.jpg",
+    "palette_transparent.png",
+    "la.png",
+    "rgba.png",
+    "anim.gif",
+    "exif.jpg",
+    "my holiday photo.png",
+    "caf\\xe9-latin1.png",
+    *EXPECTED_NOTES,
+}
 
 
 def test_every_case_has_its_outcome(catalogue, capsys):
@@ -112,8 +125,14 @@ def test_every_case_has_its_outcome(catalogue, capsys):
     [
         (lambda d: None, "prepare.source: folder '{d}' does not exist"),
         (lambda d: d.mkdir(), "prepare.source: no image files in '{d}' (0 other files"),
-        (lambda d: (d.mkdir(), (d / "a.txt").write_text("x"), (d / "b.csv").write_text("y")), "no image files in '{d}' (2 other files"),
-        (lambda d: (d.mkdir(), (d / "a.png").write_bytes(b"")), "no usable image in '{d}': all 1 image files were skipped (first: a.png: empty file"),
+        (
+            lambda d: (d.mkdir(), (d / "a.txt").write_text("x"), (d / "b.csv").write_text("y")),
+            "no image files in '{d}' (2 other files",
+        ),
+        (
+            lambda d: (d.mkdir(), (d / "a.png").write_bytes(b"")),
+            "no usable image in '{d}': all 1 image files were skipped (first: a.png: empty file",
+        ),
         (lambda d: d.write_text("a file"), "prepare.source: '{d}' is not a folder"),
     ],
     ids=["missing", "empty", "non-images", "only-bad-images", "a-file"],
@@ -134,7 +153,9 @@ def test_padding_counts_pixels_after_the_resize(tmp_path, monkeypatch):
     assert manifest["images"][0]["note"] == "100000x1 is far from square; padded"
     data = torch.load("data/prepared/dataset.pt", weights_only=True)["images"]
     dark_rows = (data[0].float().mean(0) < 0).all(1)
-    assert data.shape == (1, 3, 32, 32) and int(dark_rows.sum()) == 1 and float(data[0, :, 0].min()) == 1.0  # a black line on white
+    assert (
+        data.shape == (1, 3, 32, 32) and int(dark_rows.sum()) == 1 and float(data[0, :, 0].min()) == 1.0
+    )  # a black line on white
 
 
 def test_files_over_the_byte_cap_are_skipped_unread(tmp_path, monkeypatch):
@@ -145,7 +166,9 @@ def test_files_over_the_byte_cap_are_skipped_unread(tmp_path, monkeypatch):
     monkeypatch.setattr(folder, "MAX_FILE_BYTES", 2**16)
     manifest = prepare.run(parse_params({"prepare": {"source": "src", "image_size": 32}}))
     assert [k["file"] for k in manifest["images"]] == ["small.png"]
-    assert manifest["skipped"] == [{"file": "large.png", "reason": "0.115 MB: larger than the 0.0625 MB an image file may be"}]
+    assert manifest["skipped"] == [
+        {"file": "large.png", "reason": "0.115 MB: larger than the 0.0625 MB an image file may be"}
+    ]
 
 
 def test_a_smaller_demo_leaves_no_old_faces(tmp_path, monkeypatch):

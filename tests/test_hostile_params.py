@@ -26,11 +26,15 @@ def refused(path) -> str:
 
 # --- class 2: params that validate must not blow up later ---------------------------------------
 
-@pytest.mark.parametrize("train", [
-    {"kimg": 1e9},  # a MemoryError at 3 GB, listing every tick
-    {"kimg": 1e9, "batch_size": 1, "tick_kimg": 0.001, "checkpoint_kimg": 0.001, "eval_kimg": 0.001, "grids": 500},
-    {"epochs": 1_000_000, "batch_size": 1},
-])
+
+@pytest.mark.parametrize(
+    "train",
+    [
+        {"kimg": 1e9},  # a MemoryError at 3 GB, listing every tick
+        {"kimg": 1e9, "batch_size": 1, "tick_kimg": 0.001, "checkpoint_kimg": 0.001, "eval_kimg": 0.001, "grids": 500},
+        {"epochs": 1_000_000, "batch_size": 1},
+    ],
+)
 def test_class2_unbounded_a_run_of_any_allowed_length_starts_its_first_step_in_seconds(train):
     tracemalloc.start()
     start = time.perf_counter()
@@ -44,17 +48,23 @@ def test_class2_unbounded_a_run_of_any_allowed_length_starts_its_first_step_in_s
     assert list(c.stops(after=c.total - 1)) == [c.total]
 
 
-@pytest.mark.parametrize("yaml_train, expected", [
-    ("{kimg: .inf}", "train.kimg: Input should be a finite number (got inf)"),  # passed, then OverflowError
-    ("{kimg: .nan}", "train.kimg: Input should be a finite number (got nan)"),
-    ("{kimg: 1.0e+10}", "train.kimg: Input should be less than or equal to 1000000000 (got 10000000000.0)"),
-    ("{epochs: 10000000000}", "train.epochs: Input should be less than or equal to 1000000 (got 10000000000)"),
-    ("{tick_kimg: 1.0e-9}", "train.tick_kimg: must be at least 0.001 (one image); anything up to one step's images is due at every step (got 1e-09)"),  # hung
-    ("{checkpoint_kimg: 1.0e-12}", "train.checkpoint_kimg: must be at least 0.001 (one image)"),  # hung
-    ("{eval_kimg: 1.0e-300}", "train.eval_kimg: must be at least 0.001 (one image)"),
-    ("{stop: {minutes: .inf}}", "train.stop.minutes: Input should be a finite number (got inf)"),
-    ("{eval_samples: 1000000000}", "train.eval_samples: Input should be less than or equal to 50000"),
-])
+@pytest.mark.parametrize(
+    "yaml_train, expected",
+    [
+        ("{kimg: .inf}", "train.kimg: Input should be a finite number (got inf)"),  # passed, then OverflowError
+        ("{kimg: .nan}", "train.kimg: Input should be a finite number (got nan)"),
+        ("{kimg: 1.0e+10}", "train.kimg: Input should be less than or equal to 1000000000 (got 10000000000.0)"),
+        ("{epochs: 10000000000}", "train.epochs: Input should be less than or equal to 1000000 (got 10000000000)"),
+        (
+            "{tick_kimg: 1.0e-9}",
+            "train.tick_kimg: must be at least 0.001 (one image); anything up to one step's images is due at every step (got 1e-09)",
+        ),  # hung
+        ("{checkpoint_kimg: 1.0e-12}", "train.checkpoint_kimg: must be at least 0.001 (one image)"),  # hung
+        ("{eval_kimg: 1.0e-300}", "train.eval_kimg: must be at least 0.001 (one image)"),
+        ("{stop: {minutes: .inf}}", "train.stop.minutes: Input should be a finite number (got inf)"),
+        ("{eval_samples: 1000000000}", "train.eval_samples: Input should be less than or equal to 50000"),
+    ],
+)
 def test_class2_unbounded_lengths_and_cadences_that_cannot_run_are_refused_in_one_line(tmp_path, yaml_train, expected):
     path = tmp_path / "params.yaml"
     path.write_text(f"train: {yaml_train}\n")
@@ -68,6 +78,7 @@ def test_class2_unbounded_a_cadence_shorter_than_a_step_is_due_at_every_step():
 
 
 # --- class 3: a params file can be hostile ------------------------------------------------------
+
 
 def laughs(levels: int) -> str:
     """'Billion laughs' as train.kimg: each level an anchor of ten aliases of the one before."""
@@ -113,8 +124,9 @@ def test_class3_hostile_yaml_a_file_over_a_megabyte_is_refused_unread(tmp_path):
 def test_class3_and_class9_duplicate_yaml_keys_are_refused_naming_the_key_and_line(tmp_path):
     path = tmp_path / "params.yaml"
     path.write_text("train:\n  lr: 0.001\n  kimg: 2\n  lr: 0.5\n")  # silently trained at lr 0.5
-    assert refused(path) == (f"{path}: train.lr: duplicate key at line 4 (first at line 2); "
-                             "YAML would keep the last silently")
+    assert refused(path) == (
+        f"{path}: train.lr: duplicate key at line 4 (first at line 2); YAML would keep the last silently"
+    )
     path.write_text("train: {kimg: 1}\nmodel: {}\ntrain: {kimg: 2}\n")
     assert refused(path).startswith(f"{path}: train: duplicate key at line 3 (first at line 1)")
 
@@ -126,11 +138,15 @@ def test_class3_the_shipped_params_file_still_loads():
 
 # --- class 9: the low-severity rest -------------------------------------------------------------
 
-@pytest.mark.parametrize("latent_study, expected", [
-    ({"constants": [0.0, float("nan")]}, "latent_study.constants.1: Input should be a finite number (got nan)"),
-    ({"features": {3: float("inf")}}, "latent_study.features.3: Input should be a finite number (got inf)"),
-    ({"sweep": {"stop": float("-inf")}}, "latent_study.sweep.stop: Input should be a finite number (got -inf)"),
-])
+
+@pytest.mark.parametrize(
+    "latent_study, expected",
+    [
+        ({"constants": [0.0, float("nan")]}, "latent_study.constants.1: Input should be a finite number (got nan)"),
+        ({"features": {3: float("inf")}}, "latent_study.features.3: Input should be a finite number (got inf)"),
+        ({"sweep": {"stop": float("-inf")}}, "latent_study.sweep.stop: Input should be a finite number (got -inf)"),
+    ],
+)
 def test_class9_nan_or_inf_in_latent_study_is_refused_naming_the_key(latent_study, expected):
     with pytest.raises(UserError) as e:
         parse_params({"latent_study": latent_study})
@@ -145,10 +161,14 @@ def test_class9_prepare_source_inside_or_holding_the_outputs_is_refused(workdir,
 
     for folder in ("data/prepared/demo", "models", "reports/train", "data/raw"):
         Path(folder).mkdir(parents=True, exist_ok=True)
-    Image.new("RGB", (40, 40), (200, 30, 30)).save(Path(source) / "last_run.png")  # an earlier run's output, read as an image
+    Image.new("RGB", (40, 40), (200, 30, 30)).save(
+        Path(source) / "last_run.png"
+    )  # an earlier run's output, read as an image
     with pytest.raises(UserError) as e:
         prepare.run(parse_params({"prepare": {"source": source, "image_size": 32}}))
-    assert str(e.value).startswith(f"prepare.source: '{source}' overlaps the project's outputs (") and "data/raw/" in str(e.value)
+    assert str(e.value).startswith(
+        f"prepare.source: '{source}' overlaps the project's outputs ("
+    ) and "data/raw/" in str(e.value)
 
 
 def test_class9_memorisation_on_a_one_image_set_is_undefined_not_a_perfect_copy_score():
@@ -160,7 +180,11 @@ def test_class9_memorisation_on_a_one_image_set_is_undefined_not_a_perfect_copy_
 
     generated, real = torch.rand(16, 3, 8, 8), torch.rand(1, 3, 8, 8)
     scores, table = memorisation(generated, real)  # was nn_ratio 0 and copy_share 1: "every sample a copy"
-    assert math.isnan(scores["nn_ratio"]) and math.isnan(scores["copy_share"]) and math.isnan(scores["nn_dist_real_median"])
+    assert (
+        math.isnan(scores["nn_ratio"])
+        and math.isnan(scores["copy_share"])
+        and math.isnan(scores["nn_dist_real_median"])
+    )
     assert scores["nn_dist_gen_median"] > 0 and table.shape == (16, 2)
     two, _ = memorisation(generated, torch.rand(2, 3, 8, 8))
     assert math.isfinite(two["nn_ratio"]) and 0 <= two["copy_share"] <= 1
@@ -189,7 +213,8 @@ def test_class9_nproc_more_than_the_images_of_a_step_is_refused_before_the_proce
     assert result.exit_code == 1
     assert result.output.strip().splitlines() == [
         "error: train --nproc 2: a step shows 1 image (1 in data/prepared/manifest.json, train.batch_size 16), "
-        "fewer than the processes that share it; use --nproc 1"]
+        "fewer than the processes that share it; use --nproc 1"
+    ]
     assert not Path("models/checkpoint.pt").exists()
 
 
@@ -230,6 +255,8 @@ def test_class9_a_kill_between_the_dataset_and_manifest_renames_leaves_no_stale_
         prepare.run(demo(30))
     assert len(torch.load(layout.DATASET, weights_only=True)["images"]) == 30  # the new data set...
     with pytest.raises(UserError, match=r"manifest.json: not found \(run `gan prepare` first\)"):
-        dataset_sha(layout.MANIFEST)  # ...never paired with the old manifest (was: the 20 images' hash, stale features and fingerprint)
+        dataset_sha(
+            layout.MANIFEST
+        )  # ...never paired with the old manifest (was: the 20 images' hash, stale features and fingerprint)
     monkeypatch.setattr(prepare, "write_text", real_write)
     assert prepare.run(demo(30))["count"] == 30 and dataset_sha(layout.MANIFEST)

@@ -22,7 +22,12 @@ def _sqrtm_psd(m: torch.Tensor) -> torch.Tensor:
 def test_frechet_distance_matches_the_matrix_square_root_formula():
     g = torch.Generator().manual_seed(0)
     a = torch.randn(300, 8, generator=g, dtype=torch.float64)
-    b = torch.randn(200, 8, generator=g, dtype=torch.float64) @ torch.randn(8, 8, generator=g, dtype=torch.float64) * 0.5 + 1
+    b = (
+        torch.randn(200, 8, generator=g, dtype=torch.float64)
+        @ torch.randn(8, 8, generator=g, dtype=torch.float64)
+        * 0.5
+        + 1
+    )
     sa, sb = torch.cov(a.T), torch.cov(b.T)
     root = _sqrtm_psd(sa)
     expected = (a.mean(0) - b.mean(0)).square().sum() + torch.trace(sa + sb - 2 * _sqrtm_psd(root @ sb @ root))
@@ -71,10 +76,14 @@ def test_calibration_on_real_images(faces, net):
     blurred = features(net, F.avg_pool2d(faces[200:], 4).repeat_interleave(4, 2).repeat_interleave(4, 3))
     noise = features(net, torch.rand(200, 3, 64, 64, generator=torch.Generator().manual_seed(0)) * 2 - 1)
     collapsed = features(net, faces[200:201].repeat(200, 1, 1, 1))
-    scores = {name: feature_scores(f, ref)[0] for name, f in
-              {"held_out": held_out, "blurred": blurred, "noise": noise, "collapsed": collapsed}.items()}
+    scores = {
+        name: feature_scores(f, ref)[0]
+        for name, f in {"held_out": held_out, "blurred": blurred, "noise": noise, "collapsed": collapsed}.items()
+    }
     floor = scores["held_out"]["fd_floor"]
-    assert scores["held_out"]["fd"] < floor + 3 * scores["held_out"]["fd_std"]  # fresh draws of the data score at the floor
+    assert (
+        scores["held_out"]["fd"] < floor + 3 * scores["held_out"]["fd_std"]
+    )  # fresh draws of the data score at the floor
     assert scores["held_out"]["fd"] < scores["blurred"]["fd"] < scores["noise"]["fd"]
     assert scores["blurred"]["fd_ratio"] > 3 and scores["noise"]["fd_ratio"] > 10
     assert scores["collapsed"]["fd_ratio"] > 10 and scores["collapsed"]["recall"] < 0.05 < scores["held_out"]["recall"]

@@ -14,24 +14,47 @@ LATENT = 128
 def lecture_generator() -> nn.Sequential:
     """The slide's cell [11], with the arguments the slide cuts off (padding, bias=False)."""
     return nn.Sequential(
-        nn.ConvTranspose2d(LATENT, 512, kernel_size=4, stride=1, padding=0, bias=False), nn.BatchNorm2d(512), nn.ReLU(True),
-        nn.ConvTranspose2d(512, 256, kernel_size=4, stride=2, padding=1, bias=False), nn.BatchNorm2d(256), nn.ReLU(True),
-        nn.ConvTranspose2d(256, 128, kernel_size=4, stride=2, padding=1, bias=False), nn.BatchNorm2d(128), nn.ReLU(True),
-        nn.ConvTranspose2d(128, 64, kernel_size=4, stride=2, padding=1, bias=False), nn.BatchNorm2d(64), nn.ReLU(True),
-        nn.ConvTranspose2d(64, 32, kernel_size=4, stride=2, padding=1, bias=False), nn.BatchNorm2d(32), nn.ReLU(True),
-        nn.ConvTranspose2d(32, 3, kernel_size=4, stride=2, padding=1, bias=False), nn.Tanh(),
+        nn.ConvTranspose2d(LATENT, 512, kernel_size=4, stride=1, padding=0, bias=False),
+        nn.BatchNorm2d(512),
+        nn.ReLU(True),
+        nn.ConvTranspose2d(512, 256, kernel_size=4, stride=2, padding=1, bias=False),
+        nn.BatchNorm2d(256),
+        nn.ReLU(True),
+        nn.ConvTranspose2d(256, 128, kernel_size=4, stride=2, padding=1, bias=False),
+        nn.BatchNorm2d(128),
+        nn.ReLU(True),
+        nn.ConvTranspose2d(128, 64, kernel_size=4, stride=2, padding=1, bias=False),
+        nn.BatchNorm2d(64),
+        nn.ReLU(True),
+        nn.ConvTranspose2d(64, 32, kernel_size=4, stride=2, padding=1, bias=False),
+        nn.BatchNorm2d(32),
+        nn.ReLU(True),
+        nn.ConvTranspose2d(32, 3, kernel_size=4, stride=2, padding=1, bias=False),
+        nn.Tanh(),
     )
 
 
 def lecture_discriminator() -> nn.Sequential:
     """The slide's cell [15]."""
     return nn.Sequential(
-        nn.Conv2d(3, 64, kernel_size=4, stride=2, padding=1, bias=False), nn.BatchNorm2d(64), nn.LeakyReLU(0.2, inplace=True),
-        nn.Conv2d(64, 128, kernel_size=4, stride=2, padding=1, bias=False), nn.BatchNorm2d(128), nn.LeakyReLU(0.2, inplace=True),
-        nn.Conv2d(128, 256, kernel_size=4, stride=2, padding=1, bias=False), nn.BatchNorm2d(256), nn.LeakyReLU(0.2, inplace=True),
-        nn.Conv2d(256, 512, kernel_size=4, stride=2, padding=1, bias=False), nn.BatchNorm2d(512), nn.LeakyReLU(0.2, inplace=True),
-        nn.Conv2d(512, 1024, kernel_size=4, stride=2, padding=1, bias=False), nn.BatchNorm2d(1024), nn.LeakyReLU(0.2, inplace=True),
-        nn.Conv2d(1024, 1, kernel_size=4, stride=1, padding=0, bias=False), nn.Flatten(), nn.Sigmoid(),
+        nn.Conv2d(3, 64, kernel_size=4, stride=2, padding=1, bias=False),
+        nn.BatchNorm2d(64),
+        nn.LeakyReLU(0.2, inplace=True),
+        nn.Conv2d(64, 128, kernel_size=4, stride=2, padding=1, bias=False),
+        nn.BatchNorm2d(128),
+        nn.LeakyReLU(0.2, inplace=True),
+        nn.Conv2d(128, 256, kernel_size=4, stride=2, padding=1, bias=False),
+        nn.BatchNorm2d(256),
+        nn.LeakyReLU(0.2, inplace=True),
+        nn.Conv2d(256, 512, kernel_size=4, stride=2, padding=1, bias=False),
+        nn.BatchNorm2d(512),
+        nn.LeakyReLU(0.2, inplace=True),
+        nn.Conv2d(512, 1024, kernel_size=4, stride=2, padding=1, bias=False),
+        nn.BatchNorm2d(1024),
+        nn.LeakyReLU(0.2, inplace=True),
+        nn.Conv2d(1024, 1, kernel_size=4, stride=1, padding=0, bias=False),
+        nn.Flatten(),
+        nn.Sigmoid(),
     )
 
 
@@ -84,7 +107,9 @@ def test_projected_discriminator_learns_only_its_heads_and_teaches_g_through_the
     trainable = [n for n, p in D.named_parameters() if p.requires_grad]
     assert trainable and all(n.startswith("heads.") for n in trainable)
     assert all(p.grad is not None for n, p in D.named_parameters() if p.requires_grad)
-    assert all(torch.equal(v, D.backbone.state_dict()[k]) for k, v in pretrained.items())  # ImageNet's BN statistics, kept
+    assert all(
+        torch.equal(v, D.backbone.state_dict()[k]) for k, v in pretrained.items()
+    )  # ImageNet's BN statistics, kept
     assert not any(k.startswith("backbone") for k in D.state_dict())  # the pretrained weights come from their package
 
     torch.manual_seed(1)  # other random projections and heads: the state_dict carries them all
@@ -97,12 +122,16 @@ def test_projected_discriminator_learns_only_its_heads_and_teaches_g_through_the
 
 def test_pixel_and_feature_discriminators_weigh_equally_and_both_learn():
     torch.manual_seed(0)
-    D = FeaturesAndPixels(ProjectedDiscriminator(64, 8), Discriminator(64, 8)).eval()  # eval: spectral norm's power step is not taken
+    D = FeaturesAndPixels(
+        ProjectedDiscriminator(64, 8), Discriminator(64, 8)
+    ).eval()  # eval: spectral norm's power step is not taken
     x = torch.rand(4, 3, 64, 64) * 2 - 1
     logits = D(x)
     assert logits.shape == (4, 8)
     torch.testing.assert_close(logits[:, :4], D.features(x), rtol=0, atol=0)
-    assert (logits[:, 4:] == D.pixels(x)[:, None]).all()  # the pixel D's logit fills half the columns: half the mean loss
+    assert (
+        logits[:, 4:] == D.pixels(x)[:, None]
+    ).all()  # the pixel D's logit fills half the columns: half the mean loss
     D.train()(x).mean().backward()
     trainable = {n: p for n, p in D.named_parameters() if p.requires_grad}
     assert any(n.startswith("pixels.") for n in trainable) and any(n.startswith("features.heads.") for n in trainable)

@@ -36,17 +36,39 @@ def test_the_pyramid_has_a_level_per_octave_down_to_16_px_and_adds_back_up():
     assert [lv.shape[-1] for lv in levels] == [64, 32, 16]
     assert laplacian_pyramid(torch.rand(1, 3, 16, 16))[0].shape[-1] == 16  # 16 px: the low-pass level alone
     flat = laplacian_pyramid(torch.full((1, 3, 32, 32), 0.3))
-    assert flat[0].abs().max() < 1e-5 and torch.allclose(flat[1], torch.full_like(flat[1], 0.3))  # no detail in a flat image
+    assert flat[0].abs().max() < 1e-5 and torch.allclose(
+        flat[1], torch.full_like(flat[1], 0.3)
+    )  # no detail in a flat image
 
 
 def test_swd_is_near_its_floor_for_held_out_faces_and_far_for_blur_noise_and_collapse(faces):
     real, held = faces[:200], faces[200:]
-    blur = F.interpolate(F.interpolate(held, scale_factor=0.5, mode="bilinear", antialias=True), scale_factor=2, mode="bilinear")
-    scores = {name: swd_scores(x, real, _splits(200)) for name, x in
-              {"held": held, "blur": blur, "noise": torch.rand_like(held) * 2 - 1, "one": held[:1].expand_as(held).contiguous()}.items()}
+    blur = F.interpolate(
+        F.interpolate(held, scale_factor=0.5, mode="bilinear", antialias=True), scale_factor=2, mode="bilinear"
+    )
+    scores = {
+        name: swd_scores(x, real, _splits(200))
+        for name, x in {
+            "held": held,
+            "blur": blur,
+            "noise": torch.rand_like(held) * 2 - 1,
+            "one": held[:1].expand_as(held).contiguous(),
+        }.items()
+    }
     held_s = scores["held"]
-    assert set(held_s) >= {"swd", "swd_std", "swd_floor", "swd_floor_std", "swd_ratio", "swd_32px", "swd_16px", "swd_samples"}
-    assert held_s["swd_ratio"] < 1.5  # a perfect generator scores about the floor (the floor's own spread is wide at n = 100)
+    assert set(held_s) >= {
+        "swd",
+        "swd_std",
+        "swd_floor",
+        "swd_floor_std",
+        "swd_ratio",
+        "swd_32px",
+        "swd_16px",
+        "swd_samples",
+    }
+    assert (
+        held_s["swd_ratio"] < 1.5
+    )  # a perfect generator scores about the floor (the floor's own spread is wide at n = 100)
     assert scores["blur"]["swd_ratio"] > 2.5 * held_s["swd_ratio"]  # the fine level sees blur
     assert scores["blur"]["swd_32px"] > 5 * held_s["swd_32px"]
     assert scores["one"]["swd_ratio"] > 2.5 * held_s["swd_ratio"]
@@ -62,7 +84,10 @@ def test_ndb_finds_dropped_modes_and_leaves_a_fair_sample_at_its_floor(faces):
 
 
 def _history(rows: list[tuple[float, float]], swd_std: float = 1.0, fd_std: float = 5.0) -> list[dict[str, float]]:
-    return [{"kimg": 10.0 * (i + 1), "swd": s, "swd_std": swd_std, "fd": f, "fd_std": fd_std} for i, (s, f) in enumerate(rows)]
+    return [
+        {"kimg": 10.0 * (i + 1), "swd": s, "swd_std": swd_std, "fd": f, "fd_std": fd_std}
+        for i, (s, f) in enumerate(rows)
+    ]
 
 
 def test_the_best_generator_is_never_one_whose_fd_improves_while_swd_worsens():

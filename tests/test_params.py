@@ -28,7 +28,10 @@ def test_project_params_file_is_valid():
         ({"train": {"epochs": True}}, "train.epochs: expected a number, not yes/no (got True)"),  # YAML's `epochs: yes`
         ({"train": {"lr": False}}, "train.lr: expected a number, not yes/no (got False)"),
         ({"prepare": {"source": ""}}, "prepare.source: must be 'demo' or a folder of images"),
-        ({"sample": {"seed": 2**64}}, "sample.seed: Input should be less than 4611686018427387904"),  # torch seeds are 64-bit
+        (
+            {"sample": {"seed": 2**64}},
+            "sample.seed: Input should be less than 4611686018427387904",
+        ),  # torch seeds are 64-bit
         ({"train": {"seed": -1}}, "train.seed: Input should be greater than or equal to 0"),
         ({"train": {"lr": -1}}, "train.lr: Input should be greater than 0 (got -1)"),
         ({"train": {"batch_size": 0}}, "train.batch_size: Input should be greater than or equal to 1 (got 0)"),
@@ -39,17 +42,32 @@ def test_project_params_file_is_valid():
         ({"prepare": {"background": [0, 0, 300]}}, "prepare.background: each channel must be in 0..255"),
         ({"trian": {}}, "trian: unknown key; did you mean 'train'?"),
         ({"train": {"learning_rate": 1}}, "train.learning_rate: unknown key"),
-        ({"latent_study": {"sweep": {"dimm": 1}}}, "latent_study.sweep.dimm: unknown key; did you mean 'latent_study.sweep.dim'?"),
+        (
+            {"latent_study": {"sweep": {"dimm": 1}}},
+            "latent_study.sweep.dimm: unknown key; did you mean 'latent_study.sweep.dim'?",
+        ),
         ({"latent_study": {"one_hot_dims": [128]}}, "latent_study.one_hot_dims: dimension 128 is outside 0..127"),
-        ({"model": {"latent_size": 16}, "latent_study": {"one_hot_dims": [], "sweep": {"dim": 0}, "features": {20: 50}}}, "latent_study.features: dimension 20 is outside 0..15"),
+        (
+            {
+                "model": {"latent_size": 16},
+                "latent_study": {"one_hot_dims": [], "sweep": {"dim": 0}, "features": {20: 50}},
+            },
+            "latent_study.features: dimension 20 is outside 0..15",
+        ),
         ({"model": {"latent_size": 0}}, "model.latent_size: Input should be greater than or equal to 1 (got 0)"),
         ({"model": {"g_width": -8}}, "model.g_width: Input should be greater than or equal to 1 (got -8)"),
         ({"prepare": {"image_size": -64}}, "prepare.image_size: must be one of"),
-        ({"train": {"diffaugment": ["blur"]}}, "train.diffaugment.0: Input should be 'color', 'translation' or 'cutout'"),
+        (
+            {"train": {"diffaugment": ["blur"]}},
+            "train.diffaugment.0: Input should be 'color', 'translation' or 'cutout'",
+        ),
         ({"train": {"best_metric": "accuracy"}}, "train.best_metric: Input should be 'panel', 'swd', 'ndb', 'fd'"),
         ({"train": {"ema": 1.0}}, "train.ema: Input should be less than 1"),
         ({"generator": "middle"}, "generator: Input should be 'best' or 'last'"),
-        ({"tracking": {"experiment": "x" * 300}}, "tracking.experiment: String should have at most 200 characters"),  # was OSError after training
+        (
+            {"tracking": {"experiment": "x" * 300}},
+            "tracking.experiment: String should have at most 200 characters",
+        ),  # was OSError after training
         ([1, 2], "expected a mapping"),
     ],
 )

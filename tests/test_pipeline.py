@@ -21,7 +21,16 @@ from tests.project import new_project, repro, run, set_param
 def project(tmp_path_factory, empty_store) -> Path:
     """A fresh copy of the project with tiny params, after one full `dvc repro`."""
     dst = new_project(tmp_path_factory.mktemp("project"), empty_store)
-    assert repro(dst) == ["prepare", "attributes", "features", "train", "sample", "latent-study", "make-video", "evaluate"]
+    assert repro(dst) == [
+        "prepare",
+        "attributes",
+        "features",
+        "train",
+        "sample",
+        "latent-study",
+        "make-video",
+        "evaluate",
+    ]
     return dst
 
 
@@ -39,7 +48,9 @@ def test_outputs_are_what_they_claim(project):
     assert counts == {"constants": 5, "one_hot": 2, "features": 3, "sweep": 4}
     import base64
 
-    inline = re.findall(r'src="data:image/png;base64,([^"]+)"', page)  # self-contained: MLflow's viewer breaks relative links
+    inline = re.findall(
+        r'src="data:image/png;base64,([^"]+)"', page
+    )  # self-contained: MLflow's viewer breaks relative links
     assert len(inline) == sum(counts.values())
     assert base64.b64decode(inline[0]) == (study / "constants/00.png").read_bytes()
     for name in counts:
@@ -56,21 +67,58 @@ def test_outputs_are_what_they_claim(project):
     assert Image.open(project / "reports/video/training.gif").n_frames == len(grids)
 
     headline = json.loads((project / "reports/metrics.json").read_text())
-    assert list(headline) == ["swd", "swd_floor", "swd_ratio", "swd_std", "ndb", "ndb_floor",
-                              "fd", "fd_floor", "fd_ratio", "fd_std", "kid", "precision", "recall", "nn_ratio", "copy_share",
-                              "attr_tv_mean", "fid", "inception_kid", "fid_unavailable"]  # readable in `dvc metrics show`
+    assert list(headline) == [
+        "swd",
+        "swd_floor",
+        "swd_ratio",
+        "swd_std",
+        "ndb",
+        "ndb_floor",
+        "fd",
+        "fd_floor",
+        "fd_ratio",
+        "fd_std",
+        "kid",
+        "precision",
+        "recall",
+        "nn_ratio",
+        "copy_share",
+        "attr_tv_mean",
+        "fid",
+        "inception_kid",
+        "fid_unavailable",
+    ]  # readable in `dvc metrics show`
     metrics = json.loads((project / "reports/evaluate/metrics_detail.json").read_text())
     assert {k: metrics[k] for k in headline} == headline
-    for key in ("swd", "swd_floor", "swd_std", "ndb", "ndb_floor", "fd", "fd_floor", "kid", "kid_std", "precision", "recall",
-                "attr_tv_mean", "attr_confident_all", "nn_ratio",
-                "copy_share", "classifier_heldout_accuracy_mean"):
+    for key in (
+        "swd",
+        "swd_floor",
+        "swd_std",
+        "ndb",
+        "ndb_floor",
+        "fd",
+        "fd_floor",
+        "kid",
+        "kid_std",
+        "precision",
+        "recall",
+        "attr_tv_mean",
+        "attr_confident_all",
+        "nn_ratio",
+        "copy_share",
+        "classifier_heldout_accuracy_mean",
+    ):
         assert isinstance(metrics[key], float), key
     # no InceptionV3 weights offline: recorded as unavailable, with the reason, and the stage still succeeds
     assert metrics["fid"] == metrics["inception_kid"] == "unavailable"
     assert metrics["fid_unavailable"] == "InceptionV3 weights not found (offline?)"
     shown = json.loads(run([sys.executable, "-m", "dvc", "metrics", "show", "--json"], project).stdout)
-    assert shown[""]["data"]["reports/metrics.json"]["data"]["fid"] == "unavailable"  # DVC reads it; a table shows it missing
-    assert list(shown[""]["data"]) == ["reports/metrics.json"]  # one metrics file: `dvc metrics show` stays one readable row
+    assert (
+        shown[""]["data"]["reports/metrics.json"]["data"]["fid"] == "unavailable"
+    )  # DVC reads it; a table shows it missing
+    assert list(shown[""]["data"]) == [
+        "reports/metrics.json"
+    ]  # one metrics file: `dvc metrics show` stays one readable row
     assert "InceptionV3 weights not found" in json.loads((project / "reports/evaluate/notes.json").read_text())["fid"]
     assert Image.open(project / "reports/evaluate/closest_pairs.png").size == (8 * 32 + 18, 2 * 32 + 6)
     assert (project / "reports/evaluate/training_curves.png").is_file()
@@ -92,7 +140,9 @@ def test_mlflow_run_has_metrics_model_and_stage_outputs(project):
     assert run_info.info.status == "FINISHED"
     assert run_info.info.artifact_uri.startswith((project / "mlruns" / "gan-lab").as_uri())
     assert run_info.data.params["prepare.image_size"] == "32" and "train.lr" in run_info.data.params
-    assert not any(k.startswith(("sample.", "video.", "evaluate.", "latent_study.")) for k in run_info.data.params)  # the children's
+    assert not any(
+        k.startswith(("sample.", "video.", "evaluate.", "latent_study.")) for k in run_info.data.params
+    )  # the children's
     assert run_info.info.run_name == "demo-32px"  # no DVC experiment: named after the data set
     assert run_info.data.tags["mlflow.source.git.commit"]
     for key in ("loss_d", "loss_g", "real_score", "fake_score", "images_per_s"):
@@ -101,8 +151,12 @@ def test_mlflow_run_has_metrics_model_and_stage_outputs(project):
 
     kids = children(client, run_info)
     assert sorted(kids) == ["evaluate", "latent-study", "make-video", "sample"]
-    expected = {"sample": ("sample.count", "samples"), "latent-study": ("latent_study.constants", "latent_study"),
-                "make-video": ("video.fps", "video"), "evaluate": ("evaluate.samples", "evaluate")}
+    expected = {
+        "sample": ("sample.count", "samples"),
+        "latent-study": ("latent_study.constants", "latent_study"),
+        "make-video": ("video.fps", "video"),
+        "evaluate": ("evaluate.samples", "evaluate"),
+    }
     for stage, (param, folder) in expected.items():
         kid = kids[stage]
         assert kid.info.status == "FINISHED" and param in kid.data.params and kid.data.tags["stage"] == stage
@@ -110,7 +164,9 @@ def test_mlflow_run_has_metrics_model_and_stage_outputs(project):
     assert {a.path for a in client.list_artifacts(kids["make-video"].info.run_id, "video")} == {"video/training.gif"}
     evaluated = kids["evaluate"].data.metrics
     assert {"fd", "fd_ratio", "nn_ratio", "attr_tv_mean"} <= set(evaluated) and "detail/fd_floor_std" in evaluated
-    assert all(k in HEADLINE or k.startswith("detail/") for k in evaluated)  # the headline numbers first, then a detail/ group
+    assert all(
+        k in HEADLINE or k.startswith("detail/") for k in evaluated
+    )  # the headline numbers first, then a detail/ group
     assert "InceptionV3" in kids["evaluate"].data.tags["note.fid"]
 
     (model,) = logged_generators(project, run_id)
@@ -143,7 +199,9 @@ def logged_generators(project: Path, run_id: str) -> list:
     import mlflow
 
     mlflow.set_tracking_uri(f"sqlite:///{project / 'mlflow.db'}")
-    models = mlflow.search_logged_models(experiment_ids=[mlflow.get_run(run_id).info.experiment_id], output_format="list")
+    models = mlflow.search_logged_models(
+        experiment_ids=[mlflow.get_run(run_id).info.experiment_id], output_format="list"
+    )
     return [m for m in models if m.source_run_id == run_id and m.name == "generator"]
 
 
@@ -175,12 +233,19 @@ def test_changed_params_rerun_exactly_the_dependent_stages(project):
     set_param(project, "train", "kimg", 0.128)
     assert repro(project) == ["train", "sample", "latent-study", "make-video", "evaluate"]
     assert len((project / "reports/train/history.csv").read_text().splitlines()) == 1 + 8
-    assert int(cv2.VideoCapture(str(project / "reports/video/training.avi")).get(cv2.CAP_PROP_FRAME_COUNT)) == 5  # train.grids + 1, however long
+    assert (
+        int(cv2.VideoCapture(str(project / "reports/video/training.avi")).get(cv2.CAP_PROP_FRAME_COUNT)) == 5
+    )  # train.grids + 1, however long
 
 
-@pytest.mark.parametrize("module, stages", [("ganlab/render/video.py", ["make-video"]),
-                                            ("ganlab/render/latent_study.py", ["latent-study"]),
-                                            ("stages/sample.py", ["sample"])])
+@pytest.mark.parametrize(
+    "module, stages",
+    [
+        ("ganlab/render/video.py", ["make-video"]),
+        ("ganlab/render/latent_study.py", ["latent-study"]),
+        ("stages/sample.py", ["sample"]),
+    ],
+)
 def test_a_code_change_reruns_exactly_the_stages_that_run_that_code(project, module, stages):
     with open(project / module, "a") as f:
         f.write("\n# changed\n")
@@ -202,10 +267,21 @@ def test_a_fresh_clone_reproduces_the_committed_outputs_byte_for_byte(project, t
     clone = tmp_path / "clone"
     run(["git", "clone", "-q", str(origin), str(clone)], tmp_path)
     shutil.copy(empty_store, clone / "mlflow.db")
-    assert repro(clone) == ["prepare", "attributes", "features", "train", "sample", "latent-study", "make-video", "evaluate"]
+    assert repro(clone) == [
+        "prepare",
+        "attributes",
+        "features",
+        "train",
+        "sample",
+        "latent-study",
+        "make-video",
+        "evaluate",
+    ]
     changed = run(["git", "status", "--porcelain"], clone).stdout
     assert changed == "", run(["git", "diff"], clone).stdout[-3000:]
-    assert (clone / "reports/train/timing.csv").is_file() and (clone / "models/run.json").is_file()  # written, not tracked
+    assert (clone / "reports/train/timing.csv").is_file() and (
+        clone / "models/run.json"
+    ).is_file()  # written, not tracked
 
 
 def test_a_copied_project_keeps_its_records_to_itself(project, tmp_path):

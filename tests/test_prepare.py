@@ -117,7 +117,9 @@ def test_missing_or_empty_source_is_a_clear_error(tmp_path, monkeypatch):
         prepare.run(parse_params({"prepare": {"source": "nowhere"}}))
     (tmp_path / "junk").mkdir()
     (tmp_path / "junk" / "a.png").write_text("text")
-    with pytest.raises(UserError, match="no usable image in 'junk': all 1 image files were skipped \\(first: a.png: not an image"):
+    with pytest.raises(
+        UserError, match="no usable image in 'junk': all 1 image files were skipped \\(first: a.png: not an image"
+    ):
         prepare.run(parse_params({"prepare": {"source": "junk"}}))
     assert not layout.DATASET.exists()
 

@@ -84,7 +84,9 @@ def _project(root: Path, store: Path, steps: int) -> Path:
 
 def _gan_train(cwd: Path) -> subprocess.Popen:
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    return subprocess.Popen([GAN, "train"], cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        [GAN, "train"], cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
 
 
 def test_sigkill_at_a_random_moment_then_resume_is_bit_identical(tmp_path, empty_store):
@@ -120,7 +122,9 @@ def test_sigkill_at_a_random_moment_then_resume_is_bit_identical(tmp_path, empty
     client = MlflowClient(f"sqlite:///{killed / 'mlflow.db'}")
     assert len(client.search_runs([e.experiment_id for e in client.search_experiments()])) == 1
     assert [m.step for m in client.get_metric_history(first_run, "loss_d")] == [16 * s for s in range(1, steps + 1)]
-    assert (killed / layout.HISTORY).read_text().count("\n") == steps + 1  # header and one row a tick: no duplicated or partial rows
+    assert (killed / layout.HISTORY).read_text().count(
+        "\n"
+    ) == steps + 1  # header and one row a tick: no duplicated or partial rows
     grids = sorted(p.name for p in (killed / layout.GRIDS).glob("*.png"))
     assert grids == sorted(p.name for p in (straight / layout.GRIDS).glob("*.png")) and len(grids) == 5
     assert not list(killed.rglob(".*.tmp*")), "a temp file was left behind"
@@ -135,7 +139,11 @@ def test_temp_files_left_by_a_killed_writer_are_removed_before_training_resumes(
         path.write_bytes(b"half a file")
     train.run(params)
     assert not any(path.exists() for path in leftovers)
-    assert sorted(p.name for p in layout.GRIDS.iterdir()) == ["images_000000000.png", "images_000000016.png", "images_000000032.png"]
+    assert sorted(p.name for p in layout.GRIDS.iterdir()) == [
+        "images_000000000.png",
+        "images_000000016.png",
+        "images_000000032.png",
+    ]
 
 
 def test_atomic_dir_keeps_the_old_folder_until_the_new_one_is_complete(tmp_path):
@@ -171,7 +179,9 @@ def test_a_failing_stage_keeps_its_previous_outputs(workdir, capsys):
     assert not list(layout.VIDEO.parent.glob(".*.tmp"))
 
 
-def test_resume_when_the_mlflow_run_is_gone_continues_the_weights_in_a_new_run(workdir, monkeypatch, empty_store, capsys):
+def test_resume_when_the_mlflow_run_is_gone_continues_the_weights_in_a_new_run(
+    workdir, monkeypatch, empty_store, capsys
+):
     """A fresh or moved mlflow.db used to stop the resume (`Run with id=... not found`)."""
     params = tiny(train={"kimg": 0.064, "checkpoint_kimg": 0.032})
     prepare.run(params)
@@ -214,7 +224,9 @@ def test_a_second_gan_train_in_the_same_folder_stops_at_once_naming_the_first(wo
     params = tiny(train={"kimg": 0.032})
     prepare.run(params)
     with lock.exclusive(layout.TRAIN_LOCK, "`gan train`"):  # as a running `gan train` holds it
-        with pytest.raises(UserError, match=r"^models/.train.lock: another `gan train` is running in this folder \(pid \d+, since "):
+        with pytest.raises(
+            UserError, match=r"^models/.train.lock: another `gan train` is running in this folder \(pid \d+, since "
+        ):
             train.run(params)
         assert not layout.CHECKPOINT.exists() and not layout.RUN_INFO.exists()
     assert train.run(params)["kimg"] == 0.032  # released with its holder
@@ -236,21 +248,33 @@ def test_a_broken_mlflow_store_is_one_line_naming_it_and_keeps_earlier_results(w
         monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:9")  # nothing listens there
     start = time.monotonic()
     with pytest.raises(UserError) as e:
-        train.run(tiny(train={"kimg": 0.048}))  # other params: a fresh run, which replaces the grids once MLflow has its run
+        train.run(
+            tiny(train={"kimg": 0.048})
+        )  # other params: a fresh run, which replaces the grids once MLflow has its run
     message = str(e.value)
-    assert time.monotonic() - start < 30 and "\n" not in message, message  # was 254 s of retries, or a 236-line traceback
+    assert time.monotonic() - start < 30 and "\n" not in message, (
+        message
+    )  # was 254 s of retries, or a 236-line traceback
     assert message.startswith("MLflow store " + ("http://127.0.0.1:9" if store == "unreachable" else "sqlite:///"))
-    assert {"corrupt": "move it aside", "unreachable": "start the tracking server",
-            "deleted experiment": "the experiment was deleted: restore it with `mlflow experiments restore --experiment-id "}[store] in message
-    assert {p.name: p.read_bytes() for p in layout.GRIDS.iterdir()} == grids and layout.CHECKPOINT.read_bytes() == weights
+    assert {
+        "corrupt": "move it aside",
+        "unreachable": "start the tracking server",
+        "deleted experiment": "the experiment was deleted: restore it with `mlflow experiments restore --experiment-id ",
+    }[store] in message
+    assert {
+        p.name: p.read_bytes() for p in layout.GRIDS.iterdir()
+    } == grids and layout.CHECKPOINT.read_bytes() == weights
 
 
 def test_a_diverging_run_stops_with_a_clear_message_and_is_marked_failed(workdir):
     """train.lr 1 used to run to its end with loss_d 869 and both scores 0, and exit 0."""
     params = tiny(train={"kimg": 0.16, "lr": 1.0, "eval_kimg": 0})
     prepare.run(params)
-    with pytest.raises(FloatingPointError, match=r"^train: diverged at 0.048 kimg \(loss_d above 10 for two ticks: loss_d=[1-9]\d+(\.\d+)?, .*"
-                                                 r"the last checkpoint is kept in models/checkpoint.pt; try a lower train.lr \(now 1\)$"):
+    with pytest.raises(
+        FloatingPointError,
+        match=r"^train: diverged at 0.048 kimg \(loss_d above 10 for two ticks: loss_d=[1-9]\d+(\.\d+)?, .*"
+        r"the last checkpoint is kept in models/checkpoint.pt; try a lower train.lr \(now 1\)$",
+    ):
         train.run(params)
     assert checkpoint.load(layout.CHECKPOINT)["step"] == 2
     assert MlflowClient(tracking_uri()).get_run(run_id()).info.status == "FAILED"
@@ -298,15 +322,19 @@ def test_a_full_disk_during_a_checkpoint_is_one_line_keeps_the_old_checkpoint_an
     assert MlflowClient(tracking_uri()).get_run(run_id()).info.status == "FAILED"
 
 
-def test_a_kill_between_the_final_checkpoint_and_the_end_of_the_mlflow_run_is_closed_without_retraining(workdir, capsys):
+def test_a_kill_between_the_final_checkpoint_and_the_end_of_the_mlflow_run_is_closed_without_retraining(
+    workdir, capsys
+):
     """The window the issue found: `starting fresh: ... is a finished run`, retrained from 0 in a
     second MLflow run while the first stayed RUNNING without its history."""
     params = tiny(train={"kimg": 0.032})
     Path("params.yaml").write_text(yaml.safe_dump(params.model_dump(mode="json")))
     prepare.run(params)
-    kill_at_end_run = ("import os; from ganlab.io.tracking import TrainingRun; from ganlab.params import load_params; from stages import train\n"
-                       "TrainingRun.finish = lambda self, status='FINISHED': os._exit(9)  # SIGKILL just before end_run\n"
-                       "train.run(load_params('params.yaml'))")
+    kill_at_end_run = (
+        "import os; from ganlab.io.tracking import TrainingRun; from ganlab.params import load_params; from stages import train\n"
+        "TrainingRun.finish = lambda self, status='FINISHED': os._exit(9)  # SIGKILL just before end_run\n"
+        "train.run(load_params('params.yaml'))"
+    )
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     assert subprocess.run([sys.executable, "-c", kill_at_end_run], env=env, capture_output=True).returncode == 9
     client = MlflowClient(tracking_uri())

@@ -31,11 +31,18 @@ def test_flops_are_counted_from_layer_shapes():
 
 
 def test_bench_reports_interleaved_trials_and_an_end_to_end_run(tmp_path):
-    out = subprocess.run([GAN, "bench", "--config", "demo-64", "--trials", "3", "--steps", "1", "--size", "30", "--kimg", "2", "--json"],
-                         cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    out = subprocess.run(
+        [GAN, "bench", "--config", "demo-64", "--trials", "3", "--steps", "1", "--size", "30", "--kimg", "2", "--json"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert out.returncode == 0, out.stderr
     steps, e2e = json.loads(out.stdout)
-    assert steps["kind"] == "steps" and steps["config"] == "demo-64" and steps["image_size"] == 64 and steps["trials"] == 3
+    assert (
+        steps["kind"] == "steps" and steps["config"] == "demo-64" and steps["image_size"] == 64 and steps["trials"] == 3
+    )
     for key in ("notebook_images_per_s", "ours_images_per_s", "speedup"):
         s = steps[key]
         assert 0 < s["low"] <= s["median"] <= s["high"], key
@@ -44,7 +51,9 @@ def test_bench_reports_interleaved_trials_and_an_end_to_end_run(tmp_path):
     assert e2e["kind"] == "end_to_end" and e2e["images"] == 30 and e2e["kimg"] == 2
     assert 0 < e2e["end_to_end_images_per_s"] < e2e["loop_images_per_s"]  # the process start is not free
     assert abs(e2e["ratio"] - e2e["end_to_end_images_per_s"] / e2e["pure_step_images_per_s"]) < 0.01
-    assert e2e["grids"] == 41 and e2e["checkpoints"] == 1  # the shipped cadence: 40 grids and the untrained one; 2 kimg < 25
+    assert (
+        e2e["grids"] == 41 and e2e["checkpoints"] == 1
+    )  # the shipped cadence: 40 grids and the untrained one; 2 kimg < 25
     assert 0 < e2e["megabytes_written"] < 100
     assert list(tmp_path.iterdir()) == []  # the temporary project is gone
 
@@ -52,22 +61,30 @@ def test_bench_reports_interleaved_trials_and_an_end_to_end_run(tmp_path):
 def test_two_processes_on_gloo_keep_identical_replicas_and_rank0_writes(tmp_path, empty_store):
     shutil.copy(empty_store, tmp_path / "mlflow.db")
     params = {k: dict(v) for k, v in TINY.items()}
-    params["train"].update(kimg=0.048, stop={"patience": 2, "minutes": 60})  # rank 0 decides train.stop at each tick, both follow
+    params["train"].update(
+        kimg=0.048, stop={"patience": 2, "minutes": 60}
+    )  # rank 0 decides train.stop at each tick, both follow
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     assert subprocess.run([GAN, "prepare"], cwd=tmp_path, capture_output=True).returncode == 0
     before = _listeners()
-    proc = subprocess.Popen([GAN, "train", "--nproc", "2"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [GAN, "train", "--nproc", "2"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     opened, deadline = set(), time.monotonic() + 300
     while proc.poll() is None:  # a collective called on one rank only would hang both: fail instead of waiting forever
         opened |= _listeners() - before
         if time.monotonic() > deadline:
             proc.kill()
-            pytest.fail("train --nproc 2 did not end within 300 s (a rank waiting on a collective the other never calls?)")
+            pytest.fail(
+                "train --nproc 2 did not end within 300 s (a rank waiting on a collective the other never calls?)"
+            )
         time.sleep(0.05)
     stdout, stderr = proc.communicate(timeout=300)
     out = subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
-    assert not {a for a in opened if not _loopback(a)}, f"listening beyond loopback: {opened}"  # torchrun's store listened on *:port
+    assert not {a for a in opened if not _loopback(a)}, (
+        f"listening beyond loopback: {opened}"
+    )  # torchrun's store listened on *:port
     assert out.stdout.count("train: kimg=0.048") == 1  # one rank reports
 
     state = checkpoint.load(tmp_path / layout.CHECKPOINT)
@@ -77,7 +94,9 @@ def test_two_processes_on_gloo_keep_identical_replicas_and_rank0_writes(tmp_path
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
     runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
     assert len(runs) == 1 and runs[0].data.tags["processes"] == "2"
-    assert sorted(p.name for p in (tmp_path / layout.GRIDS).iterdir()) == [f"images_{i:09d}.png" for i in (0, 16, 32, 48)]
+    assert sorted(p.name for p in (tmp_path / layout.GRIDS).iterdir()) == [
+        f"images_{i:09d}.png" for i in (0, 16, 32, 48)
+    ]
 
 
 def _listeners() -> set[str]:
@@ -94,4 +113,8 @@ def _listeners() -> set[str]:
 
 def _loopback(address: str) -> bool:
     host = address.split(":")[0]
-    return host.endswith("7F") if len(host) == 8 else host in ("00000000000000000000000001000000", "0000000000000000FFFF00000100007F")
+    return (
+        host.endswith("7F")
+        if len(host) == 8
+        else host in ("00000000000000000000000001000000", "0000000000000000FFFF00000100007F")
+    )

@@ -16,8 +16,16 @@ PACKAGES = ("ganlab", "stages")
 # Imported inside functions on purpose: each costs seconds or is needed by one code path only.
 LAZY_OK = {"mlflow", "matplotlib", "torchmetrics"}
 # Stage modules and the `gan` subcommand that runs each; cli.py is the dispatcher, not a stage.
-STAGE_COMMANDS = {"prepare": "prepare", "attributes": "attributes", "features": "features", "train": "train", "sample": "sample",
-                  "latent_study": "latent-study", "make_video": "make-video", "evaluate": "evaluate"}
+STAGE_COMMANDS = {
+    "prepare": "prepare",
+    "attributes": "attributes",
+    "features": "features",
+    "train": "train",
+    "sample": "sample",
+    "latent_study": "latent-study",
+    "make_video": "make-video",
+    "evaluate": "evaluate",
+}
 
 
 def module_files() -> dict[str, Path]:
@@ -82,7 +90,7 @@ def test_no_import_cycles(graph):
         state[m] = 1
         for dep in sorted(graph[m]):
             if state.get(dep) == 1:
-                pytest.fail("import cycle: " + " -> ".join(path[path.index(dep):] + [dep]) if dep in path else dep)
+                pytest.fail("import cycle: " + " -> ".join(path[path.index(dep) :] + [dep]) if dep in path else dep)
             if dep not in state:
                 visit(dep, path + [dep])
         state[m] = 2
@@ -101,8 +109,12 @@ def test_no_stage_imports_another_stage(graph):
 
 def test_nothing_is_imported_inside_a_function_but_optional_heavy_dependencies():
     modules = module_files()
-    hidden = [f"{path.relative_to(ROOT)}:{line} imports {name}" for path in modules.values()
-              for line, name in imports(path, modules)[1] if name.split(".")[0] not in LAZY_OK]
+    hidden = [
+        f"{path.relative_to(ROOT)}:{line} imports {name}"
+        for path in modules.values()
+        for line, name in imports(path, modules)[1]
+        if name.split(".")[0] not in LAZY_OK
+    ]
     assert not hidden, "\n".join(hidden)
 
 
@@ -130,8 +142,12 @@ def test_dvc_stages_depend_on_every_module_they_import(graph):
         needed = sorted(m for m in closure(graph, f"stages.{module}") if m not in PACKAGES and not _empty(modules[m]))
         missing = [modules[m].relative_to(ROOT).as_posix() for m in needed if not _covered(modules[m], deps)]
         assert not missing, f"dvc.yaml stage {command} misses deps: {missing}"
-        extra = [d for d in deps if d.endswith(".py") or d in PACKAGES or d.startswith(("ganlab/", "stages/"))
-                 if not any(_covered(modules[m], [d]) for m in needed)]
+        extra = [
+            d
+            for d in deps
+            if d.endswith(".py") or d in PACKAGES or d.startswith(("ganlab/", "stages/"))
+            if not any(_covered(modules[m], [d]) for m in needed)
+        ]
         assert not extra, f"dvc.yaml stage {command} depends on code it does not run: {extra}"
 
 

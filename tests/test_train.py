@@ -37,7 +37,9 @@ def test_training_records_metrics_grids_and_checkpoint(workdir):
         assert 0 < float(r["real_score"]) < 1 and 0 < float(r["fake_score"]) < 1
         assert float(r["loss_d"]) > 0 and float(r["loss_g"]) > 0
     timing = list(csv.DictReader(layout.TIMING.open()))
-    assert [float(r["kimg"]) for r in timing] == [0.016, 0.032, 0.048] and all(float(r["images_per_s"]) > 0 for r in timing)
+    assert [float(r["kimg"]) for r in timing] == [0.016, 0.032, 0.048] and all(
+        float(r["images_per_s"]) > 0 for r in timing
+    )
     assert 0 < float(timing[0]["seconds"]) < float(timing[1]["seconds"]) < float(timing[2]["seconds"])
     record = json.loads(layout.RUN_INFO.read_text())
     assert record["step"] == 3 and record["seconds"] >= float(timing[2]["seconds"]) - 1e-3
@@ -51,24 +53,42 @@ def test_training_records_metrics_grids_and_checkpoint(workdir):
     client = MlflowClient(tracking_uri())
     run = client.get_run(run_id())
     assert run.info.status == "FINISHED"
-    assert run.data.params["train.kimg"] == "0.048" and run.data.tags["dataset_sha256"] and run.data.tags["batch"] == "16"
+    assert (
+        run.data.params["train.kimg"] == "0.048" and run.data.tags["dataset_sha256"] and run.data.tags["batch"] == "16"
+    )
     for key in ("loss_d", "loss_g", "real_score", "fake_score", "images_per_s", "epoch", "seconds"):
-        assert [m.step for m in client.get_metric_history(run.info.run_id, key)] == [16, 32, 48]  # MLflow's step: images seen
+        assert [m.step for m in client.get_metric_history(run.info.run_id, key)] == [
+            16,
+            32,
+            48,
+        ]  # MLflow's step: images seen
     images = [a.path for a in client.list_artifacts(run.info.run_id, "images") if a.path.endswith(".png")]
-    assert sorted(int(re.search(r"\+step\+(\d+)\+", path).group(1)) for path in images) == [0, 16, 32, 48]  # the untrained grid too
+    assert sorted(int(re.search(r"\+step\+(\d+)\+", path).group(1)) for path in images) == [
+        0,
+        16,
+        32,
+        48,
+    ]  # the untrained grid too
 
 
 def test_runs_of_the_same_kimg_on_20_and_200_images_write_the_same_grids_and_checkpoints(workdir):
     """Batch 20 (all of the 20 images) against batch 32: different steps, the same points of training."""
     seen = {}
     for count in (20, 200):
-        params = prepared(prepare={"demo": {"count": count}},
-                          train={"kimg": 0.64, "batch_size": 32, "tick_kimg": 0.16, "checkpoint_kimg": 0.16, "grids": 8})
+        params = prepared(
+            prepare={"demo": {"count": count}},
+            train={"kimg": 0.64, "batch_size": 32, "tick_kimg": 0.16, "checkpoint_kimg": 0.16, "grids": 8},
+        )
         train.run(params)
         state = checkpoint.load(layout.CHECKPOINT)
         grids = sorted(int(layout.GRID_FILE.search(p.name).group(1)) for p in layout.GRIDS.iterdir())
         rows = list(csv.DictReader(layout.HISTORY.open()))
-        seen[count] = state["step"], len(grids), [round(k, 1) for k in state["checkpoints"]], [round(float(r["kimg"]), 1) for r in rows]
+        seen[count] = (
+            state["step"],
+            len(grids),
+            [round(k, 1) for k in state["checkpoints"]],
+            [round(float(r["kimg"]), 1) for r in rows],
+        )
         assert grids[0] == 0 and grids[-1] == state["step"] * min(32, count)
     assert seen[20][0] == 32 and seen[200][0] == 20  # 640 images in steps of 20 and of 32
     assert seen[20][1:] == seen[200][1:] == (9, [0.2, 0.3, 0.5], [0.2, 0.3, 0.5, 0.6])
@@ -108,12 +128,16 @@ def test_the_final_checkpoint_keeps_weights_not_optimizer_moments(workdir):
     for k in ema:
         same = torch.equal(ema[k], evaluated[k])
         assert same if "running" not in k and "batches" not in k else True, k
+
     def nbytes(tensors):
         return sum(t.numel() * t.element_size() for t in tensors)
+
     moments = nbytes(t for opt in ("opt_g", "opt_d") for s in resumable[opt]["state"].values() for t in s.values())
     eval_params = nbytes(v for k, v in evaluated.items() if "running" not in k and "batches" not in k)
     # without the sharing the eval generator's parameters would be stored a second time
-    assert resumable["generator_best"] is None and final["best_kimg"] == final["kimg"]  # the evaluation at the end chose the last
+    assert (
+        resumable["generator_best"] is None and final["best_kimg"] == final["kimg"]
+    )  # the evaluation at the end chose the last
     for k, v in final["generator_best"].items():
         assert torch.equal(v, evaluated[k]), k
     # without the sharing the eval generator's parameters would be stored a second time, and the best a third
@@ -196,21 +220,35 @@ def test_a_plateau_stops_the_run_and_keeps_the_best_generator(workdir, monkeypat
         return dataclasses.replace(result, metrics={**result.metrics, "fd": next(fds)})
 
     monkeypatch.setattr(hooks, "evaluate_generator", scripted)
-    params = prepared(train={"kimg": 0.128, "eval_kimg": 0.016, "eval_samples": 16, "stop": {"patience": 2}, "best_metric": "fd"})  # 8 steps, an evaluation each
+    params = prepared(
+        train={"kimg": 0.128, "eval_kimg": 0.016, "eval_samples": 16, "stop": {"patience": 2}, "best_metric": "fd"}
+    )  # 8 steps, an evaluation each
     final = train.run(params)
-    assert "train: stopping at 0.064 of 0.128 kimg: no better fd in 2 evaluations (the best at 0.032 kimg" in capsys.readouterr().out
+    assert (
+        "train: stopping at 0.064 of 0.128 kimg: no better fd in 2 evaluations (the best at 0.032 kimg"
+        in capsys.readouterr().out
+    )
     state = checkpoint.load(layout.CHECKPOINT)
     assert state["complete"] and state["step"] == 4 and state["best_kimg"] == 0.032 and final["kimg"] == 0.064
     assert [float(r["kimg"]) for r in csv.DictReader(layout.EVAL_HISTORY.open())] == [0.016, 0.032, 0.048, 0.064]
-    assert not any(torch.equal(state["generator_best"][k], state["generator_eval"][k]) for k in state["generator_best"] if "weight" in k)
+    assert not any(
+        torch.equal(state["generator_best"][k], state["generator_eval"][k])
+        for k in state["generator_best"]
+        if "weight" in k
+    )
 
 
 def test_a_wall_time_budget_ends_the_run_at_a_tick_with_a_last_evaluation_and_grid(workdir, capsys):
     params = prepared(train={"kimg": 0.128, "eval_kimg": 1.0, "eval_samples": 16, "stop": {"minutes": 1e-6}})
     train.run(params)
-    assert "train: stopping at 0.016 of 0.128 kimg: 0.0 minutes of training (train.stop.minutes 1e-06)" in capsys.readouterr().out
+    assert (
+        "train: stopping at 0.016 of 0.128 kimg: 0.0 minutes of training (train.stop.minutes 1e-06)"
+        in capsys.readouterr().out
+    )
     assert [float(r["kimg"]) for r in csv.DictReader(layout.HISTORY.open())] == [0.016]
-    assert [float(r["kimg"]) for r in csv.DictReader(layout.EVAL_HISTORY.open())] == [0.016]  # evaluated where it stopped
+    assert [float(r["kimg"]) for r in csv.DictReader(layout.EVAL_HISTORY.open())] == [
+        0.016
+    ]  # evaluated where it stopped
     assert layout.grid_file(16).is_file() and checkpoint.load(layout.CHECKPOINT)["complete"]
 
 

@@ -101,8 +101,20 @@ def test_spectral_norm_keeps_each_conv_at_unit_norm():
 
 @pytest.mark.parametrize("discriminator", ["dcgan", "projected", "dcgan+projected"])
 def test_all_options_train_and_resume_exactly(workdir, monkeypatch, discriminator):
-    options = {"kimg": 0.064, "checkpoint_kimg": 0.032, "diffaugment": ["color", "translation", "cutout"], "flip": True,
-               "ema": 0.99, "ada_target": 0.6, "ada_kimg": 0.1, "loss": "hinge", "r1_gamma": 1.0, "r1_every": 2, "lr_g": 0.002, "lr_d": 0.001}
+    options = {
+        "kimg": 0.064,
+        "checkpoint_kimg": 0.032,
+        "diffaugment": ["color", "translation", "cutout"],
+        "flip": True,
+        "ema": 0.99,
+        "ada_target": 0.6,
+        "ada_kimg": 0.1,
+        "loss": "hinge",
+        "r1_gamma": 1.0,
+        "r1_every": 2,
+        "lr_g": 0.002,
+        "lr_d": 0.001,
+    }
     params = tiny(train=options, model={"d_spectral_norm": True, "discriminator": discriminator})
     prepare.run(params)
     train.run(params)
@@ -115,7 +127,9 @@ def test_all_options_train_and_resume_exactly(workdir, monkeypatch, discriminato
         train.run(params)
     assert checkpoint.load(layout.CHECKPOINT)["step"] == 2
     p = checkpoint.load(layout.CHECKPOINT)["augment_p"]
-    assert (0 < p <= 1) if discriminator == "dcgan" else (0 <= p <= 1)  # ADA moved (the projected D starts below target) and is kept
+    assert (
+        (0 < p <= 1) if discriminator == "dcgan" else (0 <= p <= 1)
+    )  # ADA moved (the projected D starts below target) and is kept
     monkeypatch.setattr(hooks, "append_history", real_append)
     train.run(params)
     resumed = checkpoint.load(layout.CHECKPOINT)

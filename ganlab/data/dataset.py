@@ -18,7 +18,9 @@ import torch
 from ganlab.errors import UserError
 from ganlab.io import checkpoint
 
-CLASS = "class"  # the one attribute of a folder of class subfolders: the dataset file's labels[CLASS], label_names[CLASS]
+CLASS = (
+    "class"  # the one attribute of a folder of class subfolders: the dataset file's labels[CLASS], label_names[CLASS]
+)
 DEVICE_SHARE = 0.4  # of free memory that the float32 data set may take before it streams
 
 
@@ -33,7 +35,12 @@ def load_images(path: Path, mmap: bool = False) -> dict:
     the pixels: a memory-mapped set stays unread), so that a damaged file is one line here, not
     a ZeroDivisionError or a shape error deep in training."""
     rebuild = "rebuild it with `gan prepare` (or `dvc repro`)"
-    state = checkpoint.require(checkpoint.load(path, mmap=mmap, missing="dataset not found (run `gan prepare` first)"), path, ("images",), rebuild)
+    state = checkpoint.require(
+        checkpoint.load(path, mmap=mmap, missing="dataset not found (run `gan prepare` first)"),
+        path,
+        ("images",),
+        rebuild,
+    )
     images = state["images"]
     if not isinstance(images, torch.Tensor) or not images.is_floating_point():
         raise UserError(f"{path}: its 'images' are not a float tensor ({type(images).__name__}); {rebuild}")
@@ -51,7 +58,9 @@ def dataset_sha(manifest: Path) -> str:
     except FileNotFoundError:
         raise UserError(f"{manifest}: not found (run `gan prepare` first)") from None
     except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as e:
-        raise UserError(f"{manifest}: damaged ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); run `gan prepare` again") from None
+        raise UserError(
+            f"{manifest}: damaged ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); run `gan prepare` again"
+        ) from None
 
 
 class DeviceData:

@@ -28,7 +28,13 @@ ATTRIBUTES: dict[str, tuple[str, ...]] = {
     "background": ("cream", "sky", "mint", "rose"),
 }
 
-_HAIR_RGB = {"black": (30, 28, 32), "brown": (110, 70, 40), "blond": (225, 190, 100), "red": (180, 60, 30), "blue": (40, 90, 220)}
+_HAIR_RGB = {
+    "black": (30, 28, 32),
+    "brown": (110, 70, 40),
+    "blond": (225, 190, 100),
+    "red": (180, 60, 30),
+    "blue": (40, 90, 220),
+}
 _SKIN_RGB = {"light": (245, 215, 190), "medium": (205, 160, 120), "dark": (125, 85, 60)}
 _BG_RGB = {"cream": (240, 232, 210), "sky": (170, 205, 235), "mint": (180, 225, 195), "rose": (235, 190, 200)}
 _RENDER = 256  # drawn at 256 px and area-downsampled: anti-aliased edges at every output size
@@ -67,7 +73,9 @@ def draw_face(label: FaceLabel, rng: np.random.Generator, size: int = 128) -> np
     cv2.ellipse(img, (cx, s + int(s * 0.08)), (int(s * 0.42), int(s * 0.3)), 0, 0, 360, shirt, -1, aa)
     if label.hair_length == "long":  # hair behind the head, falling to the shoulders
         cv2.ellipse(img, (cx, cy + int(fh * 0.35)), (int(fw * 1.35), int(fh * 1.25)), 0, 0, 360, hair, -1, aa)
-        cv2.rectangle(img, (cx - int(fw * 1.35), cy + int(fh * 0.35)), (cx + int(fw * 1.35), cy + int(fh * 1.45)), hair, -1, aa)
+        cv2.rectangle(
+            img, (cx - int(fw * 1.35), cy + int(fh * 0.35)), (cx + int(fw * 1.35), cy + int(fh * 1.45)), hair, -1, aa
+        )
     cv2.rectangle(img, (cx - fw // 3, cy + int(fh * 0.8)), (cx + fw // 3, cy + int(fh * 1.3)), skin, -1, aa)  # neck
     cv2.ellipse(img, (cx, cy), (fw, fh), 0, 0, 360, skin, -1, aa)
     # hair on top of the head: a cap over the forehead
@@ -76,13 +84,22 @@ def draw_face(label: FaceLabel, rng: np.random.Generator, size: int = 128) -> np
     ey, ex, er = cy - int(fh * 0.05), int(fw * 0.42), max(3, int(fw * 0.17))
     for sx in (-1, 1):
         c = (cx + sx * ex, ey)
-        cv2.line(img, (c[0] - er, ey - int(er * 1.7)), (c[0] + er, ey - int(er * 1.9)), hair, max(2, er // 3), aa)  # brow
+        cv2.line(
+            img, (c[0] - er, ey - int(er * 1.7)), (c[0] + er, ey - int(er * 1.9)), hair, max(2, er // 3), aa
+        )  # brow
         if label.eyes == "open":
             cv2.ellipse(img, c, (er, int(er * 0.75)), 0, 0, 360, (250, 250, 250), -1, aa)
             cv2.circle(img, c, max(2, int(er * 0.5)), (35, 30, 40), -1, aa)
         else:
             cv2.ellipse(img, c, (er, int(er * 0.5)), 0, 0, 180, (40, 30, 30), max(2, er // 3), aa)
-    cv2.line(img, (cx, cy + int(fh * 0.05)), (cx - int(fw * 0.08), cy + int(fh * 0.28)), tuple(int(c * 0.8) for c in skin), 3, aa)
+    cv2.line(
+        img,
+        (cx, cy + int(fh * 0.05)),
+        (cx - int(fw * 0.08), cy + int(fh * 0.28)),
+        tuple(int(c * 0.8) for c in skin),
+        3,
+        aa,
+    )
 
     my, mw = cy + int(fh * 0.52), int(fw * 0.42)
     lips = (150, 50, 60)

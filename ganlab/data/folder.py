@@ -48,8 +48,10 @@ def find_classes(files: list[str]) -> tuple[dict | None, str]:
     counts = {n: first.count(n) for n in names}
     small = [n for n in names if counts[n] < MIN_CLASS_IMAGES]
     if small:
-        return None, (f"subfolder {small[0]} has {counts[small[0]]} images; a class needs at least {MIN_CLASS_IMAGES}, "
-                      "so the subfolders are not used as classes")
+        return None, (
+            f"subfolder {small[0]} has {counts[small[0]]} images; a class needs at least {MIN_CLASS_IMAGES}, "
+            "so the subfolders are not used as classes"
+        )
     index = {n: i for i, n in enumerate(names)}
     return {"names": names, "labels": [index[f] for f in first], "counts": [counts[n] for n in names]}, ""
 
@@ -67,7 +69,9 @@ def read_bytes(path: Path) -> bytes:
             if not stat.S_ISREG(st.st_mode):
                 raise SkipImage("not a regular file (a pipe, device or socket)")
             if st.st_size > MAX_FILE_BYTES:
-                raise SkipImage(f"{st.st_size / 2**20:.3g} MB: larger than the {MAX_FILE_BYTES / 2**20:.3g} MB an image file may be")
+                raise SkipImage(
+                    f"{st.st_size / 2**20:.3g} MB: larger than the {MAX_FILE_BYTES / 2**20:.3g} MB an image file may be"
+                )
             data = f.read(MAX_FILE_BYTES + 1)
     except OSError as e:  # permissions, link loops, files that vanish or fail mid-read
         raise SkipImage(f"cannot read: {e.strerror or e}") from None
@@ -76,7 +80,9 @@ def read_bytes(path: Path) -> bytes:
     return data
 
 
-def read_folder(root: Path, size: int, crop: str, background: tuple[int, int, int]) -> tuple[torch.Tensor, list[dict], list[dict], int]:
+def read_folder(
+    root: Path, size: int, crop: str, background: tuple[int, int, int]
+) -> tuple[torch.Tensor, list[dict], list[dict], int]:
     """(N, 3, S, S) float16 images in [-1, 1], the kept files (hash, note), the skipped files
     (reason), and how many files were ignored for not having an image extension.
 

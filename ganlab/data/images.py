@@ -54,7 +54,9 @@ def _square(img: Image.Image, size: int, crop: str, background: tuple[int, int, 
     return canvas
 
 
-def load_image(source: Path | BinaryIO, size: int, crop: str = "center", background: tuple[int, int, int] = (255, 255, 255)) -> tuple[np.ndarray, str | None]:
+def load_image(
+    source: Path | BinaryIO, size: int, crop: str = "center", background: tuple[int, int, int] = (255, 255, 255)
+) -> tuple[np.ndarray, str | None]:
     """(size, size, 3) uint8 RGB, EXIF-upright, squared by ``crop`` and resized with Lanczos,
     and a note when the result is likely poor (tiny source, extreme aspect ratio)."""
     if (source.stat().st_size if isinstance(source, Path) else source.getbuffer().nbytes) == 0:
@@ -79,7 +81,9 @@ def load_image(source: Path | BinaryIO, size: int, crop: str = "center", backgro
         note = f"{w}x{h} is far from square; {'cropped to its centre' if crop == 'center' else 'padded'}"
     elif 2 * min(w, h) < size:  # more than 2x enlargement: visibly blurry
         note = f"upscaled from {w}x{h}"
-    return np.array(_square(img, size, crop, background), dtype=np.uint8), note  # writable: torch.from_numpy warns otherwise
+    return np.array(
+        _square(img, size, crop, background), dtype=np.uint8
+    ), note  # writable: torch.from_numpy warns otherwise
 
 
 def _reason(e: BaseException) -> str:

@@ -14,7 +14,9 @@ from ganlab.errors import UserError
 
 
 def _is_a_link(path: Path) -> UserError:
-    return UserError(f"{path}: is a symbolic link; the project makes this path itself and never writes through a link: remove it, then run again")
+    return UserError(
+        f"{path}: is a symbolic link; the project makes this path itself and never writes through a link: remove it, then run again"
+    )
 
 
 def refuse_link(path: Path | str) -> Path:

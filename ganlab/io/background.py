@@ -26,7 +26,9 @@ import torch
 
 class Writer:
     def __init__(self, background: bool = True, depth: int = 2):
-        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ganlab-writer", initializer=_yield_to_training)
+        self.pool = ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="ganlab-writer", initializer=_yield_to_training
+        )
         self.pending: deque[Future] = deque()
         self.background, self.depth = background, depth
 

@@ -29,14 +29,20 @@ def save(state: dict[str, Any], path: Path) -> None:
             torch.save(state, f)
     except OSError as e:  # a full or read-only disk: the old file stays, and the user gets one line
         raise UserError(f"{path}: cannot write ({e.strerror or e}); the previous file is kept") from None
-    except RuntimeError as e:  # torch's zip writer turns a failed write into "[enforce fail at inline_container.cc] ..."
+    except (
+        RuntimeError
+    ) as e:  # torch's zip writer turns a failed write into "[enforce fail at inline_container.cc] ..."
         if "inline_container" not in str(e) and "PytorchStreamWriter" not in str(e):
             raise
         free = shutil.disk_usage(Path(path).parent).free / 2**20
-        raise UserError(f"{path}: cannot write (the file writer failed with {free:.0f} MB free on its disk); the previous file is kept") from None
+        raise UserError(
+            f"{path}: cannot write (the file writer failed with {free:.0f} MB free on its disk); the previous file is kept"
+        ) from None
 
 
-def load(path: Path, mmap: bool = False, missing: str = "checkpoint not found (run `gan train` first)") -> dict[str, Any]:
+def load(
+    path: Path, mmap: bool = False, missing: str = "checkpoint not found (run `gan train` first)"
+) -> dict[str, Any]:
     """``mmap``: tensors stay in the file and are paged in when touched (large data sets)."""
     if not Path(path).is_file():
         raise UserError(f"{path}: {missing}")
@@ -67,8 +73,13 @@ def load_weights(module: torch.nn.Module, weights: Any, path: Path, rebuild: str
         module.load_state_dict(weights)
     except (RuntimeError, KeyError, TypeError, ValueError, AttributeError) as e:
         lines = [line.strip() for line in str(e).splitlines() if line.strip()]
-        detail = next((line for line in lines if line.startswith(("size mismatch", "Missing key", "Unexpected key"))), lines[0] if lines else type(e).__name__)
-        raise UserError(f"{path}: its weights do not fit the network it describes ({detail[:200]}); {rebuild}") from None
+        detail = next(
+            (line for line in lines if line.startswith(("size mismatch", "Missing key", "Unexpected key"))),
+            lines[0] if lines else type(e).__name__,
+        )
+        raise UserError(
+            f"{path}: its weights do not fit the network it describes ({detail[:200]}); {rebuild}"
+        ) from None
 
 
 def capture_rng(streams: dict[str, Any]) -> dict[str, Any]:
@@ -84,7 +95,13 @@ def capture_rng(streams: dict[str, Any]) -> dict[str, Any]:
         "torch": torch.get_rng_state(),
         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
         "python": random.getstate(),
-        "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": pos, "has_gauss": has_gauss, "cached": cached},
+        "numpy": {
+            "kind": kind,
+            "keys": torch.from_numpy(keys.astype(np.int64)),
+            "pos": pos,
+            "has_gauss": has_gauss,
+            "cached": cached,
+        },
     }
 
 

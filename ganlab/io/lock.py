@@ -30,7 +30,9 @@ def exclusive(path: Path, what: str) -> Iterator[None]:
         except BlockingIOError:
             f.seek(0)
             holder = f.read().strip() or "another process"
-            raise UserError(f"{path}: another {what} is running in this folder ({holder}); wait for it, or stop it, then run again") from None
+            raise UserError(
+                f"{path}: another {what} is running in this folder ({holder}); wait for it, or stop it, then run again"
+            ) from None
         f.seek(0)
         f.truncate()
         f.write(f"pid {os.getpid()}, since {time.strftime('%Y-%m-%d %H:%M:%S')}\n")

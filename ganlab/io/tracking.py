@@ -42,9 +42,14 @@ from ganlab import layout
 from ganlab.errors import UserError
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # the machines we run on are often offline
-for _key, _value in (("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2"), ("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1"),
-                     ("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")):
-    os.environ.setdefault(_key, _value)  # an unreachable tracking server: a few seconds, not MLflow's 4 minutes of retries
+for _key, _value in (
+    ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2"),
+    ("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1"),
+    ("MLFLOW_HTTP_REQUEST_TIMEOUT", "10"),
+):
+    os.environ.setdefault(
+        _key, _value
+    )  # an unreachable tracking server: a few seconds, not MLflow's 4 minutes of retries
 
 
 _DISK_ERRNOS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO}
@@ -56,12 +61,18 @@ def _store_error(e: BaseException) -> UserError:
     text = " ".join(str(e).split())
     reason = (text[:200] + "...") if len(text) > 200 else text or type(e).__name__
     if m := re.search(r"experiment (\w+) must be in the 'active' state", text):
-        fix = (f"the experiment was deleted: restore it with `mlflow experiments restore --experiment-id {m.group(1)}` "
-               "(MLFLOW_TRACKING_URI set to this store), or set tracking.experiment to a new name")
+        fix = (
+            f"the experiment was deleted: restore it with `mlflow experiments restore --experiment-id {m.group(1)}` "
+            "(MLFLOW_TRACKING_URI set to this store), or set tracking.experiment to a new name"
+        )
     elif m := re.search(r"run (\w+) must be in the 'active' state", text):
-        fix = (f"the MLflow run was deleted while training: restore it with `mlflow runs restore --run-id {m.group(1)}` "
-               "(MLFLOW_TRACKING_URI set to this store), then `gan train` resumes from the last checkpoint")
-    elif (isinstance(e, OSError) and e.errno in _DISK_ERRNOS) or re.search(r"disk I/O error|database or disk is full|No space left|File too large", text):
+        fix = (
+            f"the MLflow run was deleted while training: restore it with `mlflow runs restore --run-id {m.group(1)}` "
+            "(MLFLOW_TRACKING_URI set to this store), then `gan train` resumes from the last checkpoint"
+        )
+    elif (isinstance(e, OSError) and e.errno in _DISK_ERRNOS) or re.search(
+        r"disk I/O error|database or disk is full|No space left|File too large", text
+    ):
         fix = "free space on its disk (or raise `ulimit -f`) and check that it is writable, then `gan train` resumes from the last checkpoint"
     elif uri.startswith("sqlite:"):
         fix = "check that the file is writable, or move it aside (a new store is made) or set MLFLOW_TRACKING_URI"
@@ -73,6 +84,7 @@ def _store_error(e: BaseException) -> UserError:
 def store_errors(fn):
     """Turn any failure of the MLflow store (a corrupt, read-only or missing database, a server
     that does not answer) into ``_store_error``'s one line."""
+
     @functools.wraps(fn)
     def wrapped(*args, **kwargs):
         from mlflow.exceptions import MlflowException
@@ -87,6 +99,7 @@ def store_errors(fn):
             if type(e).__module__.split(".")[0] in ("sqlalchemy", "requests", "urllib3", "alembic"):
                 raise _store_error(e) from None
             raise
+
     return wrapped
 
 
@@ -113,7 +126,11 @@ def create_store(path: Path) -> None:
     MlflowClient(f"sqlite:///{path}").search_experiments()
 
 
-_ARTIFACT_COLUMNS = (("experiments", "artifact_location"), ("runs", "artifact_uri"), ("logged_models", "artifact_location"))
+_ARTIFACT_COLUMNS = (
+    ("experiments", "artifact_location"),
+    ("runs", "artifact_uri"),
+    ("logged_models", "artifact_location"),
+)
 
 
 def _rehome() -> None:
@@ -128,14 +145,21 @@ def _rehome() -> None:
         tables = {r[0] for r in con.execute("select name from sqlite_master where type = 'table'")}
         if "experiments" not in tables:
             return
-        olds = {m.group(1) for (loc,) in con.execute("select artifact_location from experiments")
-                if loc and (m := re.match(r"(file://.*?/mlruns)(/[^/]+)?$", loc)) and m.group(1) != home}
+        olds = {
+            m.group(1)
+            for (loc,) in con.execute("select artifact_location from experiments")
+            if loc and (m := re.match(r"(file://.*?/mlruns)(/[^/]+)?$", loc)) and m.group(1) != home
+        }
         for old in olds:
             for table, column in _ARTIFACT_COLUMNS:
                 if table in tables:
-                    con.execute(f"update {table} set {column} = ? || substr({column}, ?) where {column} like ? escape '\\'",
-                                (home, len(old) + 1, old.replace("%", r"\%").replace("_", r"\_") + "/%"))
-            print(f"note: this project's MLflow store pointed at {old}; it now points at {home} (the project was copied or moved)")
+                    con.execute(
+                        f"update {table} set {column} = ? || substr({column}, ?) where {column} like ? escape '\\'",
+                        (home, len(old) + 1, old.replace("%", r"\%").replace("_", r"\_") + "/%"),
+                    )
+            print(
+                f"note: this project's MLflow store pointed at {old}; it now points at {home} (the project was copied or moved)"
+            )
 
 
 @store_errors
@@ -199,13 +223,21 @@ class TrainingRun:
         self.experiment_id = experiment_id(experiment)
         self.client = MlflowClient(tracking_uri())
         if run_id is not None and not self._exists(run_id):
-            print(f"note: the checkpoint's MLflow run {run_id} is not in {tracking_uri()} (a new or moved store?); "
-                  "the training continues from its checkpoint in a new MLflow run")
+            print(
+                f"note: the checkpoint's MLflow run {run_id} is not in {tracking_uri()} (a new or moved store?); "
+                "the training continues from its checkpoint in a new MLflow run"
+            )
             run_id = None
         self.resumed = run_id is not None
-        active = mlflow.start_run(run_id=run_id) if run_id else mlflow.start_run(experiment_id=self.experiment_id, run_name=name)
+        active = (
+            mlflow.start_run(run_id=run_id)
+            if run_id
+            else mlflow.start_run(experiment_id=self.experiment_id, run_name=name)
+        )
         self.run_id = active.info.run_id
-        self.logged_through = last_logged_step(self.run_id, "loss_d") if self.resumed else -1  # a fresh run logs step 0 too
+        self.logged_through = (
+            last_logged_step(self.run_id, "loss_d") if self.resumed else -1
+        )  # a fresh run logs step 0 too
 
     def _exists(self, run_id: str) -> bool:
         from mlflow.exceptions import MlflowException
@@ -316,8 +348,11 @@ class StageRun:
         if self.run_id is None:
             return
         now = int(time.time() * 1000)
-        self.client.log_batch(self.run_id, metrics=[Metric(k, v, now, 0) for k, v in metrics.items() if math.isfinite(v)],
-                              tags=[RunTag(k, v[:5000]) for k, v in (tags or {}).items()])
+        self.client.log_batch(
+            self.run_id,
+            metrics=[Metric(k, v, now, 0) for k, v in metrics.items() if math.isfinite(v)],
+            tags=[RunTag(k, v[:5000]) for k, v in (tags or {}).items()],
+        )
 
 
 @contextmanager
@@ -339,8 +374,15 @@ def stage_run(stage: str, params: dict[str, Any]) -> Iterator[StageRun]:
     query = f"tags.`mlflow.parentRunId` = '{parent.info.run_id}' and tags.stage = '{stage}'"
     for old in client.search_runs([exp], filter_string=query):
         client.delete_run(old.info.run_id)
-    child = client.create_run(exp, run_name=stage, tags={"mlflow.parentRunId": parent.info.run_id, "stage": stage,
-                                                         **{k: v for k, v in parent.data.tags.items() if k in LINK_TAGS}})
+    child = client.create_run(
+        exp,
+        run_name=stage,
+        tags={
+            "mlflow.parentRunId": parent.info.run_id,
+            "stage": stage,
+            **{k: v for k, v in parent.data.tags.items() if k in LINK_TAGS},
+        },
+    )
     run_id = child.info.run_id
     client.log_batch(run_id, params=_params(params))
     try:
@@ -370,8 +412,14 @@ def log_generator(G: nn.Module, example, tags: dict[str, str]) -> None:
         if old.source_run_id == run_id and old.name == "generator":
             client.delete_logged_model(old.model_id)
     with mlflow.start_run(run_id=run_id):
-        mlflow.pytorch.log_model(G, name="generator", input_example=example, serialization_format="pickle",
-                                 pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"], tags=tags)
+        mlflow.pytorch.log_model(
+            G,
+            name="generator",
+            input_example=example,
+            serialization_format="pickle",
+            pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],
+            tags=tags,
+        )
         mlflow.set_tags({f"generator.{k}": v for k, v in tags.items()})
 
 

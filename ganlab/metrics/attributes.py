@@ -55,8 +55,16 @@ def new_net(names: dict[str, Sequence[str]] | None = None) -> AttributeNet:
     return AttributeNet({a: len(v) for a, v in names.items()}, names)
 
 
-def fit(images: torch.Tensor, labels: dict[str, np.ndarray], device: torch.device, seed: int = 0, epochs: int = 12,
-        holdout: float = 0.2, names: dict[str, Sequence[str]] | None = None, min_steps: int = 0) -> tuple[AttributeNet, dict[str, float]]:
+def fit(
+    images: torch.Tensor,
+    labels: dict[str, np.ndarray],
+    device: torch.device,
+    seed: int = 0,
+    epochs: int = 12,
+    holdout: float = 0.2,
+    names: dict[str, Sequence[str]] | None = None,
+    min_steps: int = 0,
+) -> tuple[AttributeNet, dict[str, float]]:
     """Train on (1 - holdout) of the images; return the net (on ``device``) and its held-out accuracy per attribute.
 
     ``labels``: {attribute: class index per image}; ``names``: {attribute: its class names} (default:

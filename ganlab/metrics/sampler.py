@@ -84,7 +84,9 @@ def load_generator(path: Path, device: torch.device, which: str = "last") -> tup
     rebuild = "rebuild it with `gan train` (or `dvc repro`)"
     state = checkpoint.require(checkpoint.load(path), path, (), rebuild)
     if not state.get("complete"):
-        raise UserError(f"{path}: training has not finished ({state.get('kimg')} kimg so far); run `gan train` to resume it")
+        raise UserError(
+            f"{path}: training has not finished ({state.get('kimg')} kimg so far); run `gan train` to resume it"
+        )
     state = checkpoint.require(state, path, ("model", "generator_eval", "kimg", "best_kimg"), rebuild)
     m = checkpoint.require(state["model"], path, ("latent_size", "image_size", "g_width"), rebuild)
     try:

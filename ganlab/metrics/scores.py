@@ -21,8 +21,17 @@ from ganlab.io import checkpoint
 from ganlab.metrics.attributes import AttributeNet, metric_names, predict
 
 # Metrics a best checkpoint can be chosen by, and whether lower (min) or higher (max) is better.
-DIRECTIONS = {"panel": "min", "swd": "min", "ndb": "min", "fd": "min", "kid": "min", "recall": "max", "attr_tv_mean": "min", "attr_confident_mean": "max",
-              "attr_confident_all": "max"}
+DIRECTIONS = {
+    "panel": "min",
+    "swd": "min",
+    "ndb": "min",
+    "fd": "min",
+    "kid": "min",
+    "recall": "max",
+    "attr_tv_mean": "min",
+    "attr_confident_mean": "max",
+    "attr_confident_all": "max",
+}
 
 INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"  # torch-fidelity's FID InceptionV3
 
@@ -31,7 +40,9 @@ def total_variation(p: torch.Tensor, q: torch.Tensor) -> float:
     return float(0.5 * (p - q).abs().sum())
 
 
-def attribute_fidelity(net: AttributeNet, generated: torch.Tensor, real: torch.Tensor, confident: float = 0.9) -> dict[str, float]:
+def attribute_fidelity(
+    net: AttributeNet, generated: torch.Tensor, real: torch.Tensor, confident: float = 0.9
+) -> dict[str, float]:
     """Per attribute: total variation between the attribute mix the classifier sees in
     generated and in real images (0 = same mix, 1 = disjoint), and the share of generated
     images it classifies with probability >= ``confident``. Comparing predictions on both
@@ -54,10 +65,14 @@ def attribute_fidelity(net: AttributeNet, generated: torch.Tensor, real: torch.T
         out[f"attr_confident/{a}"] = float(sure_g.float().mean())
         out[f"attr_confident_real/{a}"] = float(sure_r.float().mean())
         if a == CLASS:
-            for key, share_g, share_r in zip(metric_names(net.names.get(a) or [str(i) for i in range(k)]), hist_g.tolist(), hist_r.tolist()):
+            for key, share_g, share_r in zip(
+                metric_names(net.names.get(a) or [str(i) for i in range(k)]), hist_g.tolist(), hist_r.tolist()
+            ):
                 out[f"class_share/{key}"], out[f"class_share_real/{key}"] = share_g, share_r
+
     def mean(prefix):
         return sum(v for key, v in out.items() if key.startswith(prefix)) / len(pg)
+
     out["attr_tv_mean"] = mean("attr_tv/")
     out["attr_confident_mean"] = mean("attr_confident/")
     out["attr_confident_mean_real"] = mean("attr_confident_real/")  # the same measure on training images: the ceiling
@@ -83,8 +98,15 @@ def memorisation(generated: torch.Tensor, real: torch.Tensor) -> tuple[dict[str,
     d_gen, idx = nearest(generated, real)
     if len(real) < 2:  # no distance between training images to compare with: 0 and 1 would read as copies
         nan = float("nan")
-        return ({"nn_dist_gen_median": float(d_gen.median()), "nn_dist_real_median": nan, "nn_ratio": nan, "copy_share": nan},
-                torch.stack([d_gen, idx.float()], dim=1))
+        return (
+            {
+                "nn_dist_gen_median": float(d_gen.median()),
+                "nn_dist_real_median": nan,
+                "nn_ratio": nan,
+                "copy_share": nan,
+            },
+            torch.stack([d_gen, idx.float()], dim=1),
+        )
     d_real, _ = nearest(real, real, exclude_self=True)
     median_real = float(d_real.median())
     out = {
@@ -113,8 +135,9 @@ def _plain_copy(path: Path, folder: Path) -> Path:
     return copy
 
 
-def fid_kid(generated: torch.Tensor, real: torch.Tensor, weights: str, feature: nn.Module | None = None,
-            kid_subset: int = 100) -> tuple[dict[str, float], str]:
+def fid_kid(
+    generated: torch.Tensor, real: torch.Tensor, weights: str, feature: nn.Module | None = None, kid_subset: int = 100
+) -> tuple[dict[str, float], str]:
     """FID and KID with torchmetrics. Returns ({}, reason) when the InceptionV3 weights are not
     on this machine: an offline machine cannot download them, and the stage must still work.
     ``feature`` replaces InceptionV3 (tests use a small stand-in network)."""
@@ -124,21 +147,28 @@ def fid_kid(generated: torch.Tensor, real: torch.Tensor, weights: str, feature: 
     if feature is None:
         path = inception_path(weights)
         if path is None and weights != "download":
-            return {}, (f"InceptionV3 weights not found (offline?): set evaluate.inception_weights to a local copy of {INCEPTION_FILE}, "
-                        "or to 'download' where the internet is reachable")
+            return {}, (
+                f"InceptionV3 weights not found (offline?): set evaluate.inception_weights to a local copy of {INCEPTION_FILE}, "
+                "or to 'download' where the internet is reachable"
+            )
         if path is not None and not path.is_file():
             return {}, f"evaluate.inception_weights: {path} does not exist"
     with tempfile.TemporaryDirectory() as tmp:
         if feature is None:
             try:
-                kwargs = {"feature": 2048, "feature_extractor_weights_path": str(_plain_copy(path, Path(tmp))) if path else None}
+                kwargs = {
+                    "feature": 2048,
+                    "feature_extractor_weights_path": str(_plain_copy(path, Path(tmp))) if path else None,
+                }
             except UserError as e:
                 return {}, f"FID/KID unavailable: {e}"
         else:
             kwargs = {"feature": feature}
         try:
             fid = FrechetInceptionDistance(normalize=True, **kwargs)
-            kid = KernelInceptionDistance(normalize=True, subset_size=min(kid_subset, len(generated), len(real)), **kwargs)
+            kid = KernelInceptionDistance(
+                normalize=True, subset_size=min(kid_subset, len(generated), len(real)), **kwargs
+            )
         except Exception as e:  # noqa: BLE001 - a failed download or a bad weights file is reported, not fatal
             return {}, f"FID/KID unavailable: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
     for metric in (fid, kid):
@@ -166,7 +196,9 @@ def frechet_distance(a: torch.Tensor, b: torch.Tensor) -> float:
     return max(float(value), 0.0)
 
 
-def kernel_distance(a: torch.Tensor, b: torch.Tensor, subsets: int = 50, subset_size: int = 1000, seed: int = 0) -> tuple[float, float]:
+def kernel_distance(
+    a: torch.Tensor, b: torch.Tensor, subsets: int = 50, subset_size: int = 1000, seed: int = 0
+) -> tuple[float, float]:
     """KID (Bińkowski et al. 2018): the unbiased MMD^2 with the cubic polynomial kernel, over
     random subsets (of ``subset_size``, or half the smaller set where that is smaller, so that
     the subsets differ and their spread means something); returns its mean and standard deviation."""
@@ -179,7 +211,9 @@ def kernel_distance(a: torch.Tensor, b: torch.Tensor, subsets: int = 50, subset_
         y = b[torch.randperm(len(b), generator=g)[:m].to(b.device)]
         kxx, kyy, kxy = (x @ x.T / d + 1) ** 3, (y @ y.T / d + 1) ** 3, (x @ y.T / d + 1) ** 3
         off = m * (m - 1)
-        values.append((kxx.sum() - kxx.diagonal().sum()) / off + (kyy.sum() - kyy.diagonal().sum()) / off - 2 * kxy.mean())
+        values.append(
+            (kxx.sum() - kxx.diagonal().sum()) / off + (kyy.sum() - kyy.diagonal().sum()) / off - 2 * kxy.mean()
+        )
     v = torch.stack(values)
     return float(v.mean()), float(v.std()) if subsets > 1 else 0.0
 

@@ -22,7 +22,9 @@ def with_caption(rgb: np.ndarray, text: str, top: bool = False) -> np.ndarray:
         scale *= 0.9
         (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thick)
     band = np.full((th + base + 10, w, 3), 255, np.uint8)
-    cv2.putText(band, text, (max(3, (w - tw) // 2), th + 5), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), thick, cv2.LINE_AA)
+    cv2.putText(
+        band, text, (max(3, (w - tw) // 2), th + 5), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), thick, cv2.LINE_AA
+    )
     return np.vstack([band, rgb] if top else [rgb, band])
 
 

@@ -35,6 +35,7 @@ class Study:
 
 def build_studies(p: LatentStudyParams, latent_size: int) -> list[Study]:
     """Every non-empty study, in page order."""
+
     def full(value: float, n: int = 1) -> torch.Tensor:
         return torch.full((n, latent_size), float(value))
 
@@ -54,11 +55,24 @@ def build_studies(p: LatentStudyParams, latent_size: int) -> list[Study]:
     base_name = {"zeros": "all 0", "ones": "all 1", "neg_ones": "all -1"}[p.feature_base]
     studies = [
         Study("constants", "Constant latent vectors", [f"all {c:g}" for c in p.constants], constants),
-        Study("one_hot", "One-hot latent vectors (0, ..., 1, ..., 0)", [f"one-hot dim {d}" for d in p.one_hot_dims], one_hot),
-        Study("features", f"One feature set to a large value, others {base_name}",
-              [base_name] + [f"{base_name}, dim {d} = {v:g}" for d, v in p.features.items()], features),
-        Study("sweep", f"Dimension {sw.dim} swept from {sw.start:g} to {sw.stop:g}, others fixed ({sw.base} base)",
-              [f"dim {sw.dim} = {v:.2f}" for v in values.tolist()], sweep),
+        Study(
+            "one_hot",
+            "One-hot latent vectors (0, ..., 1, ..., 0)",
+            [f"one-hot dim {d}" for d in p.one_hot_dims],
+            one_hot,
+        ),
+        Study(
+            "features",
+            f"One feature set to a large value, others {base_name}",
+            [base_name] + [f"{base_name}, dim {d} = {v:g}" for d, v in p.features.items()],
+            features,
+        ),
+        Study(
+            "sweep",
+            f"Dimension {sw.dim} swept from {sw.start:g} to {sw.stop:g}, others fixed ({sw.base} base)",
+            [f"dim {sw.dim} = {v:.2f}" for v in values.tolist()],
+            sweep,
+        ),
     ]
     return [s for s in studies if s.captions]
 
@@ -79,10 +93,15 @@ def write_page(studies: list[Study], images: torch.Tensor, out: Path, image_size
             _write(png, out / f"{study.name}/{i:02d}.png")
             tiles.append(with_caption(tile, caption))
             src = "data:image/png;base64," + base64.b64encode(png).decode()
-            figures.append(f'<figure><img src="{src}" alt="{html.escape(caption)}"><figcaption>{html.escape(caption)}</figcaption></figure>')
+            figures.append(
+                f'<figure><img src="{src}" alt="{html.escape(caption)}"><figcaption>{html.escape(caption)}</figcaption></figure>'
+            )
         offset += len(study.captions)
-        _write(_png(np.hstack([np.pad(t, ((0, 0), (2, 2), (0, 0)), constant_values=255) for t in tiles])), out / f"{study.name}.png")
-        sections.append(f"<h2>{html.escape(study.title)}</h2>\n<div class=\"row\">{''.join(figures)}</div>")
+        _write(
+            _png(np.hstack([np.pad(t, ((0, 0), (2, 2), (0, 0)), constant_values=255) for t in tiles])),
+            out / f"{study.name}.png",
+        )
+        sections.append(f'<h2>{html.escape(study.title)}</h2>\n<div class="row">{"".join(figures)}</div>')
     write_text(out / "index.html", _PAGE.format(body="\n".join(sections), size=image_size, latent=latent_size))
     return offset
 

@@ -22,8 +22,11 @@ def plot_curves(history_csv: Path, eval_csv: Path, out_path: Path) -> None:
 
     if not history_csv.is_file():
         raise UserError(f"{history_csv}: not found (run `gan train` first)")
-    panels = [(history_csv, ("loss_d", "loss_g"), "losses"), (history_csv, ("real_score", "fake_score"), "mean D(x) and D(G(z))"),
-              (history_csv, ("augment_p", "r_t"), "augmentation p and D's sign on reals r_t")]
+    panels = [
+        (history_csv, ("loss_d", "loss_g"), "losses"),
+        (history_csv, ("real_score", "fake_score"), "mean D(x) and D(G(z))"),
+        (history_csv, ("augment_p", "r_t"), "augmentation p and D's sign on reals r_t"),
+    ]
     if eval_csv.is_file() and list(csv.DictReader(open(eval_csv))):
         panels.append((eval_csv, ("swd_ratio", "fd_ratio"), "swd (pixels) and fd (ImageNet) over their floors"))
         panels.append((eval_csv, ("ndb", "ndb_floor"), "mode coverage: NDB and its floor"))
@@ -33,7 +36,12 @@ def plot_curves(history_csv: Path, eval_csv: Path, out_path: Path) -> None:
         rows = list(csv.DictReader(open(path)))
         for k in keys:
             if rows and k in rows[0]:
-                ax.plot([float(r["kimg"]) for r in rows], [float(r[k]) for r in rows], label=k, marker="." if path == eval_csv else None)
+                ax.plot(
+                    [float(r["kimg"]) for r in rows],
+                    [float(r[k]) for r in rows],
+                    label=k,
+                    marker="." if path == eval_csv else None,
+                )
         ax.set_title(title)
         ax.set_xlabel("kimg (thousands of real images shown to D)")
         ax.legend()

@@ -24,7 +24,9 @@ def grid_frames(grids: Path) -> list[tuple[int, np.ndarray]]:
         bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
         if bgr is None:
             raise UserError(f"{path}: cannot read this grid image")
-        frames.append((images, with_caption(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), f"{images / 1000:.4g} kimg", top=True)))
+        frames.append(
+            (images, with_caption(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), f"{images / 1000:.4g} kimg", top=True))
+        )
     if len({f.shape for _, f in frames}) > 1:
         raise UserError(f"{grids}: grids differ in size; delete the folder and retrain")
     return frames

@@ -40,8 +40,12 @@ def translation(x: torch.Tensor, rng: torch.Generator, ratio: float = 0.125) -> 
     sh, sw = int(h * ratio + 0.5), int(w * ratio + 0.5)
     dy = torch.randint(-sh, sh + 1, (n, 1, 1), device=x.device, generator=rng)
     dx = torch.randint(-sw, sw + 1, (n, 1, 1), device=x.device, generator=rng)
-    b, gy, gx = torch.meshgrid(torch.arange(n, device=x.device), torch.arange(h, device=x.device),
-                               torch.arange(w, device=x.device), indexing="ij")
+    b, gy, gx = torch.meshgrid(
+        torch.arange(n, device=x.device),
+        torch.arange(h, device=x.device),
+        torch.arange(w, device=x.device),
+        indexing="ij",
+    )
     gy = (gy + dy + 1).clamp(0, h + 1)  # index into a 1-pixel zero border
     gx = (gx + dx + 1).clamp(0, w + 1)
     padded = F.pad(x, [1, 1, 1, 1]).permute(0, 2, 3, 1)
@@ -64,8 +68,9 @@ def cutout(x: torch.Tensor, rng: torch.Generator, ratio: float = 0.5) -> torch.T
 _OPS = {"color": color, "translation": translation, "cutout": cutout}
 
 
-def diff_augment(x: torch.Tensor, policies: list[str] | tuple[str, ...], rng: torch.Generator,
-                 p: torch.Tensor | None = None) -> torch.Tensor:
+def diff_augment(
+    x: torch.Tensor, policies: list[str] | tuple[str, ...], rng: torch.Generator, p: torch.Tensor | None = None
+) -> torch.Tensor:
     """Every transform on every image, or (``p``: a 0-dim device tensor) each on a random share p."""
     for name in policies:
         if p is None:

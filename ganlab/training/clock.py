@@ -118,18 +118,24 @@ class Clock:
             return Cadence(kimg, b, count, last)
 
         checkpoints = every(t.checkpoint_kimg, last=total - 1)
-        return cls(images, b, total,
-                   Steps((every(t.tick_kimg), checkpoints), frozenset({total})),  # a checkpoint holds whole ticks
-                   frozenset({0, *log_spaced(t.grids, total)}),
-                   Steps((every(t.eval_kimg),), frozenset({total})) if t.eval_kimg else Steps(),
-                   Steps((checkpoints,)))
+        return cls(
+            images,
+            b,
+            total,
+            Steps((every(t.tick_kimg), checkpoints), frozenset({total})),  # a checkpoint holds whole ticks
+            frozenset({0, *log_spaced(t.grids, total)}),
+            Steps((every(t.eval_kimg),), frozenset({total})) if t.eval_kimg else Steps(),
+            Steps((checkpoints,)),
+        )
 
     def stops(self, after: int) -> Iterator[int]:
         """Every step after ``after`` where something is due, in order, each found when it is reached."""
         grids = Steps(points=self.grids)
         s = after
         while True:
-            nexts = [n for n in (x.after(s) for x in (self.ticks, grids, self.evals, self.checkpoints)) if n is not None]
+            nexts = [
+                n for n in (x.after(s) for x in (self.ticks, grids, self.evals, self.checkpoints)) if n is not None
+            ]
             s = min(nexts, default=self.total + 1)
             if s > self.total:
                 return

@@ -38,9 +38,20 @@ def launch(nproc: int, argv: list[str]) -> int:
     authentication; here the processes meet through a file in a private temp folder instead.
     Returns the first non-zero exit code (the others are then stopped), or 0."""
     with tempfile.TemporaryDirectory(prefix="gan-rendezvous-") as tmp:
-        procs = [subprocess.Popen(argv, env={**os.environ, **loopback_env(), RENDEZVOUS: str(Path(tmp) / "store"),
-                                             "RANK": str(r), "LOCAL_RANK": str(r), "WORLD_SIZE": str(nproc)})
-                 for r in range(nproc)]
+        procs = [
+            subprocess.Popen(
+                argv,
+                env={
+                    **os.environ,
+                    **loopback_env(),
+                    RENDEZVOUS: str(Path(tmp) / "store"),
+                    "RANK": str(r),
+                    "LOCAL_RANK": str(r),
+                    "WORLD_SIZE": str(nproc),
+                },
+            )
+            for r in range(nproc)
+        ]
         code = 0
         try:
             while any(p.poll() is None for p in procs) and not code:
@@ -69,7 +80,9 @@ def setup(device_name: str) -> tuple[int, int, torch.device]:
     if not dist.is_initialized():
         backend = "nccl" if device.type == "cuda" else "gloo"
         if os.environ.get(RENDEZVOUS):
-            dist.init_process_group(backend, init_method=f"file://{os.environ[RENDEZVOUS]}", rank=rank, world_size=world)
+            dist.init_process_group(
+                backend, init_method=f"file://{os.environ[RENDEZVOUS]}", rank=rank, world_size=world
+            )
         else:
             dist.init_process_group(backend)
     return rank, world, device

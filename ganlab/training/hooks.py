@@ -38,11 +38,34 @@ class Run:
     """What the hooks see of a training run: its parts, its clock and progress, the MLflow run,
     and the background writer that keeps file and MLflow work off the hot path."""
 
-    def __init__(self, params: Params, gan, data, clock: Clock, streams: state.Streams, progress: state.Progress, fp: str,
-                 dataset_sha: str, device: torch.device, world: int, resumed: bool, lineage: str | None = None, extended: bool = False):
+    def __init__(
+        self,
+        params: Params,
+        gan,
+        data,
+        clock: Clock,
+        streams: state.Streams,
+        progress: state.Progress,
+        fp: str,
+        dataset_sha: str,
+        device: torch.device,
+        world: int,
+        resumed: bool,
+        lineage: str | None = None,
+        extended: bool = False,
+    ):
         self.params, self.gan, self.data, self.clock, self.streams = params, gan, data, clock, streams
-        self.progress, self.fp, self.dataset_sha, self.device, self.world, self.resumed = progress, fp, dataset_sha, device, world, resumed
-        self.lineage = lineage  # the fingerprint without the length (run.json), so that a longer run may extend this one
+        self.progress, self.fp, self.dataset_sha, self.device, self.world, self.resumed = (
+            progress,
+            fp,
+            dataset_sha,
+            device,
+            world,
+            resumed,
+        )
+        self.lineage = (
+            lineage  # the fingerprint without the length (run.json), so that a longer run may extend this one
+        )
         self.extended = extended  # a finished run continued to a new length or train.stop
         self.image_size = data.images.shape[-1]
         self.noise_states: list = []  # every rank's noise stream, gathered where a checkpoint is due
@@ -62,7 +85,9 @@ class Run:
         return self.clock.kimg(self.progress.step)
 
     def snapshot(self) -> dict:
-        return state.snapshot(self.gan, self.params, self.image_size, self.progress, self.noise_states, self.fp, self.kimg)
+        return state.snapshot(
+            self.gan, self.params, self.image_size, self.progress, self.noise_states, self.fp, self.kimg
+        )
 
 
 class Hook:
@@ -112,14 +137,27 @@ class Tracking(Hook):
         name, links = run_name_and_links(f"{source}-{run.image_size}px")
         run.tracker = TrainingRun(p.tracking.experiment, run.progress.run_id, name)
         run.progress.run_id = run.tracker.run_id
-        state.write_record(run.progress.run_id, run.tracker.experiment_id, run.fp, run.progress.step, run.progress.seconds, run.lineage)
+        state.write_record(
+            run.progress.run_id, run.tracker.experiment_id, run.fp, run.progress.step, run.progress.seconds, run.lineage
+        )
         if run.progress.continues:  # the finished run this one extends: one link, whatever is in the MLflow UI
             links = {**links, "continues_run": run.progress.continues}
         if not run.tracker.resumed:  # the sections that shape training; each later stage logs its own in its child run
-            run.tracker.log_params(flatten(p, TRAINING_SECTIONS), {
-                **links, "git_commit": git_commit(), "dataset_sha256": run.dataset_sha, "dataset_size": str(len(run.data)),
-                "image_size": str(run.image_size), "device": str(run.device), "processes": str(run.world),
-                "data": type(run.data).__name__, "batch": str(run.clock.batch), "steps": str(run.clock.total)})
+            run.tracker.log_params(
+                flatten(p, TRAINING_SECTIONS),
+                {
+                    **links,
+                    "git_commit": git_commit(),
+                    "dataset_sha256": run.dataset_sha,
+                    "dataset_size": str(len(run.data)),
+                    "image_size": str(run.image_size),
+                    "device": str(run.device),
+                    "processes": str(run.world),
+                    "data": type(run.data).__name__,
+                    "batch": str(run.clock.batch),
+                    "steps": str(run.clock.total),
+                },
+            )
 
     def on_step(self, run: Run, ticked: bool) -> None:
         if ticked:
@@ -151,24 +189,38 @@ class Console(Hook):
         c = run.clock
         if run.resumed:
             print(f"resuming from {layout.CHECKPOINT} at {run.kimg:g} kimg")
-        print(f"train: {c.kimg(c.total):g} kimg = {c.total} steps of {c.batch} images = {c.epoch(c.total):.4g} epochs of {c.images} images")
+        print(
+            f"train: {c.kimg(c.total):g} kimg = {c.total} steps of {c.batch} images = {c.epoch(c.total):.4g} epochs of {c.images} images"
+        )
         digits = 1 if c.kimg(c.total) >= 10 else 3
-        self.bar = tqdm(total=round(c.kimg(c.total), 3), initial=round(run.kimg, 3), desc="train", unit="kimg", dynamic_ncols=True,
-                        bar_format=f"{{l_bar}}{{bar}}| {{n:.{digits}f}}/{{total:.{digits}f}} kimg [{{elapsed}}<{{remaining}}{{postfix}}]")
+        self.bar = tqdm(
+            total=round(c.kimg(c.total), 3),
+            initial=round(run.kimg, 3),
+            desc="train",
+            unit="kimg",
+            dynamic_ncols=True,
+            bar_format=f"{{l_bar}}{{bar}}| {{n:.{digits}f}}/{{total:.{digits}f}} kimg [{{elapsed}}<{{remaining}}{{postfix}}]",
+        )
 
     def on_step(self, run: Run, ticked: bool) -> None:
         if not ticked:
             return
         row = run.progress.history[-1]
         self.bar.update(round(run.kimg - self.bar.n, 3))
-        self.bar.set_postfix(loss_d=f"{row['loss_d']:.3f}", loss_g=f"{row['loss_g']:.3f}", img_s=f"{run.timing['images_per_s']:.0f}")
+        self.bar.set_postfix(
+            loss_d=f"{row['loss_d']:.3f}", loss_g=f"{row['loss_g']:.3f}", img_s=f"{run.timing['images_per_s']:.0f}"
+        )
         if run.ending:
             self.bar.close()  # before the other hooks' closing lines
 
     def on_end(self, run: Run) -> None:
         self.bar.close()  # stopped by a plateau: not closed at its last tick
         final = run.progress.history[-1]
-        print("train: " + ", ".join(f"{k}={v:.4g}" for k, v in final.items()) + f" -> {layout.CHECKPOINT} (MLflow run {run.progress.run_id})")
+        print(
+            "train: "
+            + ", ".join(f"{k}={v:.4g}" for k, v in final.items())
+            + f" -> {layout.CHECKPOINT} (MLflow run {run.progress.run_id})"
+        )
 
     def on_failure(self, run: Run, error: BaseException) -> None:
         if hasattr(self, "bar"):  # absent when an earlier hook failed to start
@@ -244,7 +296,9 @@ class Grids(Hook):
         if run.resumed:  # an extended run's old grids off the new schedule go too (its last frame among them)
             keep = {s * run.clock.batch for s in run.clock.grids}
             for stale in layout.GRIDS.glob("images_*.png"):
-                if (m := layout.GRID_FILE.search(stale.name)) and (int(m.group(1)) > run.images or (run.extended and int(m.group(1)) not in keep)):
+                if (m := layout.GRID_FILE.search(stale.name)) and (
+                    int(m.group(1)) > run.images or (run.extended and int(m.group(1)) not in keep)
+                ):
                     stale.unlink()
         else:
             shutil.rmtree(layout.GRIDS, ignore_errors=True)
@@ -253,7 +307,9 @@ class Grids(Hook):
     def on_step(self, run: Run, ticked: bool) -> None:
         if run.progress.step in run.clock.grids or (run.ending and ticked):  # the last frame shows the last generator
             grid = to_grid(generate(run.gan.generator_for_images, self.z, batch_stats=True))  # on the host from here
-            run.writer.submit(self.write, run.tracker if run.progress.step in self.to_mlflow else None, grid, run.images)
+            run.writer.submit(
+                self.write, run.tracker if run.progress.step in self.to_mlflow else None, grid, run.images
+            )
 
     @staticmethod
     def write(tracker: TrainingRun | None, grid: torch.Tensor, images: int) -> None:
@@ -270,9 +326,13 @@ class Evaluation(Hook):
         if run.clock.evals:
             self.net, why = attributes.load(layout.ATTRIBUTES, run.device)
             self.features = FeatureNet().to(run.device)
-            self.reference = Reference(reference_features(self.features, layout.FEATURES, run.data.images, run.dataset_sha))
+            self.reference = Reference(
+                reference_features(self.features, layout.FEATURES, run.data.images, run.dataset_sha)
+            )
             if self.net is None and t.best_metric.startswith("attr"):
-                print(f"note: best checkpoint by {t.best_metric} is unavailable ({why}); later stages get the last generator")
+                print(
+                    f"note: best checkpoint by {t.best_metric} is unavailable ({why}); later stages get the last generator"
+                )
 
     def on_start(self, run: Run) -> None:
         self.said_not_finite = False
@@ -284,17 +344,25 @@ class Evaluation(Hook):
             return
         start = time.perf_counter()
         G = run.gan.eval_generator(seed=t.grid_seed)
-        result = evaluate_generator(G, run.data.images, t.eval_samples, t.eval_seed, self.features, self.reference, self.net)
+        result = evaluate_generator(
+            G, run.data.images, t.eval_samples, t.eval_seed, self.features, self.reference, self.net
+        )
         scores = result.metrics
         key = best_key(t.best_metric)
         value = scores.get(key)
-        if value is not None and not math.isfinite(value) and not self.said_not_finite:  # once: a 1-image set gives NaN at every evaluation
+        if (
+            value is not None and not math.isfinite(value) and not self.said_not_finite
+        ):  # once: a 1-image set gives NaN at every evaluation
             why = result.notes.get(key) or result.notes.get("fd") or "see reports/train/eval_history.csv"
-            print(f"note: {key} is {value} at {run.kimg:g} kimg ({why}); a best generator is chosen from finite values only")
+            print(
+                f"note: {key} is {value} at {run.kimg:g} kimg ({why}); a best generator is chosen from finite values only"
+            )
             self.said_not_finite = True
         progress.evals.append({"kimg": run.kimg, **scores})
         write_evals(progress.evals)
-        scores["seconds"] = time.perf_counter() - start  # what the evaluation costs the run: MLflow only, as all timings
+        scores["seconds"] = (
+            time.perf_counter() - start
+        )  # what the evaluation costs the run: MLflow only, as all timings
         run.writer.submit(run.tracker.log_metrics, {f"eval.{k}": v for k, v in scores.items()}, run.images)
         if pick_best(progress.evals, t.best_metric) == len(progress.evals) - 1:
             progress.best_value, progress.best_kimg = scores[key], run.kimg
@@ -304,9 +372,13 @@ class Evaluation(Hook):
         p, t = run.progress, run.params.train
         if p.best_generator is not None:
             run.tracker.set_tags(state.best_tags(p.best_kimg, p.best_value, best_key(t.best_metric)))
-            print(f"train: best generator at {p.best_kimg:g} kimg ({best_key(t.best_metric)}={p.best_value:.4g}, by {t.best_metric})")
+            print(
+                f"train: best generator at {p.best_kimg:g} kimg ({best_key(t.best_metric)}={p.best_value:.4g}, by {t.best_metric})"
+            )
         elif p.evals and self.said_not_finite:
-            print(f"note: no evaluation gave a finite {best_key(t.best_metric)}: no best generator; the later stages get the last one")
+            print(
+                f"note: no evaluation gave a finite {best_key(t.best_metric)}: no best generator; the later stages get the last one"
+            )
 
 
 class Checkpoints(Hook):
@@ -326,7 +398,11 @@ class Checkpoints(Hook):
         if run.noise_states:  # gathered by the loop where a checkpoint is due
             p = run.progress
             p.checkpoints.append(run.kimg)
-            run.writer.submit(self.write, host_copy(run.snapshot()), (p.run_id, run.tracker.experiment_id, run.fp, p.step, p.seconds, run.lineage))
+            run.writer.submit(
+                self.write,
+                host_copy(run.snapshot()),
+                (p.run_id, run.tracker.experiment_id, run.fp, p.step, p.seconds, run.lineage),
+            )
 
     @staticmethod
     def write(snapshot: dict, record: tuple) -> None:
@@ -339,8 +415,13 @@ class Checkpoints(Hook):
         run.writer.drain()  # grids and earlier checkpoints first: the final file must be the last word
         final = run.snapshot()
         G_eval = run.gan.eval_generator(seed=run.params.train.grid_seed)
-        final.update(generator_eval=state.shared_eval_state(run.gan.generator_for_images, G_eval), opt_g=None, opt_d=None,
-                     complete=True, replica_digests=run.digests)
+        final.update(
+            generator_eval=state.shared_eval_state(run.gan.generator_for_images, G_eval),
+            opt_g=None,
+            opt_d=None,
+            complete=True,
+            replica_digests=run.digests,
+        )
         if run.progress.best_generator is not None and run.progress.best_kimg == run.kimg:
             final["generator_best"] = final["generator_eval"]  # the last is the best: the same weights, stored once
         checkpoint.save(final, layout.CHECKPOINT)

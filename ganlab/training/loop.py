@@ -80,10 +80,16 @@ def build(m: ModelParams, t: TrainParams, image_size: int, device: torch.device,
     np.random.seed(seed % 2**32)  # the checkpoint, which keeps them for exact resume, is the same bytes on every run
     G = Generator(m.latent_size, image_size, m.g_width)
     projected = "projected" in m.discriminator  # its heads are always spectrally normalised, as in the paper
-    D = ProjectedDiscriminator(image_size, m.d_width, m.discriminator) if projected else Discriminator(image_size, m.d_width, m.d_spectral_norm)
+    D = (
+        ProjectedDiscriminator(image_size, m.d_width, m.discriminator)
+        if projected
+        else Discriminator(image_size, m.d_width, m.d_spectral_norm)
+    )
     init_dcgan_(G)
     init_dcgan_(D.heads if projected else D)  # the fixed random projections keep PyTorch's (variance-preserving) init
-    if m.discriminator == "dcgan+projected":  # built last: the other choices draw the same random numbers as before it existed
+    if (
+        m.discriminator == "dcgan+projected"
+    ):  # built last: the other choices draw the same random numbers as before it existed
         pixels = Discriminator(image_size, m.d_width, m.d_spectral_norm)
         init_dcgan_(pixels)
         D = FeaturesAndPixels(D, pixels)
@@ -95,17 +101,30 @@ def build(m: ModelParams, t: TrainParams, image_size: int, device: torch.device,
         G, D = distributed.wrap(G, device, t.sync_batchnorm), distributed.wrap(D, device, t.sync_batchnorm)
     fused = device.type == "cuda"
     return GAN(
-        G, D,
+        G,
+        D,
         torch.optim.Adam(G.parameters(), t.lr_g or t.lr, betas=t.betas, fused=fused or None),
-        torch.optim.Adam([p for p in D.parameters() if p.requires_grad], t.lr_d or t.lr, betas=t.betas, fused=fused or None),
+        torch.optim.Adam(
+            [p for p in D.parameters() if p.requires_grad], t.lr_d or t.lr, betas=t.betas, fused=fused or None
+        ),
         m.latent_size,
         make_ema(distributed.unwrap(G)) if t.ema > 0 else None,
         torch.zeros((), device=device) if t.ada_target else None,
     )
 
 
-def train_steps(gan: GAN, data: DeviceData | StreamedData, t: TrainParams, clock: Clock, streams: Streams, first: int, stop: int,
-                autocast, rank: int = 0, world: int = 1) -> torch.Tensor:
+def train_steps(
+    gan: GAN,
+    data: DeviceData | StreamedData,
+    t: TrainParams,
+    clock: Clock,
+    streams: Streams,
+    first: int,
+    stop: int,
+    autocast,
+    rank: int = 0,
+    world: int = 1,
+) -> torch.Tensor:
     """Steps ``first`` .. ``stop - 1`` (a step is one D update); each rank trains on its shard of every batch.
 
     Returns a (steps, 4) device tensor of per-step METRICS (loss_g is NaN where G did not
@@ -143,8 +162,14 @@ def train_steps(gan: GAN, data: DeviceData | StreamedData, t: TrainParams, clock
         d_updates += 1
         r_t = distributed.average(sign_agreement(real_logits), world)
         log[i, 0] = loss_d.detach()
-        log[i, 2:] = torch.cat([torch.sigmoid(real_logits.detach().float()).mean().reshape(1),
-                                torch.sigmoid(fake_logits.detach().float()).mean().reshape(1), strength, r_t.reshape(1)])
+        log[i, 2:] = torch.cat(
+            [
+                torch.sigmoid(real_logits.detach().float()).mean().reshape(1),
+                torch.sigmoid(fake_logits.detach().float()).mean().reshape(1),
+                strength,
+                r_t.reshape(1),
+            ]
+        )
         if p is not None:  # after logging: the row shows the strength this step trained with
             adapt_(p, r_t, t.ada_target, m * world, t.ada_kimg)
         if d_updates % t.d_steps:
@@ -173,14 +198,18 @@ def summarise(log: torch.Tensor, first_step: int, d_steps: int, clock: Clock) ->
         i = int(bad.nonzero()[0])
         key, value = ("loss_d", rows[i, 0]) if not torch.isfinite(rows[i, 0]) else ("loss_g", rows[i, 1])
         step = int(updates[i])
-        raise FloatingPointError(f"train: {key} became {float(value)} at step {step} ({clock.kimg(step):g} kimg, "
-                                 f"epoch {clock.epoch(step):.1f}); the last good checkpoint is kept in {layout.CHECKPOINT}")
+        raise FloatingPointError(
+            f"train: {key} became {float(value)} at step {step} ({clock.kimg(step):g} kimg, "
+            f"epoch {clock.epoch(step):.1f}); the last good checkpoint is kept in {layout.CHECKPOINT}"
+        )
     means = {k: float(rows[:, j].mean()) for j, k in enumerate(METRICS)}
     means["loss_g"] = float(rows[g_rows, 1].mean()) if g_rows.any() else float("nan")
     return means
 
 
-DIVERGED_LOSS_D = 10.0  # the D loss at equilibrium is 2 ln 2 = 1.39 (BCE); above 10, D is confidently wrong on both kinds of image
+DIVERGED_LOSS_D = (
+    10.0  # the D loss at equilibrium is 2 ln 2 = 1.39 (BCE); above 10, D is confidently wrong on both kinds of image
+)
 
 
 def divergence(history: list[dict[str, float]], lr: float) -> str | None:
@@ -191,13 +220,17 @@ def divergence(history: list[dict[str, float]], lr: float) -> str | None:
     last = history[-2:]
     if all(r["loss_d"] > DIVERGED_LOSS_D for r in last):
         why = f"loss_d above {DIVERGED_LOSS_D:g} for two ticks"
-    elif all(max(r["real_score"], r["fake_score"]) < 0.01 or min(r["real_score"], r["fake_score"]) > 0.99 for r in last):
+    elif all(
+        max(r["real_score"], r["fake_score"]) < 0.01 or min(r["real_score"], r["fake_score"]) > 0.99 for r in last
+    ):
         why = "D gives real and generated images the same extreme score for two ticks"
     else:
         return None
     r = last[-1]
-    return (f"train: diverged at {r['kimg']:g} kimg ({why}: loss_d={r['loss_d']:.4g}, mean D(x)={r['real_score']:.3g}, "
-            f"mean D(G(z))={r['fake_score']:.3g}); the last checkpoint is kept in {layout.CHECKPOINT}; try a lower train.lr (now {lr:g})")
+    return (
+        f"train: diverged at {r['kimg']:g} kimg ({why}: loss_d={r['loss_d']:.4g}, mean D(x)={r['real_score']:.3g}, "
+        f"mean D(G(z))={r['fake_score']:.3g}); the last checkpoint is kept in {layout.CHECKPOINT}; try a lower train.lr (now {lr:g})"
+    )
 
 
 def out_of_time(progress: Progress, t: TrainParams) -> str | None:
@@ -216,18 +249,32 @@ def plateaued(progress: Progress, t: TrainParams) -> str | None:
     since = len(progress.evals) - 1 - gain
     if since < t.stop.patience:
         return None
-    what, which = ("swd gain beyond its spread", "the last") if t.best_metric == PANEL else (f"better {t.best_metric}", "the best")
-    return (f"no {what} in {since} evaluations ({which} at {progress.evals[gain]['kimg']:g} kimg; "
-            f"train.stop.patience {t.stop.patience})")
+    what, which = (
+        ("swd gain beyond its spread", "the last")
+        if t.best_metric == PANEL
+        else (f"better {t.best_metric}", "the best")
+    )
+    return (
+        f"no {what} in {since} evaluations ({which} at {progress.evals[gain]['kimg']:g} kimg; "
+        f"train.stop.patience {t.stop.patience})"
+    )
 
 
-def tick_rows(clock: Clock, progress: Progress, means: dict[str, float], tick_start: tuple[int, float]) -> tuple[dict, dict]:
+def tick_rows(
+    clock: Clock, progress: Progress, means: dict[str, float], tick_start: tuple[int, float]
+) -> tuple[dict, dict]:
     """A history row (what the training computed: the same on every run) and a timing row
     (``seconds``: wall time since training began, hooks included, across resumes)."""
     step, seconds = tick_start
     kimg = clock.kimg(progress.step)
-    return ({"kimg": kimg, "epoch": round(clock.epoch(progress.step), 3), **means},
-            {"kimg": kimg, "images_per_s": (progress.step - step) * clock.batch / (progress.seconds - seconds), "seconds": progress.seconds})
+    return (
+        {"kimg": kimg, "epoch": round(clock.epoch(progress.step), 3), **means},
+        {
+            "kimg": kimg,
+            "images_per_s": (progress.step - step) * clock.batch / (progress.seconds - seconds),
+            "seconds": progress.seconds,
+        },
+    )
 
 
 def left_open(state: dict | None, fp: str, t: TrainParams) -> dict[str, float] | None:
@@ -241,8 +288,10 @@ def left_open(state: dict | None, fp: str, t: TrainParams) -> dict[str, float] |
     status = finish_left_open(run_id, [layout.HISTORY, layout.TIMING], tags)
     if status is None:
         return None
-    print(f"train: {layout.CHECKPOINT} is this run's complete result; its MLflow run {run_id} was left {status} "
-          "after the checkpoint was written (interrupted): finished it, nothing retrained")
+    print(
+        f"train: {layout.CHECKPOINT} is this run's complete result; its MLflow run {run_id} was left {status} "
+        "after the checkpoint was written (interrupted): finished it, nothing retrained"
+    )
     return state["history"][-1]
 
 
@@ -254,22 +303,41 @@ def extension(state: dict | None, fp: str, lineage: str, clock: Clock, t: TrainP
 
     A run of the same fingerprint continues when train.stop no longer ends it where it ended; one
     that differs only in its length (run.json's lineage) when it is longer."""
-    if state is None or not state.get("complete") or not isinstance(state.get("step"), int) or state["step"] >= clock.total:
+    if (
+        state is None
+        or not state.get("complete")
+        or not isinstance(state.get("step"), int)
+        or state["step"] >= clock.total
+    ):
         return None
     same = state.get("fingerprint") == fp
     if not same and recorded_lineage(state.get("fingerprint")) != lineage:
         return None
     run_id, seconds = recorded_run(state["fingerprint"])
-    ended = Progress(state["step"], evals=state.get("evals") or [], best_value=state.get("best_value"),
-                     best_kimg=state.get("best_kimg") or 0.0, seconds=seconds)
+    ended = Progress(
+        state["step"],
+        evals=state.get("evals") or [],
+        best_value=state.get("best_value"),
+        best_kimg=state.get("best_kimg") or 0.0,
+        seconds=seconds,
+    )
     why = out_of_time(ended, t) or plateaued(ended, t)
     here, there = clock.kimg(ended.step), clock.kimg(clock.total)
     if why:
-        return None if same else (False, f"train: {layout.CHECKPOINT} stopped at {here:g} kimg and train.stop still ends it there "
-                                          f"({why}); nothing to train: raise train.stop to extend it to {there:g} kimg")
+        return (
+            None
+            if same
+            else (
+                False,
+                f"train: {layout.CHECKPOINT} stopped at {here:g} kimg and train.stop still ends it there "
+                f"({why}); nothing to train: raise train.stop to extend it to {there:g} kimg",
+            )
+        )
     link = f"a new MLflow run tagged continues_run={run_id}" if run_id else "a new MLflow run"
-    return True, (f"train: continuing {layout.CHECKPOINT} from {here:g} kimg to {there:g} kimg: a finished run whose length or "
-                  f"train.stop changed; Adam's moments restart (a finished checkpoint does not keep them), in {link}")
+    return True, (
+        f"train: continuing {layout.CHECKPOINT} from {here:g} kimg to {there:g} kimg: a finished run whose length or "
+        f"train.stop changed; Adam's moments restart (a finished checkpoint does not keep them), in {link}"
+    )
 
 
 def file_fault(e: OSError) -> UserError:
@@ -295,11 +363,15 @@ def training_loop(params: Params, extend: bool = False) -> dict[str, float] | No
         raise file_fault(e) from None
 
 
-def _train(params: Params, rank: int, world: int, device: torch.device, extend: bool = False) -> dict[str, float] | None:
+def _train(
+    params: Params, rank: int, world: int, device: torch.device, extend: bool = False
+) -> dict[str, float] | None:
     t = params.train
     data = open_dataset(layout.DATASET, device, t.data_on_device)
     if min(t.batch_size, len(data)) < world:  # torchrun; `gan train --nproc` says so before it starts the processes
-        raise UserError(f"train: a step shows {min(t.batch_size, len(data))} images, fewer than the {world} processes that share it")
+        raise UserError(
+            f"train: a step shows {min(t.batch_size, len(data))} images, fewer than the {world} processes that share it"
+        )
     sha = dataset_sha(layout.MANIFEST)
     gan = build(params.model, t, data.images.shape[-1], device, t.seed, world)
     streams = Streams.seeded(t.seed, device, rank, data.index_device)
@@ -314,8 +386,10 @@ def _train(params: Params, rank: int, world: int, device: torch.device, extend: 
     lineage = fingerprint(params, sha, world, length=False)
     extended = extension(existing, fp, lineage, clock, t)
     if extended is not None and not extend:  # the outputs follow from the params alone unless the user asks
-        say(f"train: starting fresh: {layout.CHECKPOINT} is a finished run of {clock.kimg(existing['step']):g} kimg; "
-            f"`gan train --extend` would continue it instead")
+        say(
+            f"train: starting fresh: {layout.CHECKPOINT} is a finished run of {clock.kimg(existing['step']):g} kimg; "
+            f"`gan train --extend` would continue it instead"
+        )
         extended = None
         existing = None
     if extended is not None:
@@ -328,8 +402,21 @@ def _train(params: Params, rank: int, world: int, device: torch.device, extend: 
     progress = restore(gan, resumed, streams, rank) if resumed else Progress()
     if extended:  # a new MLflow run: the old one's params (train.kimg, train.stop) stay true to what it ran
         progress.continues, progress.run_id = progress.run_id, None
-    run = Run(params, gan, data, clock, streams, progress, fp, sha, device, world, resumed=resumed is not None,
-              lineage=lineage, extended=bool(extended))
+    run = Run(
+        params,
+        gan,
+        data,
+        clock,
+        streams,
+        progress,
+        fp,
+        sha,
+        device,
+        world,
+        resumed=resumed is not None,
+        lineage=lineage,
+        extended=bool(extended),
+    )
     hooks = Hooks(main_process_hooks() if rank == 0 else [])  # rank 0 alone writes files and talks to MLflow
     autocast = autocast_for(device, t.amp)
     if device.type == "cuda":
@@ -341,8 +428,16 @@ def _train(params: Params, rank: int, world: int, device: torch.device, extend: 
         for stop in clock.stops(after=progress.step):
             logs.append(train_steps(gan, data, t, clock, streams, progress.step, stop, autocast, rank, world))
             ticked = stop in clock.ticks  # the one host read of the losses since the last tick:
-            means = summarise(distributed.average(torch.cat(logs), world), tick_start[0], t.d_steps, clock) if ticked else {}
-            progress.step, progress.seconds, last = stop, progress.seconds + time.perf_counter() - last, time.perf_counter()
+            means = (
+                summarise(distributed.average(torch.cat(logs), world), tick_start[0], t.d_steps, clock)
+                if ticked
+                else {}
+            )
+            progress.step, progress.seconds, last = (
+                stop,
+                progress.seconds + time.perf_counter() - last,
+                time.perf_counter(),
+            )
             if ticked:
                 row, run.timing = tick_rows(clock, progress, means, tick_start)
                 progress.history.append(row)
@@ -356,11 +451,17 @@ def _train(params: Params, rank: int, world: int, device: torch.device, extend: 
             hooks.on_step(run, ticked)
             why = why or (plateaued(progress, t) if evaluated and early else None)  # after this step's evaluation
             # ticks and evaluations are the only stops where train.stop's answer can change: one broadcast each
-            if (t.stop.patience or t.stop.minutes) and (ticked or evaluated) and distributed.rank0_says(why is not None, world, device):
+            if (
+                (t.stop.patience or t.stop.minutes)
+                and (ticked or evaluated)
+                and distributed.rank0_says(why is not None, world, device)
+            ):
                 if rank == 0:
                     print(f"train: stopping at {clock.kimg(stop):g} of {clock.kimg(clock.total):g} kimg: {why}")
                 break
-        run.digests = distributed.gather(distributed.parameter_digest(gan.G) + distributed.parameter_digest(gan.D), world)
+        run.digests = distributed.gather(
+            distributed.parameter_digest(gan.G) + distributed.parameter_digest(gan.D), world
+        )
         run.noise_states = distributed.gather(streams.noise.get_state(), world)
         distributed.teardown(world)
         hooks.on_end(run)

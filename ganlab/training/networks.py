@@ -62,7 +62,11 @@ class Discriminator(nn.Sequential):
         layers: list[nn.Module] = []
         c_in = 3
         for c_out in chans:
-            layers += [nn.Conv2d(c_in, c_out, 4, 2, 1, bias=False), nn.BatchNorm2d(c_out), nn.LeakyReLU(0.2, inplace=True)]
+            layers += [
+                nn.Conv2d(c_in, c_out, 4, 2, 1, bias=False),
+                nn.BatchNorm2d(c_out),
+                nn.LeakyReLU(0.2, inplace=True),
+            ]
             c_in = c_out
         layers += [nn.Conv2d(c_in, 1, 4, 1, 0, bias=False), nn.Flatten()]
         if spectral_norm:  # Miyato et al. 2018: each conv's largest singular value kept at 1
@@ -83,4 +87,3 @@ def init_dcgan_(module: nn.Module) -> None:
         elif isinstance(m, nn.BatchNorm2d):
             nn.init.normal_(m.weight, 1.0, 0.02)
             nn.init.zeros_(m.bias)
-

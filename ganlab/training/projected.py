@@ -52,8 +52,11 @@ class ProjectedDiscriminator(nn.Module):
         for i, w in enumerate(widths):
             res, layers, c = image_size // 2 ** (i + 2), [], w
             while res > 4:
-                layers += [spectral_norm(nn.Conv2d(c, min(2 * c, 8 * width), 4, 2, 1, bias=False)), nn.BatchNorm2d(min(2 * c, 8 * width)),
-                           nn.LeakyReLU(0.2, inplace=True)]
+                layers += [
+                    spectral_norm(nn.Conv2d(c, min(2 * c, 8 * width), 4, 2, 1, bias=False)),
+                    nn.BatchNorm2d(min(2 * c, 8 * width)),
+                    nn.LeakyReLU(0.2, inplace=True),
+                ]
                 c, res = min(2 * c, 8 * width), res // 2
             layers += [spectral_norm(nn.Conv2d(c, 1, min(res, 4), 1, 0, bias=False)), nn.Flatten()]
             heads.append(nn.Sequential(*layers))

@@ -38,9 +38,14 @@ class Streams:
     noise: torch.Generator
 
     @classmethod
-    def seeded(cls, seed: int, device: torch.device, rank: int = 0, index_device: torch.device | None = None) -> Streams:
-        return cls(seed, torch.Generator(device=index_device or device),
-                   torch.Generator(device=device).manual_seed(seed + 1_000_003 * (rank + 1)))
+    def seeded(
+        cls, seed: int, device: torch.device, rank: int = 0, index_device: torch.device | None = None
+    ) -> Streams:
+        return cls(
+            seed,
+            torch.Generator(device=index_device or device),
+            torch.Generator(device=device).manual_seed(seed + 1_000_003 * (rank + 1)),
+        )
 
 
 @dataclass
@@ -66,7 +71,9 @@ def fingerprint(params: Params, dataset_sha: str, world: int, length: bool = Tru
     return hashlib.sha256(json.dumps(shaping, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def snapshot(gan, params: Params, image_size: int, progress: Progress, noise_states: list, fp: str, kimg: float) -> dict[str, Any]:
+def snapshot(
+    gan, params: Params, image_size: int, progress: Progress, noise_states: list, fp: str, kimg: float
+) -> dict[str, Any]:
     """Everything needed to continue exactly, as references to the live tensors (``host_copy``
     it before training goes on)."""
     return {
@@ -92,8 +99,23 @@ def snapshot(gan, params: Params, image_size: int, progress: Progress, noise_sta
     }
 
 
-RESUME_KEYS = ("generator", "discriminator", "ema", "opt_g", "opt_d", "augment_p", "step", "history", "rng", "fingerprint",
-               "evals", "best_value", "best_kimg", "generator_best", "checkpoints")
+RESUME_KEYS = (
+    "generator",
+    "discriminator",
+    "ema",
+    "opt_g",
+    "opt_d",
+    "augment_p",
+    "step",
+    "history",
+    "rng",
+    "fingerprint",
+    "evals",
+    "best_value",
+    "best_kimg",
+    "generator_best",
+    "checkpoints",
+)
 REBUILD = "move it aside, then `gan train` starts fresh"
 
 
@@ -144,19 +166,38 @@ def restore(gan, state: dict[str, Any], streams: Streams, rank: int) -> Progress
     try:
         streams.noise.set_state(checkpoint.restore_rng(state["rng"])["noise"][rank])
     except (KeyError, IndexError, TypeError, ValueError, RuntimeError) as e:
-        raise UserError(f"{path}: its random-number states do not fit this run ({type(e).__name__}); {REBUILD}") from None
+        raise UserError(
+            f"{path}: its random-number states do not fit this run ({type(e).__name__}); {REBUILD}"
+        ) from None
     run_id, seconds = recorded_run(state["fingerprint"])
-    return Progress(state["step"], state["history"], run_id, state["evals"],
-                    state["best_value"], state["best_kimg"], state["generator_best"], state["checkpoints"], seconds)
+    return Progress(
+        state["step"],
+        state["history"],
+        run_id,
+        state["evals"],
+        state["best_value"],
+        state["best_kimg"],
+        state["generator_best"],
+        state["checkpoints"],
+        seconds,
+    )
 
 
-def write_record(run_id: str | None, experiment_id: str | None, fp: str, step: int, seconds: float, lineage: str | None = None) -> None:
+def write_record(
+    run_id: str | None, experiment_id: str | None, fp: str, step: int, seconds: float, lineage: str | None = None
+) -> None:
     """``models/run.json``: the MLflow run and wall time of the run that wrote the checkpoint;
     written after each checkpoint, so a resume continues the same MLflow run and clock. Its
     ``lineage`` (the fingerprint without the length) lets a longer run extend a finished one:
     here, not in the checkpoint, whose bytes stay what the training computed."""
-    record = {"run_id": run_id, "experiment_id": experiment_id, "fingerprint": fp, "step": step, "seconds": round(seconds, 3),
-              "lineage": lineage}
+    record = {
+        "run_id": run_id,
+        "experiment_id": experiment_id,
+        "fingerprint": fp,
+        "step": step,
+        "seconds": round(seconds, 3),
+        "lineage": lineage,
+    }
     write_text(layout.RUN_INFO, json.dumps(record, indent=1))
 
 
