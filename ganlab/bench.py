@@ -43,10 +43,10 @@ from ganlab.data.demo_faces import write_demo_faces
 from ganlab.device import autocast_for, resolve_device
 from ganlab.io import checkpoint
 from ganlab.io.tracking import create_store
+from ganlab.nets.dcgan import Discriminator, Generator, init_dcgan_
 from ganlab.params import Params, parse_params
 from ganlab.training.clock import Clock
 from ganlab.training.loop import build, train_steps
-from ganlab.training.networks import Discriminator, Generator, init_dcgan_
 from ganlab.training.state import Streams
 
 CONFIGS = {  # name: (image size, G width, D width, batch size)

@@ -19,14 +19,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 
 from ganlab.errors import UserError
 
-IMAGE_SIZES = (32, 64, 128, 256)
+IMAGE_SIZES = (32, 64, 128, 256)  # what the networks support (ganlab/nets/dcgan.py; a test keeps them equal)
 MAX_KIMG = 1e9  # a trillion images, 40000x StyleGAN2's longest runs: the clock's step arithmetic stays exact in floats
 MIN_CADENCE_KIMG = 0.001  # one image: a cadence shorter than a step's images is due at every step anyway
 MAX_PARAMS_BYTES = 2**20  # the shipped file is 5 KB; a larger one is a mistake or an attack on the parser
 MAX_YAML_DEPTH = 32  # the shipped file nests 3 deep; 50000 brackets overflowed Python's stack
-SEED_LIMIT = (
-    2**62
-)  # torch seeds are 64-bit; streams add offsets to a seed  # what the networks support (ganlab/training/networks.py; a test keeps them equal)
+SEED_LIMIT = 2**62  # torch seeds are 64-bit; streams add offsets to a seed
 
 
 class _Section(BaseModel):
@@ -81,9 +79,8 @@ class ModelParams(_Section):
     latent_size: int = Field(128, ge=1, le=4096)
     g_width: int = Field(16, ge=1, le=1024)  # G's last hidden width; doubles towards the input
     d_width: int = Field(32, ge=1, le=1024)  # D's first width; doubles towards the score
-    d_spectral_norm: bool = (
-        False  # spectral normalisation of the dcgan D's convolutions (the projected D's heads always have it)
-    )
+    # spectral normalisation of the dcgan D's convolutions (the projected D's heads always have it)
+    d_spectral_norm: bool = False
     # projected: heads on a frozen ImageNet network's features; dcgan+projected: both, weighted equally
     discriminator: Literal["dcgan", "projected", "dcgan+projected"] = "dcgan"
 
@@ -136,7 +133,7 @@ class TrainParams(_Section):
     eval_seed: int = Field(
         2024, ge=0, lt=SEED_LIMIT
     )  # the latents of the in-training evaluation (train's own: evaluate.seed reruns evaluate only)
-    # keep the generator that scores best on this (directions in ganlab/metrics/scores.py; a test keeps them equal)
+    # keep the generator that scores best on this (directions in ganlab/training/best.py; a test keeps them equal)
     best_metric: Literal[
         "panel", "swd", "ndb", "fd", "kid", "recall", "attr_tv_mean", "attr_confident_mean", "attr_confident_all"
     ] = "panel"

@@ -15,9 +15,9 @@ from ganlab.io.atomic import write_text
 from ganlab.metrics.attributes import demo_names, fit
 from ganlab.params import Params
 
-CLASS_MIN_STEPS = (
-    100  # a folder of a few hundred images is a few batches an epoch; the demo's 12 epochs are too few steps
-)
+# a folder of a few hundred images is a few batches an epoch; the demo's 12 epochs are too few steps
+
+CLASS_MIN_STEPS = 100
 
 
 def _no_classes_note() -> str:

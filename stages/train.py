@@ -6,12 +6,13 @@ import json
 
 from ganlab import layout
 from ganlab.errors import UserError
+from ganlab.hooks import main_process_hooks
 from ganlab.params import Params
 from ganlab.training.loop import training_loop
 
 
 def run(params: Params, extend: bool = False) -> dict[str, float] | None:
-    return training_loop(params, extend)
+    return training_loop(params, main_process_hooks, extend)
 
 
 def check_processes(params: Params, nproc: int) -> None:

@@ -72,7 +72,7 @@ def straight_then_killed(params: Params, monkeypatch, tick: int = 3):
 def interrupt_at_tick(monkeypatch, tick: int, after_writing: bool = False):
     """Make the next run stop with KeyboardInterrupt at its ``tick``-th history row, as a kill
     there would (before the row is written, or just after); returns the real writer, to restore."""
-    from ganlab.training import hooks
+    from ganlab import hooks
 
     real, calls = hooks.append_history, {"n": 0}
 

@@ -8,11 +8,10 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
-from ganlab import layout
+from ganlab import hooks, layout
 from ganlab.io import checkpoint
 from ganlab.io.background import Writer, host_copy
 from ganlab.io.tracking import tracking_uri
-from ganlab.training import hooks
 from stages import prepare, train
 from tests.conftest import interrupt_at_tick, run_id, tiny
 

@@ -13,12 +13,11 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
-from ganlab import layout
+from ganlab import hooks, layout
 from ganlab.io import checkpoint
 from ganlab.io.tracking import tracking_uri
 from ganlab.metrics import sampler
-from ganlab.training import hooks
-from ganlab.training.networks import Generator
+from ganlab.nets.dcgan import Generator
 from stages import attributes, evaluate, latent_study, prepare, sample, train
 from tests.conftest import run_id, tiny
 from tests.project import new_project, repro, run

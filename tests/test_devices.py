@@ -17,13 +17,13 @@ import torch
 
 from ganlab.device import device_of
 from ganlab.metrics import sampler
-from ganlab.training.networks import Generator
+from ganlab.nets.dcgan import Generator, recalibrate_batchnorm
 from stages import evaluate, latent_study, prepare, sample, train
 from tests.conftest import tiny
 
 FEEDERS = {
     ("ganlab.metrics.sampler", "generate"),
-    ("ganlab.metrics.sampler", "recalibrate_batchnorm"),
+    ("ganlab.nets.dcgan", "recalibrate_batchnorm"),
     ("ganlab.training.loop", "train_steps"),
     ("mlflow.pytorch", "predict"),
 }  # MLflow checks the logged CPU copy on a CPU input example
@@ -80,4 +80,4 @@ class Fed(Exception):
 def test_recalibration_feeds_latents_on_the_generators_device(meta_generator):
     meta_generator.register_forward_pre_hook(lambda module, args: (_ for _ in ()).throw(Fed()))
     with pytest.raises(Fed):
-        sampler.recalibrate_batchnorm(meta_generator, batches=2, batch_size=4)
+        recalibrate_batchnorm(meta_generator, batches=2, batch_size=4)

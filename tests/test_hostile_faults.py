@@ -12,11 +12,10 @@ import torch
 from mlflow.tracking import MlflowClient
 from torch.optim.optimizer import register_optimizer_step_post_hook
 
-from ganlab import layout
+from ganlab import hooks, layout
 from ganlab.errors import UserError
 from ganlab.io import checkpoint
 from ganlab.io.tracking import tracking_uri
-from ganlab.training import hooks
 from stages import prepare, train
 from tests.conftest import run_id, tiny
 

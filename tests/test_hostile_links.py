@@ -48,7 +48,7 @@ def test_class1_links_a_symlinked_train_lock_is_refused_and_its_target_untouched
 
 
 def test_class1_links_history_rows_are_not_appended_through_a_link(workdir):
-    from ganlab.training import hooks
+    from ganlab import hooks
 
     victim = workdir / "victim.csv"
     victim.write_text("precious\n")

@@ -4,9 +4,8 @@ import pytest
 import torch
 from torch import nn
 
-from ganlab.metrics.sampler import recalibrate_batchnorm
-from ganlab.training.networks import SUPPORTED_SIZES, Discriminator, Generator, init_dcgan_
-from ganlab.training.projected import FeaturesAndPixels, ProjectedDiscriminator
+from ganlab.nets.dcgan import SUPPORTED_SIZES, Discriminator, Generator, init_dcgan_, recalibrate_batchnorm
+from ganlab.nets.projected import FeaturesAndPixels, ProjectedDiscriminator
 
 LATENT = 128
 

@@ -12,8 +12,8 @@ import torch.nn.functional as F
 
 from ganlab.data.dataset import to_tensor
 from ganlab.data.demo_faces import draw_face, sample_labels
-from ganlab.metrics.evaluator import PANEL, last_gain, pick_best
 from ganlab.metrics.pixels import coverage_scores, laplacian_pyramid, swd_scores
+from ganlab.training.best import PANEL, last_gain, pick_best
 from ganlab.training.loop import plateaued
 from tests.conftest import tiny
 

@@ -12,7 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
-from ganlab.training.networks import Generator
+from ganlab.nets.dcgan import Generator
 from stages.evaluate import HEADLINE
 from tests.project import new_project, repro, run, set_param
 

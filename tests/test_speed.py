@@ -15,7 +15,7 @@ from torch import nn
 from ganlab import layout
 from ganlab.bench import forward_flops, train_flops_per_image
 from ganlab.io import checkpoint
-from ganlab.training.networks import Discriminator, Generator
+from ganlab.nets.dcgan import Discriminator, Generator
 from tests.conftest import TINY
 
 GAN = str(Path(sys.executable).parent / "gan")

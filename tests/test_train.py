@@ -10,12 +10,11 @@ import torch
 from mlflow.tracking import MlflowClient
 from torch.optim.optimizer import register_optimizer_step_post_hook
 
-from ganlab import layout
+from ganlab import hooks, layout
 from ganlab.device import resolve_device
 from ganlab.errors import UserError
 from ganlab.io import checkpoint
 from ganlab.io.tracking import tracking_uri
-from ganlab.training import hooks
 from stages import prepare, sample, train
 from tests.conftest import interrupt_at_tick, run_id, straight_then_killed, tiny
 
@@ -261,3 +260,42 @@ def test_evaluations_off_train_to_the_end_and_later_stages_use_the_last_generato
     assert list(csv.DictReader(layout.EVAL_HISTORY.open())) == []
     sample.run(params)
     assert (layout.SAMPLES / "grid.png").is_file()
+
+
+def test_the_loop_runs_with_the_hooks_it_is_given(workdir):
+    """training_loop takes its hooks: with only a recorder, it trains, calls it at every clock point
+    in order, and writes none of the files or MLflow runs the project's hooks would."""
+    from ganlab.training.events import Hook
+    from ganlab.training.loop import training_loop
+
+    class Recorder(Hook):
+        def __init__(self):
+            self.calls = []
+
+        def check(self, run):
+            self.calls.append(("check", run.kimg))
+
+        def on_start(self, run):
+            self.calls.append(("start", run.kimg))
+
+        def on_step(self, run, ticked):
+            self.calls.append(("step", run.kimg, ticked, run.ending))
+
+        def on_end(self, run):
+            self.calls.append(("end", run.kimg, len(run.progress.history)))
+
+    params = prepared(train={"kimg": 0.048, "checkpoint_kimg": 1000})  # 3 steps of 16, a tick each
+    recorder = Recorder()
+    final = training_loop(params, lambda: [recorder])
+    assert final["kimg"] == 0.048
+    assert recorder.calls == [
+        ("check", 0.0),
+        ("start", 0.0),
+        ("step", 0.016, True, False),
+        ("step", 0.032, True, False),
+        ("step", 0.048, True, True),
+        ("end", 0.048, 3),
+    ]
+    assert not layout.HISTORY.exists() and not layout.CHECKPOINT.exists() and not layout.GRIDS.exists()
+    client = MlflowClient(tracking_uri())
+    assert not client.search_runs([e.experiment_id for e in client.search_experiments()])

@@ -6,10 +6,10 @@ from torch import nn
 
 from ganlab import layout
 from ganlab.io import checkpoint
+from ganlab.nets.dcgan import Discriminator, init_dcgan_
 from ganlab.training import augment, hooks
 from ganlab.training.ema import make_ema, update_ema
 from ganlab.training.loss import hinge_discriminator_loss, hinge_generator_loss, r1_penalty
-from ganlab.training.networks import Discriminator, init_dcgan_
 from stages import prepare, train
 from tests.conftest import interrupt_at_tick, tiny
 

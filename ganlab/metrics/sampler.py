@@ -16,7 +16,7 @@ from torch import nn
 from ganlab.device import device_of
 from ganlab.errors import UserError
 from ganlab.io import checkpoint
-from ganlab.training.networks import Generator
+from ganlab.nets.dcgan import Generator
 
 GRID_LATENTS = 64  # 8 x 8, as in the lecture
 
@@ -54,27 +54,6 @@ def generate(G: nn.Module, z: torch.Tensor, batch: int = 256, batch_stats: bool 
         with batch_statistics(G) as G_batch:
             return G_batch(z).float()
     return torch.cat([G(chunk).float() for chunk in z.split(batch)])
-
-
-@torch.no_grad()
-def recalibrate_batchnorm(G: nn.Module, batches: int = 8, batch_size: int = 128, seed: int = 0) -> nn.Module:
-    """Replace BN running statistics by an exact average over fresh latents, then set eval mode.
-
-    Running statistics kept with momentum 0.1 during training lag behind a generator that
-    moves every step; eval-mode images from them look washed out. Re-estimating them for the
-    final weights makes one-latent-at-a-time sampling match the batch-statistics look.
-    """
-    bns = [m for m in G.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    saved = [m.momentum for m in bns]
-    for m in bns:
-        m.reset_running_stats()
-        m.momentum = None  # cumulative moving average: exact mean over all batches
-    G.train()
-    for z in fixed_latents(seed, G.latent_size, batches * batch_size).split(batch_size):
-        G(z.to(device_of(G)))
-    for m, momentum in zip(bns, saved):
-        m.momentum = momentum
-    return G.eval()
 
 
 def load_generator(path: Path, device: torch.device, which: str = "last") -> tuple[Generator, float]:

@@ -20,19 +20,6 @@ from ganlab.errors import UserError
 from ganlab.io import checkpoint
 from ganlab.metrics.attributes import AttributeNet, metric_names, predict
 
-# Metrics a best checkpoint can be chosen by, and whether lower (min) or higher (max) is better.
-DIRECTIONS = {
-    "panel": "min",
-    "swd": "min",
-    "ndb": "min",
-    "fd": "min",
-    "kid": "min",
-    "recall": "max",
-    "attr_tv_mean": "min",
-    "attr_confident_mean": "max",
-    "attr_confident_all": "max",
-}
-
 INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"  # torch-fidelity's FID InceptionV3
 
 

@@ -1,4 +1,4 @@
-"""Text bands on images: epoch numbers on video frames, captions on latent-study tiles."""
+"""Text bands on images: the images seen (kimg) on video frames, captions on latent-study tiles."""
 
 from __future__ import annotations
 

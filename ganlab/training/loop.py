@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import random
 import time
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
 
@@ -25,17 +26,16 @@ from ganlab.device import autocast_for
 from ganlab.errors import UserError
 from ganlab.io import lock
 from ganlab.io.tracking import finish_left_open
-from ganlab.metrics.evaluator import PANEL, best_key, last_gain
-from ganlab.metrics.sampler import recalibrate_batchnorm
+from ganlab.nets.dcgan import Generator, recalibrate_batchnorm
+from ganlab.nets.factory import networks
 from ganlab.params import ModelParams, Params, TrainParams
 from ganlab.training import distributed
 from ganlab.training.augment import adapt_, diff_augment, random_flip, sign_agreement
+from ganlab.training.best import PANEL, best_key, last_gain
 from ganlab.training.clock import Clock
 from ganlab.training.ema import make_ema, update_ema
-from ganlab.training.hooks import Hooks, Run, main_process_hooks
+from ganlab.training.events import Hook, Hooks, Run
 from ganlab.training.loss import LOSSES, r1_penalty
-from ganlab.training.networks import Discriminator, Generator, init_dcgan_
-from ganlab.training.projected import FeaturesAndPixels, ProjectedDiscriminator
 from ganlab.training.state import (
     Progress,
     Streams,
@@ -78,21 +78,7 @@ def build(m: ModelParams, t: TrainParams, image_size: int, device: torch.device,
     torch.manual_seed(seed)
     random.seed(seed)  # training draws only from its own streams; the global states are seeded so that
     np.random.seed(seed % 2**32)  # the checkpoint, which keeps them for exact resume, is the same bytes on every run
-    G = Generator(m.latent_size, image_size, m.g_width)
-    projected = "projected" in m.discriminator  # its heads are always spectrally normalised, as in the paper
-    D = (
-        ProjectedDiscriminator(image_size, m.d_width, m.discriminator)
-        if projected
-        else Discriminator(image_size, m.d_width, m.d_spectral_norm)
-    )
-    init_dcgan_(G)
-    init_dcgan_(D.heads if projected else D)  # the fixed random projections keep PyTorch's (variance-preserving) init
-    if (
-        m.discriminator == "dcgan+projected"
-    ):  # built last: the other choices draw the same random numbers as before it existed
-        pixels = Discriminator(image_size, m.d_width, m.d_spectral_norm)
-        init_dcgan_(pixels)
-        D = FeaturesAndPixels(D, pixels)
+    G, D = networks(m.discriminator, m.latent_size, image_size, m.g_width, m.d_width, m.d_spectral_norm)
     fmt = torch.channels_last if t.channels_last else torch.contiguous_format
     G, D = G.to(device, memory_format=fmt), D.to(device, memory_format=fmt)
     if t.compile:
@@ -127,7 +113,7 @@ def train_steps(
 ) -> torch.Tensor:
     """Steps ``first`` .. ``stop - 1`` (a step is one D update); each rank trains on its shard of every batch.
 
-    Returns a (steps, 4) device tensor of per-step METRICS (loss_g is NaN where G did not
+    Returns a (steps, len(METRICS)) device tensor of per-step METRICS (loss_g is NaN where G did not
     update). Nothing here waits for the device.
     """
     G, D, dev = gan.G, gan.D, streams.noise.device
@@ -207,9 +193,10 @@ def summarise(log: torch.Tensor, first_step: int, d_steps: int, clock: Clock) ->
     return means
 
 
-DIVERGED_LOSS_D = (
-    10.0  # the D loss at equilibrium is 2 ln 2 = 1.39 (BCE); above 10, D is confidently wrong on both kinds of image
-)
+# the D loss at equilibrium is 2 ln 2 = 1.39 (BCE); above 10, D is confidently wrong on both kinds of image
+
+
+DIVERGED_LOSS_D = 10.0
 
 
 def divergence(history: list[dict[str, float]], lr: float) -> str | None:
@@ -350,21 +337,28 @@ def file_fault(e: OSError) -> UserError:
     return UserError(f"{where} ({e.strerror or e}){kept}")
 
 
-def training_loop(params: Params, extend: bool = False) -> dict[str, float] | None:
-    """Train; returns the last tick's metrics on the main process, None on the others. The main
+def training_loop(params: Params, hooks: Callable[[], list[Hook]], extend: bool = False) -> dict[str, float] | None:
+    """Train; returns the last tick's metrics on the main process, None on the others. ``hooks``
+    makes the main process's hooks (``ganlab.hooks.main_process_hooks`` for a real run; a test
+    passes its own). The main
     process holds the project's training lock from before it reads the checkpoint until the end.
     A file that cannot be written ends the run in one line (the hooks mark its MLflow run FAILED
     first); the checkpoint is written whole or not at all, so the last one is kept."""
     rank, world, device = distributed.setup(params.device)
     try:
         with lock.exclusive(layout.TRAIN_LOCK, "`gan train`") if rank == 0 else nullcontext():
-            return _train(params, rank, world, device, extend)
+            return _train(params, hooks, rank, world, device, extend)
     except OSError as e:
         raise file_fault(e) from None
 
 
 def _train(
-    params: Params, rank: int, world: int, device: torch.device, extend: bool = False
+    params: Params,
+    make_hooks: Callable[[], list[Hook]],
+    rank: int,
+    world: int,
+    device: torch.device,
+    extend: bool = False,
 ) -> dict[str, float] | None:
     t = params.train
     data = open_dataset(layout.DATASET, device, t.data_on_device)
@@ -417,7 +411,7 @@ def _train(
         lineage=lineage,
         extended=bool(extended),
     )
-    hooks = Hooks(main_process_hooks() if rank == 0 else [])  # rank 0 alone writes files and talks to MLflow
+    hooks = Hooks(make_hooks() if rank == 0 else [])  # rank 0 alone writes files and talks to MLflow
     autocast = autocast_for(device, t.amp)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True

@@ -23,9 +23,9 @@ from ganlab import layout
 from ganlab.errors import UserError
 from ganlab.io import checkpoint
 from ganlab.io.atomic import write_text
+from ganlab.nets.dcgan import Generator
 from ganlab.params import Params
 from ganlab.training import distributed
-from ganlab.training.networks import Generator
 
 
 @dataclass

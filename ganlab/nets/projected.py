@@ -8,8 +8,8 @@ import torch
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
-from ganlab.metrics.features import efficientnet_lite
-from ganlab.training.networks import SUPPORTED_SIZES
+from ganlab.nets.backbone import efficientnet_lite
+from ganlab.nets.dcgan import SUPPORTED_SIZES
 
 # EfficientNet-Lite0's blocks grouped into four stages ending at 1/4, 1/8, 1/16 and 1/32 of the input
 LITE0_STAGES = ((0, 3), (3, 5), (5, 11), (11, 16))

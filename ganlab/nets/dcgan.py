@@ -12,6 +12,8 @@ import math
 import torch
 from torch import nn
 
+from ganlab.device import device_of
+
 SUPPORTED_SIZES = (32, 64, 128, 256)
 
 
@@ -87,3 +89,25 @@ def init_dcgan_(module: nn.Module) -> None:
         elif isinstance(m, nn.BatchNorm2d):
             nn.init.normal_(m.weight, 1.0, 0.02)
             nn.init.zeros_(m.bias)
+
+
+@torch.no_grad()
+def recalibrate_batchnorm(G: nn.Module, batches: int = 8, batch_size: int = 128, seed: int = 0) -> nn.Module:
+    """Replace BN running statistics by an exact average over fresh latents, then set eval mode.
+
+    Running statistics kept with momentum 0.1 during training lag behind a generator that
+    moves every step; eval-mode images from them look washed out. Re-estimating them for the
+    final weights makes one-latent-at-a-time sampling match the batch-statistics look.
+    """
+    bns = [m for m in G.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    saved = [m.momentum for m in bns]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative moving average: exact mean over all batches
+    G.train()
+    cpu = torch.Generator().manual_seed(seed)  # the same latents on every machine
+    for z in torch.randn(batches * batch_size, G.latent_size, generator=cpu).split(batch_size):
+        G(z.to(device_of(G)))
+    for m, momentum in zip(bns, saved):
+        m.momentum = momentum
+    return G.eval()
