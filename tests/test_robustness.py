@@ -15,12 +15,12 @@ import yaml
 from mlflow.tracking import MlflowClient
 from torch.optim.optimizer import register_optimizer_step_post_hook
 
-from ganlab import layout
+from ganlab import hooks, layout
 from ganlab.errors import UserError
 from ganlab.io import checkpoint
 from ganlab.io.atomic import atomic_dir, atomic_path
 from ganlab.io.tracking import tracking_uri
-from ganlab.training import hooks, loop
+from ganlab.training import loop
 from stages import prepare, train
 from tests.conftest import TINY, run_id, straight_then_killed, tiny
 

@@ -4,10 +4,10 @@ import pytest
 import torch
 from torch import nn
 
-from ganlab import layout
+from ganlab import hooks, layout
 from ganlab.io import checkpoint
 from ganlab.nets.dcgan import Discriminator, init_dcgan_
-from ganlab.training import augment, hooks
+from ganlab.training import augment
 from ganlab.training.ema import make_ema, update_ema
 from ganlab.training.loss import hinge_discriminator_loss, hinge_generator_loss, r1_penalty
 from stages import prepare, train
