@@ -4,11 +4,13 @@ Where the root is: DVC names it in ``DVC_ROOT`` for every stage it runs, and for
 --temp`` and ``--queue``, which execute in a copy under ``.dvc/tmp/exps/`` that is deleted
 afterwards, it names the project they were queued from, so their records land in the store
 that the project's ``mlflow ui`` shows. Run by hand (``gan train``), the root is the working
-folder.
+folder. Finding the store (``project_root``, ``tracking_uri``, ``own_store``) is kept apart from
+logging to it: everything else talks to MLflow through an ``MlflowClient`` of an explicit store,
+opened by ``open_store`` (no global tracking URI, no fluent active run).
 
 MLflow stores artifact locations as absolute paths. A project folder that was copied or moved
 still points at the old folder's ``mlruns/``, so every later write would land in the original;
-the first MLflow call in a relocated project rewrites those paths to its own ``mlruns/``
+the first client of a relocated project's store rewrites those paths to its own ``mlruns/``
 (``_rehome``) and says so.
 
 One training is one MLflow run; each later stage (sample, latent-study, make-video, evaluate)
@@ -28,9 +30,10 @@ import os
 import re
 import sqlite3
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -41,18 +44,71 @@ from torch import nn
 from ganlab import layout
 from ganlab.errors import UserError
 
-os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # the machines we run on are often offline
-for _key, _value in (
+# Which store: discovery only, nothing here opens it.
+
+
+def project_root(cwd: Path | None = None) -> Path:
+    if cwd is None and os.environ.get("DVC_ROOT"):
+        return Path(os.environ["DVC_ROOT"]).resolve()
+    cwd = (cwd or Path.cwd()).resolve()
+    parts = cwd.parts
+    for i in range(len(parts) - 2):
+        if parts[i : i + 3] == (".dvc", "tmp", "exps"):
+            return Path(*parts[:i])
+    return cwd
+
+
+def tracking_uri() -> str:
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{project_root() / 'mlflow.db'}"
+
+
+def own_store() -> Path | None:
+    """The project's ``mlflow.db`` when the store is the project's own, None when ``MLFLOW_TRACKING_URI`` names
+    the user's (not ours to rewrite)."""
+    return None if os.environ.get("MLFLOW_TRACKING_URI") else project_root() / "mlflow.db"
+
+
+# Opening a store: the one way into MLflow.
+
+_HTTP_DEFAULTS = (  # an unreachable tracking server: a few seconds, not MLflow's 4 minutes of retries
     ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2"),
     ("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1"),
     ("MLFLOW_HTTP_REQUEST_TIMEOUT", "10"),
-):
-    os.environ.setdefault(
-        _key, _value
-    )  # an unreachable tracking server: a few seconds, not MLflow's 4 minutes of retries
+)
+
+
+def open_store(uri: str):
+    """An ``MlflowClient`` of the store at ``uri``.
+
+    Importing this module changes no environment; opening a store sets, where the user has not, the variables
+    MLflow reads: ``MLFLOW_DISABLE_TELEMETRY`` (read once, when ``mlflow`` is first imported, which is why it is
+    set before the import here: the machines we run on are often offline), and for an HTTP store
+    ``_HTTP_DEFAULTS`` (read at every request, from any thread, so they stay set for the rest of the process)."""
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    if uri.startswith(("http://", "https://")):
+        for key, value in _HTTP_DEFAULTS:
+            os.environ.setdefault(key, value)
+    from mlflow import MlflowClient
+
+    return MlflowClient(tracking_uri=uri)
+
+
+def project_client():
+    """A client of ``tracking_uri()``'s store, re-homed first when it is the project's own."""
+    client = open_store(tracking_uri())
+    if (db := own_store()) is not None and db.is_file():
+        _rehome(client, db)
+    return client
+
+
+def create_store(path: Path) -> None:
+    """An empty SQLite store at ``path`` (its schema migrations take seconds, once)."""
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)  # "Creating initial MLflow database tables..."
+    open_store(f"sqlite:///{path}").search_experiments()
 
 
 _DISK_ERRNOS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO}
+_STORE_MODULES = ("sqlite3", "sqlalchemy", "requests", "urllib3", "alembic")  # the store's layers, not imported here
 
 
 def _store_error(e: BaseException) -> UserError:
@@ -81,50 +137,34 @@ def _store_error(e: BaseException) -> UserError:
     return UserError(f"MLflow store {uri}: {reason} ({fix})")
 
 
+def _is_store_error(e: BaseException) -> bool:
+    exceptions = sys.modules.get("mlflow.exceptions")  # an MlflowException comes only from an imported mlflow
+    return (
+        isinstance(e, OSError)
+        or (exceptions is not None and isinstance(e, exceptions.MlflowException))
+        or type(e).__module__.split(".")[0] in _STORE_MODULES
+    )
+
+
 def store_errors(fn):
     """Turn any failure of the MLflow store (a corrupt, read-only or missing database, a server
     that does not answer) into ``_store_error``'s one line."""
 
     @functools.wraps(fn)
     def wrapped(*args, **kwargs):
-        from mlflow.exceptions import MlflowException
-
         try:
             return fn(*args, **kwargs)
         except UserError:
             raise
-        except (MlflowException, sqlite3.Error, OSError) as e:
-            raise _store_error(e) from None
-        except Exception as e:  # sqlalchemy's and requests' own errors, without importing them here
-            if type(e).__module__.split(".")[0] in ("sqlalchemy", "requests", "urllib3", "alembic"):
+        except Exception as e:
+            if _is_store_error(e):
                 raise _store_error(e) from None
             raise
 
     return wrapped
 
 
-def project_root(cwd: Path | None = None) -> Path:
-    if cwd is None and os.environ.get("DVC_ROOT"):
-        return Path(os.environ["DVC_ROOT"]).resolve()
-    cwd = (cwd or Path.cwd()).resolve()
-    parts = cwd.parts
-    for i in range(len(parts) - 2):
-        if parts[i : i + 3] == (".dvc", "tmp", "exps"):
-            return Path(*parts[:i])
-    return cwd
-
-
-def tracking_uri() -> str:
-    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{project_root() / 'mlflow.db'}"
-
-
-def create_store(path: Path) -> None:
-    """An empty SQLite store at ``path`` (its schema migrations take seconds, once)."""
-    from mlflow.tracking import MlflowClient
-
-    logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)  # "Creating initial MLflow database tables..."
-    MlflowClient(f"sqlite:///{path}").search_experiments()
-
+# A copied or moved project.
 
 _ARTIFACT_COLUMNS = (
     ("experiments", "artifact_location"),
@@ -133,51 +173,58 @@ _ARTIFACT_COLUMNS = (
 )
 
 
-def _rehome() -> None:
+def _rehome(client, db: Path) -> None:
     """Point a copied or moved project's store at its own ``mlruns/`` (see the module's docstring)."""
-    if os.environ.get("MLFLOW_TRACKING_URI"):
-        return  # the user's own store: not ours to rewrite
-    root, db = project_root(), project_root() / "mlflow.db"
-    if not db.is_file():
-        return
-    home = (root / "mlruns").as_uri()
-    with sqlite3.connect(db) as con:
-        tables = {r[0] for r in con.execute("select name from sqlite_master where type = 'table'")}
-        if "experiments" not in tables:
-            return
-        olds = {
-            m.group(1)
-            for (loc,) in con.execute("select artifact_location from experiments")
-            if loc and (m := re.match(r"(file://.*?/mlruns)(/[^/]+)?$", loc)) and m.group(1) != home
-        }
-        for old in olds:
+    from mlflow.entities import ViewType
+
+    home, olds, token = (db.parent / "mlruns").as_uri(), set(), None
+    while True:
+        page = client.search_experiments(view_type=ViewType.ALL, page_token=token)
+        for exp in page:
+            loc = exp.artifact_location
+            if loc and (m := re.match(r"(file://.*?/mlruns)(/[^/]+)?$", loc)) and m.group(1) != home:
+                olds.add(m.group(1))
+        if not (token := page.token):
+            break
+    if olds:
+        _rewrite_artifact_roots(db, olds, home)
+    for old in sorted(olds):
+        print(
+            f"note: this project's MLflow store pointed at {old}; it now points at {home} (the project was copied or moved)"
+        )
+
+
+def _rewrite_artifact_roots(db: Path, olds: set[str], home: str) -> None:
+    """Replace each prefix in ``olds`` by ``home`` in every artifact location of the SQLite store ``db``."""
+    # SQL on MLflow's tables, here only: MLflow has no API that changes an artifact location. It is fixed when an
+    # experiment, run or logged model is created (create_experiment, create_run, create_logged_model), and no
+    # update call of MlflowClient or of its stores (rename_experiment, update_run / update_run_info,
+    # set_logged_model_tags, finalize_logged_model) takes one.
+    with closing(sqlite3.connect(db)) as con, con:
+        for old in sorted(olds):
             for table, column in _ARTIFACT_COLUMNS:
-                if table in tables:
-                    con.execute(
-                        f"update {table} set {column} = ? || substr({column}, ?) where {column} like ? escape '\\'",
-                        (home, len(old) + 1, old.replace("%", r"\%").replace("_", r"\_") + "/%"),
-                    )
-            print(
-                f"note: this project's MLflow store pointed at {old}; it now points at {home} (the project was copied or moved)"
-            )
+                con.execute(
+                    f"update {table} set {column} = ? || substr({column}, ?) where {column} like ? escape '\\'",
+                    (home, len(old) + 1, old.replace("%", r"\%").replace("_", r"\_") + "/%"),
+                )
+
+
+# Logging runs, each through a client of an explicit store.
 
 
 @store_errors
-def experiment_id(name: str) -> str:
+def experiment_id(client, name: str) -> str:
     """Get or create the experiment, with artifacts under the project root's ``mlruns/``."""
-    import mlflow
     from mlflow.exceptions import MlflowException
 
-    _rehome()
-    mlflow.set_tracking_uri(tracking_uri())
-    exp = mlflow.get_experiment_by_name(name)
+    exp = client.get_experiment_by_name(name)
     if exp is not None:
         return exp.experiment_id
     folder = re.sub(r"[^\w.-]+", "_", name)
     try:
-        return mlflow.create_experiment(name, artifact_location=(project_root() / "mlruns" / folder).as_uri())
+        return client.create_experiment(name, artifact_location=(project_root() / "mlruns" / folder).as_uri())
     except MlflowException:  # another process created it first
-        return mlflow.get_experiment_by_name(name).experiment_id
+        return client.get_experiment_by_name(name).experiment_id
 
 
 def git_commit() -> str:
@@ -192,6 +239,12 @@ def _params(flat: dict[str, Any]) -> list:
     from mlflow.entities import Param
 
     return [Param(k, json.dumps(v) if isinstance(v, (list, dict)) else str(v)) for k, v in flat.items()]
+
+
+def _tags(tags: dict[str, Any]) -> list:
+    from mlflow.entities import RunTag
+
+    return [RunTag(k, str(v)) for k, v in tags.items()]
 
 
 LINK_TAGS = ("dvc.experiment", "dvc.baseline_rev", "mlflow.source.git.commit")  # copied onto every stage's child run
@@ -211,32 +264,33 @@ class TrainingRun:
     """The MLflow run of one training, continued (not duplicated) when training resumes.
 
     A resumed run recomputes, bit for bit on CPU, the steps after its checkpoint; steps that
-    are already in MLflow are not logged twice. Metrics and images go through a client with the
-    run's id, so the training's background writer thread may log them.
+    are already in MLflow are not logged twice. Everything goes through ``client`` (the project's
+    store unless given) with the run's id, so the training's background writer thread may log too.
     """
 
     @store_errors
-    def __init__(self, experiment: str, run_id: str | None, name: str):
-        import mlflow
-        from mlflow.tracking import MlflowClient
+    def __init__(self, experiment: str, run_id: str | None, name: str, client=None):
+        self.client = client or project_client()  # first: it sets what MLflow reads when imported
+        from mlflow.tracking.context.registry import resolve_tags
+        from mlflow.utils.mlflow_tags import MLFLOW_RUN_NAME
 
-        self.experiment_id = experiment_id(experiment)
-        self.client = MlflowClient(tracking_uri())
+        self.experiment_id = experiment_id(self.client, experiment)
         if run_id is not None and not self._exists(run_id):
             print(
-                f"note: the checkpoint's MLflow run {run_id} is not in {tracking_uri()} (a new or moved store?); "
+                f"note: the checkpoint's MLflow run {run_id} is not in {self.client.tracking_uri} (a new or moved store?); "
                 "the training continues from its checkpoint in a new MLflow run"
             )
             run_id = None
         self.resumed = run_id is not None
-        active = (
-            mlflow.start_run(run_id=run_id)
-            if run_id
-            else mlflow.start_run(experiment_id=self.experiment_id, run_name=name)
-        )
-        self.run_id = active.info.run_id
+        if run_id is not None:
+            self.client.update_run(run_id, status="RUNNING")
+            self.run_id = run_id
+        else:  # with the tags mlflow.start_run gives a new run (user, source, git)
+            tags = resolve_tags({MLFLOW_RUN_NAME: name})
+            self.run_id = self.client.create_run(self.experiment_id, tags=tags, run_name=name).info.run_id
+        self._open = True
         self.logged_through = (
-            last_logged_step(self.run_id, "loss_d") if self.resumed else -1
+            last_logged_step(self.run_id, "loss_d", self.client) if self.resumed else -1
         )  # a fresh run logs step 0 too
 
     def _exists(self, run_id: str) -> bool:
@@ -249,15 +303,11 @@ class TrainingRun:
 
     @store_errors
     def log_params(self, flat: dict[str, Any], tags: dict[str, str]) -> None:
-        from mlflow.entities import RunTag
-
-        self.client.log_batch(self.run_id, params=_params(flat), tags=[RunTag(k, v) for k, v in tags.items()])
+        self.client.log_batch(self.run_id, params=_params(flat), tags=_tags(tags))
 
     @store_errors
     def set_tags(self, tags: dict[str, str]) -> None:
-        import mlflow
-
-        mlflow.set_tags(tags)
+        self.client.log_batch(self.run_id, tags=_tags(tags))
 
     @store_errors
     def log_metrics(self, metrics: dict[str, float], step: int) -> None:
@@ -275,26 +325,24 @@ class TrainingRun:
 
     @store_errors
     def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
-        import mlflow
-
-        mlflow.log_artifact(str(path), artifact_path)
+        self.client.log_artifact(self.run_id, str(path), artifact_path)
 
     @store_errors
     def finish(self, status: str = "FINISHED") -> None:
-        import mlflow
-
-        mlflow.end_run(status)
+        """Once: a later call (the failure path after a finished end) changes nothing."""
+        if self._open:
+            self._open = False
+            self.client.set_terminated(self.run_id, status)
 
 
 @store_errors
-def finish_left_open(run_id: str, artifacts: list[Path], tags: dict[str, str]) -> str | None:
+def finish_left_open(run_id: str, artifacts: list[Path], tags: dict[str, str], client=None) -> str | None:
     """Finish a training's MLflow run that its end did not close (a kill or error between the
-    final checkpoint and ``end_run``): log what the end logs, mark it FINISHED. Returns the
+    final checkpoint and ``finish``): log what the end logs, mark it FINISHED. Returns the
     status it had, or None when it is finished already or not in this store."""
+    client = client or project_client()
     from mlflow.exceptions import MlflowException
-    from mlflow.tracking import MlflowClient
 
-    client = MlflowClient(tracking_uri())
     try:
         run = client.get_run(run_id)
     except MlflowException:
@@ -311,21 +359,19 @@ def finish_left_open(run_id: str, artifacts: list[Path], tags: dict[str, str]) -
 
 
 @store_errors
-def _recorded_run():
+def _recorded_run(client=None):
     """(client, run) of the training run in models/run.json, or (None, reason)."""
-    from mlflow.exceptions import MlflowException
-    from mlflow.tracking import MlflowClient
-
     try:
         run_id = json.loads(layout.RUN_INFO.read_text())["run_id"]
     except (OSError, ValueError, KeyError):
         return None, f"no {layout.RUN_INFO}"
-    _rehome()
-    client = MlflowClient(tracking_uri())
+    client = client or project_client()
+    from mlflow.exceptions import MlflowException
+
     try:
         return (client, client.get_run(run_id)), ""
     except MlflowException:
-        return None, f"MLflow run {run_id} is not in {tracking_uri()}"
+        return None, f"MLflow run {run_id} is not in {client.tracking_uri}"
 
 
 class StageRun:
@@ -356,7 +402,7 @@ class StageRun:
 
 
 @contextmanager
-def stage_run(stage: str, params: dict[str, Any]) -> Iterator[StageRun]:
+def stage_run(stage: str, params: dict[str, Any], client=None) -> Iterator[StageRun]:
     """The child run of ``stage`` under the training run in ``models/run.json``, replacing the
     one an earlier run of the stage left (deleted runs disappear from the UI; ``mlflow gc``
     frees their files). Marked FINISHED when the stage succeeds, FAILED otherwise.
@@ -364,7 +410,7 @@ def stage_run(stage: str, params: dict[str, Any]) -> Iterator[StageRun]:
     Without a training run in this store (outputs restored from another machine's cache) the
     stage still succeeds: its files are on disk, and MLflow is a view of them.
     """
-    found, why = _recorded_run()
+    found, why = _recorded_run(client)
     if not found:
         print(f"note: {why}; {stage} is not recorded in MLflow")
         yield StageRun(None, None)
@@ -394,36 +440,51 @@ def stage_run(stage: str, params: dict[str, Any]) -> Iterator[StageRun]:
 
 
 @store_errors
-def log_generator(G: nn.Module, example, tags: dict[str, str]) -> None:
+def log_generator(G: nn.Module, example, tags: dict[str, str], client=None) -> None:
     """The generator as an MLflow model of the training run, replacing any earlier one: an
     ``nn.Module`` (pickle format) that ``mlflow.pytorch.load_model`` returns ready for
     ``.eval()`` and ``.to("cuda")``. ``G`` must be on the CPU, so that loading it needs no GPU."""
-    found, why = _recorded_run()
+    found, why = _recorded_run(client)
     if not found:
         print(f"note: {why}; generator not logged as an MLflow model")
         return
     client, run = found
     run_id, experiment = run.info.run_id, run.info.experiment_id
-    import mlflow
     import mlflow.pytorch
+    from mlflow.tracking._tracking_service.utils import _use_tracking_uri
+    from mlflow.tracking.context.registry import resolve_tags
 
-    mlflow.set_tracking_uri(tracking_uri())
-    for old in mlflow.search_logged_models(experiment_ids=[experiment], output_format="list"):
-        if old.source_run_id == run_id and old.name == "generator":
-            client.delete_logged_model(old.model_id)
-    with mlflow.start_run(run_id=run_id):
-        mlflow.pytorch.log_model(
-            G,
-            name="generator",
-            input_example=example,
-            serialization_format="pickle",
-            pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],
-            tags=tags,
-        )
-        mlflow.set_tags({f"generator.{k}": v for k, v in tags.items()})
+    token = None
+    while True:
+        page = client.search_logged_models(experiment_ids=[experiment], page_token=token)
+        for old in page:
+            if old.source_run_id == run_id and old.name == "generator":
+                client.delete_logged_model(old.model_id)
+        if not (token := page.token):
+            break
+    model = client.create_logged_model(  # as log_model would make it: the run's params, the context's tags
+        experiment, name="generator", source_run_id=run_id, tags=resolve_tags(tags), params=run.data.params
+    )
+    saved = os.environ.get("MLFLOW_TRACKING_URI")
+    try:
+        # mlflow.pytorch.log_model takes the run and the model (run_id=, model_id=: no active run needed) but no
+        # store: it opens MlflowClient(<global tracking URI>), so that URI is this client's for this one call.
+        with _use_tracking_uri(client.tracking_uri):
+            mlflow.pytorch.log_model(
+                G,
+                name="generator",
+                input_example=example,
+                serialization_format="pickle",
+                pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],
+                run_id=run_id,
+                model_id=model.model_id,
+            )
+    finally:  # _use_tracking_uri restores MLflow's global but unsets MLFLOW_TRACKING_URI
+        if saved is not None:
+            os.environ["MLFLOW_TRACKING_URI"] = saved
+    client.log_batch(run_id, tags=_tags({f"generator.{k}": v for k, v in tags.items()}))
 
 
-def last_logged_step(run_id: str, key: str) -> int:
-    from mlflow.tracking import MlflowClient
-
-    return max((m.step for m in MlflowClient(tracking_uri()).get_metric_history(run_id, key)), default=0)
+def last_logged_step(run_id: str, key: str, client=None) -> int:
+    client = client or project_client()
+    return max((m.step for m in client.get_metric_history(run_id, key)), default=0)

@@ -1,0 +1,222 @@
+"""ganlab/io/tracking.py talks to MLflow one way: clients of an explicit store, no global tracking
+URI, no fluent run, no environment changed by importing it, and SQL on MLflow's tables in one
+function only (the artifact-location rewrite of a copied project, which MLflow has no API for)."""
+
+import ast
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SOURCE = ROOT / "ganlab/io/tracking.py"
+HTTP_KEYS = ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "MLFLOW_HTTP_REQUEST_TIMEOUT")
+
+
+def clean_python(code: str, cwd: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
+    """``code`` in a fresh interpreter whose environment holds nothing but ``PYTHONPATH`` and ``env``."""
+    out = subprocess.run(
+        [sys.executable, "-c", code, *args],
+        env={"PYTHONPATH": str(ROOT), **env},
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    return out
+
+
+def test_importing_the_module_changes_no_environment_and_imports_no_mlflow(tmp_path):
+    code = (
+        "import json, os, sys\n"
+        "before = dict(os.environ)\n"
+        "import ganlab.io.tracking\n"
+        "print(json.dumps([before, dict(os.environ), 'mlflow' in sys.modules]))\n"
+    )
+    before, after, mlflow_imported = json.loads(clean_python(code, tmp_path).stdout.splitlines()[-1])
+    assert after == before and not mlflow_imported
+
+
+def test_opening_a_store_sets_telemetry_off_before_mlflow_loads_and_http_limits_for_http_stores_only(
+    tmp_path, empty_store
+):
+    shutil.copy(empty_store, tmp_path / "mlflow.db")
+    code = (
+        "import json, os, sys\n"
+        "from ganlab.io import tracking\n"
+        "keys = ['MLFLOW_DISABLE_TELEMETRY', *sys.argv[2:]]\n"
+        "tracking.open_store(sys.argv[1]).search_experiments()\n"
+        "from mlflow.telemetry import get_telemetry_client\n"
+        "sqlite = {k: os.environ.get(k) for k in keys}\n"
+        "tracking.open_store('http://127.0.0.1:9')\n"
+        "http = {k: os.environ.get(k) for k in keys}\n"
+        "print(json.dumps([get_telemetry_client() is None, sqlite, http]))\n"
+    )
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    out = clean_python(code, tmp_path, uri, *HTTP_KEYS, HOME=str(tmp_path), MLFLOW_HTTP_REQUEST_TIMEOUT="30")
+    no_telemetry, sqlite, http = json.loads(out.stdout.splitlines()[-1])
+    assert no_telemetry
+    assert sqlite == {
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+        "MLFLOW_HTTP_REQUEST_MAX_RETRIES": None,
+        "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": None,
+        "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",  # the user's own, kept
+    }
+    assert http == {**sqlite, "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1"}
+
+
+def _functions(tree: ast.Module) -> dict[ast.AST, str]:
+    """Each node of the module -> the name of the top-level function or class it is in ('' at module level)."""
+    owner = {}
+    for top in tree.body:
+        name = top.name if isinstance(top, (ast.FunctionDef, ast.ClassDef)) else ""
+        for node in ast.walk(top):
+            owner[node] = name
+    return owner
+
+
+def _dotted(node: ast.AST) -> str:
+    parts = []
+    while isinstance(node, ast.Attribute):
+        parts.append(node.attr)
+        node = node.value
+    if isinstance(node, ast.Name):
+        parts.append(node.id)
+    return ".".join(reversed(parts))
+
+
+def test_the_module_uses_the_client_api_and_sql_in_one_justified_function_only():
+    text = SOURCE.read_text()
+    tree = ast.parse(text)
+    owner = _functions(tree)
+    for forbidden in ("mlflow.set_tracking_uri(", "mlflow.start_run(", "mlflow.end_run(", "mlflow.set_tags("):
+        assert forbidden not in text
+
+    calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call)]
+    fluent = {_dotted(c.func) for c in calls if _dotted(c.func).startswith("mlflow.")}
+    assert fluent <= {"mlflow.pytorch.log_model"}, fluent  # the rest through MlflowClient
+    global_uri = {owner[c] for c in calls if _dotted(c.func) == "_use_tracking_uri"}
+    assert global_uri == {"log_generator"}  # scoped to log_model's one call, which takes no store
+
+    sqlite = {owner[n] for n in ast.walk(tree) if isinstance(n, ast.Name) and n.id == "sqlite3"}
+    executes = {
+        owner[c] for c in calls if isinstance(c.func, ast.Attribute) and c.func.attr in ("execute", "executemany")
+    }
+    assert sqlite == executes == {"_rewrite_artifact_roots"}
+    imports = [n for n in ast.walk(tree) if isinstance(n, ast.Import) and any(a.name == "sqlite3" for a in n.names)]
+    assert len(imports) == 1 and owner[imports[0]] == ""  # at the top, as the project imports (tests/test_structure.py)
+    rewrite = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "_rewrite_artifact_roots")
+    comment = ast.get_source_segment(text, rewrite)
+    assert "MLflow has no API that changes an artifact location" in comment
+
+    env_writes = {
+        owner[c]
+        for c in calls
+        if _dotted(c.func) in ("os.environ.setdefault", "os.environ.update", "os.environ.pop", "os.putenv")
+    } | {
+        owner[t]
+        for n in ast.walk(tree)
+        if isinstance(n, (ast.Assign, ast.AugAssign, ast.Delete))
+        for t in (n.targets if isinstance(n, (ast.Assign, ast.Delete)) else [n.target])
+        if isinstance(t, ast.Subscript) and _dotted(t.value) == "os.environ"
+    }
+    assert env_writes == {"open_store", "log_generator"}  # the defaults, and the URI log_model's call restores
+
+
+@pytest.fixture
+def store(tmp_path, monkeypatch, empty_store) -> Path:
+    """A project root (cwd) with a copy of the empty store."""
+    root = tmp_path / "lab"
+    root.mkdir()
+    shutil.copy(empty_store, root / "mlflow.db")
+    monkeypatch.chdir(root)
+    monkeypatch.delenv("DVC_ROOT", raising=False)
+    return root
+
+
+def test_a_training_run_is_logged_through_the_client_with_what_start_run_gave_it(store):
+    from ganlab.io import tracking
+
+    run = tracking.TrainingRun("exp", None, "demo-32px", client=tracking.project_client())
+    run.log_params({"train.lr": 0.002, "model.widths": [1, 2]}, {"dataset_size": "40"})
+    run.log_metrics({"loss_d": 1.5, "loss_g": float("nan")}, step=16)
+    run.set_tags({"best_kimg": 0.016})
+    run.finish()
+    run.finish("FAILED")  # the failure path after a finished end: changes nothing, as end_run did
+    client = tracking.open_store(tracking.tracking_uri())
+    got = client.get_run(run.run_id)
+    assert got.info.status == "FINISHED" and got.info.run_name == "demo-32px"
+    assert got.info.artifact_uri.startswith((store / "mlruns" / "exp").as_uri())
+    assert got.data.params == {"train.lr": "0.002", "model.widths": "[1, 2]"} and got.data.metrics == {"loss_d": 1.5}
+    tags = got.data.tags
+    assert tags["dataset_size"] == "40" and tags["best_kimg"] == "0.016"
+    assert {"mlflow.user", "mlflow.source.name", "mlflow.source.type", "mlflow.runName"} <= set(tags)
+
+    resumed = tracking.TrainingRun("exp", run.run_id, "ignored")
+    assert resumed.resumed and resumed.run_id == run.run_id and resumed.logged_through == 16
+    assert client.get_run(run.run_id).info.status == "RUNNING"
+    resumed.finish("KILLED")
+    assert client.get_run(run.run_id).info.status == "KILLED"
+    assert "MLFLOW_TRACKING_URI" not in os.environ  # nothing set MLflow's global store
+
+
+def test_a_copied_store_is_rehomed_once_by_its_first_client(store, tmp_path, monkeypatch, capsys):
+    from ganlab.io import tracking
+
+    run = tracking.TrainingRun("exp", None, "first")
+    run.finish()
+    copy = tmp_path / "copy"
+    shutil.copytree(store, copy)
+    monkeypatch.chdir(copy)
+    capsys.readouterr()
+    client = tracking.project_client()
+    assert f"it now points at {(copy / 'mlruns').as_uri()}" in capsys.readouterr().out
+    assert client.get_run(run.run_id).info.artifact_uri.startswith((copy / "mlruns" / "exp").as_uri())
+    assert client.get_experiment_by_name("exp").artifact_location == (copy / "mlruns" / "exp").as_uri()
+    tracking.project_client()
+    assert "now points at" not in capsys.readouterr().out  # said once
+    original = tracking.open_store(f"sqlite:///{store / 'mlflow.db'}")
+    assert original.get_run(run.run_id).info.artifact_uri.startswith((store / "mlruns").as_uri())
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{store / 'mlflow.db'}")
+    monkeypatch.chdir(tmp_path)
+    tracking.project_client()  # the user's own store: not ours to rewrite
+    assert "now points at" not in capsys.readouterr().out
+
+
+def test_the_generator_is_logged_to_the_training_run_without_a_fluent_run_or_a_global_store(store, monkeypatch):
+    import mlflow
+    import mlflow.pytorch
+    import numpy as np
+    import torch
+
+    from ganlab import layout
+    from ganlab.io import tracking
+
+    run = tracking.TrainingRun("exp", None, "first")
+    run.finish()
+    layout.RUN_INFO.parent.mkdir(parents=True)
+    layout.RUN_INFO.write_text(json.dumps({"run_id": run.run_id}))
+    G = torch.nn.Linear(4, 3)
+    example = np.zeros((2, 4), dtype=np.float32)
+    user_uri = f"sqlite:///{store / 'mlflow.db'}"  # the same store, named by the user
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", user_uri)
+    for kimg in ("1", "2"):  # the second replaces the first
+        tracking.log_generator(G, example, {"which": "best", "kimg": kimg})
+    assert os.environ["MLFLOW_TRACKING_URI"] == user_uri and mlflow.active_run() is None
+    client = tracking.open_store(user_uri)
+    exp = client.get_run(run.run_id).info.experiment_id
+    models = [m for m in client.search_logged_models([exp]) if m.name == "generator"]
+    assert len(models) == 1 and models[0].source_run_id == run.run_id
+    assert models[0].tags["kimg"] == "2" and "mlflow.user" in models[0].tags
+    got = client.get_run(run.run_id)
+    assert got.info.status == "FINISHED" and got.data.tags["generator.kimg"] == "2"
+    assert [o.model_id for o in got.outputs.model_outputs][-1] == models[0].model_id
+    loaded = mlflow.pytorch.load_model(f"models:/{models[0].model_id}")
+    x = torch.randn(2, 4)
+    torch.testing.assert_close(loaded(x), G(x))
