@@ -20,7 +20,7 @@ import torch
 from tqdm import tqdm
 
 from ganlab import layout
-from ganlab.io import checkpoint
+from ganlab.io import checkpoint, run_checkpoint
 from ganlab.io.atomic import atomic_path, open_no_link, remove_stale_temp_files
 from ganlab.io.background import host_copy
 from ganlab.io.tracking import TrainingRun, git_commit, run_name_and_links
@@ -323,17 +323,14 @@ class Checkpoints(Hook):
         if len(set(run.digests)) > 1:
             raise RuntimeError(f"train: the {run.world} replicas ended with different weights: {run.digests}")
         run.writer.drain()  # grids and earlier checkpoints first: the final file must be the last word
-        final = run.snapshot()
+        final = run.snapshot()  # first: building the eval generator draws from the global random states it keeps
         G_eval = run.gan.eval_generator(seed=run.params.train.grid_seed)
-        final.update(
-            generator_eval=state.shared_eval_state(run.gan.generator_for_images, G_eval),
-            opt_g=None,
-            opt_d=None,
-            complete=True,
-            replica_digests=run.digests,
+        final = run_checkpoint.finish(
+            final,
+            state.shared_eval_state(run.gan.generator_for_images, G_eval),
+            run.digests,
+            best_is_last=run.progress.best_generator is not None and run.progress.best_kimg == run.kimg,
         )
-        if run.progress.best_generator is not None and run.progress.best_kimg == run.kimg:
-            final["generator_best"] = final["generator_eval"]  # the last is the best: the same weights, stored once
         checkpoint.save(final, layout.CHECKPOINT)
         p = run.progress
         state.write_record(p.run_id, run.tracker.experiment_id, run.fp, p.step, p.seconds, run.lineage)

@@ -12,6 +12,7 @@ from ganlab import hooks, layout
 from ganlab.io import checkpoint
 from ganlab.io.background import Writer, host_copy
 from ganlab.io.tracking import tracking_uri
+from ganlab.training import events
 from stages import prepare, train
 from tests.conftest import interrupt_at_tick, run_id, tiny
 
@@ -71,7 +72,7 @@ def test_host_copy_is_independent_of_the_live_tensors():
 
 
 def test_training_with_the_background_writer_records_everything_and_resumes_exactly(workdir, monkeypatch):
-    monkeypatch.setattr(hooks, "Writer", lambda background: Writer(background=True))
+    monkeypatch.setattr(events, "Writer", lambda background: Writer(background=True))
     params = tiny(train={"kimg": 0.064, "checkpoint_kimg": 0.032})
     prepare.run(params)
     train.run(params)

@@ -5,6 +5,7 @@ evaluation reports the class mix of the samples (``attr_tv/class``, ``class_shar
 import json
 
 import numpy as np
+import pytest
 import torch
 from PIL import Image
 
@@ -58,6 +59,7 @@ def test_class_names_become_metric_keys():
     ]
 
 
+@pytest.mark.slow
 def test_a_folder_of_classes_gives_a_classifier_and_the_class_mix_of_the_samples(workdir, monkeypatch):
     monkeypatch.setattr(
         attributes, "CLASS_MIN_STEPS", 12

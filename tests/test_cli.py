@@ -14,12 +14,14 @@ def gan(*args, cwd):
     return subprocess.run([GAN, *args], cwd=cwd, capture_output=True, text=True, timeout=120)
 
 
+@pytest.mark.slow
 def test_missing_params_file(tmp_path):
     out = gan("train", "--params", "missing.yaml", cwd=tmp_path)
     assert out.returncode == 1
     assert out.stderr.strip() == "error: missing.yaml: params file not found"
 
 
+@pytest.mark.slow
 def test_bad_key_and_missing_checkpoint(tmp_path):
     (tmp_path / "params.yaml").write_text("train:\n  epohcs: 3\n")
     out = gan("train", cwd=tmp_path)
@@ -82,6 +84,7 @@ def _broken_manifest(root: Path, text: str | None) -> None:
     ],
     ids=["no-manifest", "bad-manifest", "non-utf8-params", "empty-experiment"],
 )
+@pytest.mark.slow
 def test_damaged_inputs_are_one_line_errors(tmp_path, command, setup, message):
     """Each of these was a traceback."""
     setup(tmp_path)
@@ -103,11 +106,13 @@ def test_evaluate_without_training_history_is_one_line(tmp_path):
         plot_curves(tmp_path / "history.csv", tmp_path / "eval_history.csv", tmp_path / "x.png")
 
 
+@pytest.mark.slow
 def test_demo_faces_refuses_a_negative_count(tmp_path):
     out = gan("demo-faces", "x", "--count", "-3", cwd=tmp_path)
     assert out.returncode == 2 and "Invalid value for '--count'" in out.stderr and "Traceback" not in out.stderr
 
 
+@pytest.mark.slow
 def test_bench_refuses_an_unknown_device_in_one_line(tmp_path):
     out = gan("bench", "--device", "tpu", cwd=tmp_path)
     assert out.returncode == 1 and out.stderr == "error: --device: 'tpu' is not one of auto, cpu, cuda\n"

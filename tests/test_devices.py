@@ -38,6 +38,7 @@ def _caller() -> tuple[str, str]:
     raise AssertionError("no caller outside torch")
 
 
+@pytest.mark.slow
 def test_every_generator_call_in_a_whole_run_comes_from_a_known_feeder(workdir, monkeypatch):
     callers: set[tuple[str, str]] = set()
     forward = Generator.forward

@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+import pytest
 import torch
 from torch import nn
 
@@ -14,6 +15,7 @@ from stages import prepare
 from tests.conftest import tiny
 
 
+@pytest.mark.slow
 def test_attribute_classifier_beats_chance_by_a_wide_margin(workdir):
     prepare.run(tiny(prepare={"image_size": 64, "demo": {"count": 600, "seed": 5}}))
     data = checkpoint.load(layout.DATASET)
@@ -70,6 +72,7 @@ def test_fid_is_unavailable_offline_with_a_reason(tmp_path, monkeypatch):
     assert scores == {} and "does not exist" in reason
 
 
+@pytest.mark.slow
 def test_a_one_image_data_set_gives_strict_json_with_undefined_numbers_as_null(workdir):
     """A 1-image data set wrote `Infinity` into metrics.json, which no strict JSON parser reads."""
     import json

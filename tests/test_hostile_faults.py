@@ -87,6 +87,7 @@ def test_class5_without_extend_a_longer_run_starts_fresh_and_says_how_to_continu
     assert final["kimg"] == 0.064 and checkpoint.load(layout.CHECKPOINT)["step"] == 4 and "continuing" not in out
 
 
+@pytest.mark.slow
 def test_class5_a_time_stopped_run_given_more_kimg_continues_once_its_budget_is_raised(workdir, capsys):
     """Only the length grew while the time budget is spent: nothing to train, said in one line
     (it used to retrain from 0); once the budget is raised, the run continues from its checkpoint."""
@@ -144,6 +145,7 @@ def test_class6_an_empty_dataset_is_one_line_naming_gan_prepare(workdir):
         train.run(params)
 
 
+@pytest.mark.slow
 def test_class6_a_checkpoint_without_its_model_or_with_other_widths_is_one_line_naming_gan_train(workdir):
     """They used to end in KeyError and in a size-mismatch traceback."""
     from ganlab.metrics.sampler import load_generator
@@ -168,6 +170,7 @@ def test_class6_a_checkpoint_without_its_model_or_with_other_widths_is_one_line_
         train.run(params)
 
 
+@pytest.mark.slow
 def test_class6_a_nan_metric_is_said_and_never_chosen_as_best(workdir, monkeypatch, capsys):
     _scripted_evaluations(monkeypatch, [math.nan, math.nan, math.nan, math.nan])
     params = tiny(train={"eval_kimg": 0.016, "best_metric": "fd"})
@@ -211,6 +214,7 @@ def test_class8_the_mlflow_run_deleted_while_training_is_one_line_and_keeps_the_
     )
 
 
+@pytest.mark.slow
 def test_class8_a_full_disk_during_log_image_is_one_line_and_fails_the_run(workdir, monkeypatch):
     real, calls = MlflowClient.log_image, {"n": 0}
 
@@ -245,6 +249,7 @@ def test_class8_a_disk_io_error_from_log_params_is_one_line(workdir, monkeypatch
     assert MlflowClient(tracking_uri()).get_run(run_id()).info.status == "FAILED"
 
 
+@pytest.mark.slow
 def test_class8_a_read_only_report_during_training_is_one_line_naming_it_and_fails_the_run(workdir, monkeypatch):
     calls, real_open = {"n": 0}, hooks.open_no_link
 

@@ -185,6 +185,7 @@ def _gan(args: list[str], cwd: Path, blocker: str = _BLOCK_LITE0) -> subprocess.
     )
 
 
+@pytest.mark.slow
 def test_class7_optional_gan_prepare_and_a_dcgan_run_work_without_the_lite0_package(workdir):
     import yaml
 
@@ -201,6 +202,7 @@ def test_class7_optional_gan_prepare_and_a_dcgan_run_work_without_the_lite0_pack
     assert layout.CHECKPOINT.is_file()
 
 
+@pytest.mark.slow
 def test_class7_optional_the_projected_discriminator_without_its_package_is_one_line(workdir):
     import yaml
 
@@ -218,6 +220,7 @@ def test_class7_optional_the_projected_discriminator_without_its_package_is_one_
     )
 
 
+@pytest.mark.slow
 def test_class7_optional_the_metrics_without_the_lite1_package_are_one_line(workdir):
     import yaml
 

@@ -68,6 +68,7 @@ def net() -> FeatureNet:
     return FeatureNet()
 
 
+@pytest.mark.slow
 def test_calibration_on_real_images(faces, net):
     """Held-out faces score near the floor; blurred faces further; noise furthest. A collapsed
     generator (one face repeated) is caught by fd and recall, not by nn_ratio."""
@@ -94,12 +95,14 @@ def test_calibration_on_real_images(faces, net):
     assert 5 < floor < 100, floor  # the band this network and these faces give at 100 samples (README)
 
 
+@pytest.mark.slow
 def test_a_small_set_says_its_figures_are_noise(faces, net):
     ref = Reference(features(net, faces[:40]))
     metrics, notes = feature_scores(features(net, faces[200:240]), ref)
     assert metrics["fd_samples"] == 20 and metrics["fd_dims"] == 5 and "rough" in notes["fd"]
 
 
+@pytest.mark.slow
 def test_reference_features_are_reused_only_for_the_same_images(tmp_path, faces, net, capsys):
     from ganlab.io import checkpoint
     from ganlab.metrics.features import INPUT_SIZE, NAME, reference_features
@@ -127,6 +130,7 @@ def test_a_tampered_weights_file_is_refused(tmp_path):
     assert not (tmp_path / "PWNED").exists()
 
 
+@pytest.mark.slow
 def test_too_few_images_give_undefined_figures_not_a_crash(faces, net):
     import math
 

@@ -91,11 +91,13 @@ def test_shapes_and_ranges_at_every_size(size):
     assert D(images).shape == (2,)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("size", SUPPORTED_SIZES)
 def test_projected_discriminator_gives_one_logit_per_scale_at_every_size(size):
     assert ProjectedDiscriminator(size, 8)(torch.rand(2, 3, size, size) * 2 - 1).shape == (2, 4)
 
 
+@pytest.mark.slow
 def test_projected_discriminator_learns_only_its_heads_and_teaches_g_through_the_frozen_network():
     torch.manual_seed(0)
     D = ProjectedDiscriminator(64, 8).train()
@@ -119,6 +121,7 @@ def test_projected_discriminator_learns_only_its_heads_and_teaches_g_through_the
     torch.testing.assert_close(other(x), D(x), rtol=0, atol=0)
 
 
+@pytest.mark.slow
 def test_pixel_and_feature_discriminators_weigh_equally_and_both_learn():
     torch.manual_seed(0)
     D = FeaturesAndPixels(

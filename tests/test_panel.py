@@ -41,6 +41,7 @@ def test_the_pyramid_has_a_level_per_octave_down_to_16_px_and_adds_back_up():
     )  # no detail in a flat image
 
 
+@pytest.mark.slow
 def test_swd_is_near_its_floor_for_held_out_faces_and_far_for_blur_noise_and_collapse(faces):
     real, held = faces[:200], faces[200:]
     blur = F.interpolate(

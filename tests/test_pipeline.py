@@ -16,6 +16,8 @@ from ganlab.nets.dcgan import Generator
 from stages.evaluate import HEADLINE
 from tests.project import new_project, repro, run, set_param
 
+pytestmark = pytest.mark.slow  # every test here runs the pipeline, or shares its module-wide run
+
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory, empty_store) -> Path:

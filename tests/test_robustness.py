@@ -89,6 +89,7 @@ def _gan_train(cwd: Path) -> subprocess.Popen:
     )
 
 
+@pytest.mark.slow
 def test_sigkill_at_a_random_moment_then_resume_is_bit_identical(tmp_path, empty_store):
     steps = 120
     straight = _project(tmp_path / "straight", empty_store, steps)
@@ -130,6 +131,7 @@ def test_sigkill_at_a_random_moment_then_resume_is_bit_identical(tmp_path, empty
     assert not list(killed.rglob(".*.tmp*")), "a temp file was left behind"
 
 
+@pytest.mark.slow
 def test_temp_files_left_by_a_killed_writer_are_removed_before_training_resumes(workdir):
     params = tiny(train={"kimg": 0.032})
     prepare.run(params)
@@ -162,6 +164,7 @@ def test_atomic_dir_keeps_the_old_folder_until_the_new_one_is_complete(tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # no temp folder left, the stale one removed
 
 
+@pytest.mark.slow
 def test_a_failing_stage_keeps_its_previous_outputs(workdir, capsys):
     """A bad video.codec used to empty reports/video/ before failing; a stray copy of a grid was a traceback."""
     from stages import make_video
@@ -179,6 +182,7 @@ def test_a_failing_stage_keeps_its_previous_outputs(workdir, capsys):
     assert not list(layout.VIDEO.parent.glob(".*.tmp"))
 
 
+@pytest.mark.slow
 def test_resume_when_the_mlflow_run_is_gone_continues_the_weights_in_a_new_run(
     workdir, monkeypatch, empty_store, capsys
 ):
@@ -217,6 +221,7 @@ def test_a_malicious_inception_weights_file_is_refused_and_runs_nothing(workdir,
     assert torch.equal(torch.load(_plain_copy(Path("plain.pth"), workdir), weights_only=True)["w"], torch.ones(2))
 
 
+@pytest.mark.slow
 def test_a_second_gan_train_in_the_same_folder_stops_at_once_naming_the_first(workdir):
     """Two runs in one folder used to share a checkpoint and an MLflow run (no lock)."""
     from ganlab.io import lock
@@ -232,6 +237,7 @@ def test_a_second_gan_train_in_the_same_folder_stops_at_once_naming_the_first(wo
     assert train.run(params)["kimg"] == 0.032  # released with its holder
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("store", ["corrupt", "unreachable", "deleted experiment"])
 def test_a_broken_mlflow_store_is_one_line_naming_it_and_keeps_earlier_results(workdir, monkeypatch, store):
     params = tiny(train={"kimg": 0.032})
@@ -280,6 +286,7 @@ def test_a_diverging_run_stops_with_a_clear_message_and_is_marked_failed(workdir
     assert MlflowClient(tracking_uri()).get_run(run_id()).info.status == "FAILED"
 
 
+@pytest.mark.slow
 def test_a_full_disk_during_a_checkpoint_is_one_line_keeps_the_old_checkpoint_and_fails_the_run(workdir, monkeypatch):
     """It used to print 293 lines ending in a SQLite error and leave the run RUNNING."""
     import builtins
@@ -322,6 +329,7 @@ def test_a_full_disk_during_a_checkpoint_is_one_line_keeps_the_old_checkpoint_an
     assert MlflowClient(tracking_uri()).get_run(run_id()).info.status == "FAILED"
 
 
+@pytest.mark.slow
 def test_a_kill_between_the_final_checkpoint_and_the_end_of_the_mlflow_run_is_closed_without_retraining(
     workdir, capsys
 ):

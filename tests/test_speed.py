@@ -30,6 +30,7 @@ def test_flops_are_counted_from_layer_shapes():
     assert train_flops_per_image(G, D) == 4 * g + 9 * d
 
 
+@pytest.mark.slow
 def test_bench_reports_interleaved_trials_and_an_end_to_end_run(tmp_path):
     out = subprocess.run(
         [GAN, "bench", "--config", "demo-64", "--trials", "3", "--steps", "1", "--size", "30", "--kimg", "2", "--json"],
@@ -58,6 +59,7 @@ def test_bench_reports_interleaved_trials_and_an_end_to_end_run(tmp_path):
     assert list(tmp_path.iterdir()) == []  # the temporary project is gone
 
 
+@pytest.mark.slow
 def test_two_processes_on_gloo_keep_identical_replicas_and_rank0_writes(tmp_path, empty_store):
     shutil.copy(empty_store, tmp_path / "mlflow.db")
     params = {k: dict(v) for k, v in TINY.items()}

@@ -70,6 +70,7 @@ def test_training_records_metrics_grids_and_checkpoint(workdir):
     ]  # the untrained grid too
 
 
+@pytest.mark.slow
 def test_runs_of_the_same_kimg_on_20_and_200_images_write_the_same_grids_and_checkpoints(workdir):
     """Batch 20 (all of the 20 images) against batch 32: different steps, the same points of training."""
     seen = {}
@@ -148,6 +149,7 @@ def test_data_set_smaller_than_the_batch(workdir):
     assert train.run(params)["epoch"] == 2 and checkpoint.load(layout.CHECKPOINT)["step"] == 2  # 2 steps of all 5
 
 
+@pytest.mark.slow
 def test_resume_after_a_crash_is_bit_identical(workdir, monkeypatch):
     params = prepared(train={"kimg": 0.064, "checkpoint_kimg": 0.032})  # 4 steps, a checkpoint after step 2
     straight, real_append = straight_then_killed(params, monkeypatch, tick=3)
@@ -168,6 +170,7 @@ def test_resume_after_a_crash_is_bit_identical(workdir, monkeypatch):
     assert [float(r["kimg"]) for r in csv.DictReader(layout.HISTORY.open())] == [0.016, 0.032, 0.048, 0.064]
 
 
+@pytest.mark.slow
 def test_changed_params_do_not_resume_a_stale_checkpoint(workdir, capsys):
     train.run(prepared())
     state = checkpoint.load(layout.CHECKPOINT)
@@ -198,6 +201,7 @@ def test_cuda_requested_without_cuda_is_a_clear_error(workdir):
         resolve_device("cuda")
 
 
+@pytest.mark.slow
 def test_streamed_data_trains_exactly_like_data_on_the_device(workdir):
     params = prepared(train={"data_on_device": "always"})
     train.run(params)
@@ -209,6 +213,7 @@ def test_streamed_data_trains_exactly_like_data_on_the_device(workdir):
     assert MlflowClient(tracking_uri()).get_run(run_id()).data.tags["data"] == "StreamedData"
 
 
+@pytest.mark.slow
 def test_a_plateau_stops_the_run_and_keeps_the_best_generator(workdir, monkeypatch, capsys):
     """fd 5, 4, 6, 7: the best is the second evaluation; patience 2 ends the run at the fourth."""
     fds = iter([5.0, 4.0, 6.0, 7.0, 3.0, 3.0, 3.0])

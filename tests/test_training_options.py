@@ -99,6 +99,7 @@ def test_spectral_norm_keeps_each_conv_at_unit_norm():
         assert abs(sigma - 1) < 0.05
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("discriminator", ["dcgan", "projected", "dcgan+projected"])
 def test_all_options_train_and_resume_exactly(workdir, monkeypatch, discriminator):
     options = {

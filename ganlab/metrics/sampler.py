@@ -15,7 +15,7 @@ from torch import nn
 
 from ganlab.device import device_of
 from ganlab.errors import UserError
-from ganlab.io import checkpoint
+from ganlab.io import checkpoint, run_checkpoint
 from ganlab.nets.dcgan import Generator
 
 GRID_LATENTS = 64  # 8 x 8, as in the lecture
@@ -61,17 +61,10 @@ def load_generator(path: Path, device: torch.device, which: str = "last") -> tup
     BN statistics made for sampling, and the kimg it is from. Without in-training evaluation,
     best is last."""
     rebuild = "rebuild it with `gan train` (or `dvc repro`)"
-    state = checkpoint.require(checkpoint.load(path), path, (), rebuild)
-    if not state.get("complete"):
-        raise UserError(
-            f"{path}: training has not finished ({state.get('kimg')} kimg so far); run `gan train` to resume it"
-        )
-    state = checkpoint.require(state, path, ("model", "generator_eval", "kimg", "best_kimg"), rebuild)
-    m = checkpoint.require(state["model"], path, ("latent_size", "image_size", "g_width"), rebuild)
+    m, weights, kimg = run_checkpoint.for_stages(checkpoint.load(path), path, which, rebuild)
     try:
         g = Generator(m["latent_size"], m["image_size"], m["g_width"])
     except (ValueError, TypeError, RuntimeError) as e:
         raise UserError(f"{path}: its 'model' describes no generator this project builds ({e}); {rebuild}") from None
-    best = which == "best" and state.get("generator_best") is not None
-    checkpoint.load_weights(g, state["generator_best"] if best else state["generator_eval"], path, rebuild)
-    return g.to(device).eval().requires_grad_(False), state["best_kimg"] if best else state["kimg"]
+    checkpoint.load_weights(g, weights, path, rebuild)
+    return g.to(device).eval().requires_grad_(False), kimg

@@ -24,7 +24,7 @@ from ganlab import layout
 from ganlab.data.dataset import DeviceData, StreamedData, dataset_sha, open_dataset
 from ganlab.device import autocast_for
 from ganlab.errors import UserError
-from ganlab.io import lock
+from ganlab.io import lock, run_checkpoint
 from ganlab.io.tracking import finish_left_open
 from ganlab.nets.dcgan import Generator, recalibrate_batchnorm
 from ganlab.nets.factory import networks
@@ -269,9 +269,10 @@ def left_open(state: dict | None, fp: str, t: TrainParams) -> dict[str, float] |
     was left open (killed or failed after the checkpoint, before ``end_run``), after finishing that
     MLflow run; None otherwise. Nothing is retrained: every report was written before the checkpoint."""
     run_id, _ = recorded_run(fp)
-    if state is None or not state.get("complete") or state.get("fingerprint") != fp or run_id is None:
+    if not run_checkpoint.is_complete(state) or run_checkpoint.fingerprint(state) != fp or run_id is None:
         return None
-    tags = best_tags(state["best_kimg"], state.get("best_value"), best_key(t.best_metric))
+    ended = run_checkpoint.ended(state)
+    tags = best_tags(ended.best_kimg, ended.best_value, best_key(t.best_metric))
     status = finish_left_open(run_id, [layout.HISTORY, layout.TIMING], tags)
     if status is None:
         return None
@@ -279,7 +280,7 @@ def left_open(state: dict | None, fp: str, t: TrainParams) -> dict[str, float] |
         f"train: {layout.CHECKPOINT} is this run's complete result; its MLflow run {run_id} was left {status} "
         "after the checkpoint was written (interrupted): finished it, nothing retrained"
     )
-    return state["history"][-1]
+    return run_checkpoint.last_row(state)
 
 
 def extension(state: dict | None, fp: str, lineage: str, clock: Clock, t: TrainParams) -> tuple[bool, str] | None:
@@ -290,24 +291,15 @@ def extension(state: dict | None, fp: str, lineage: str, clock: Clock, t: TrainP
 
     A run of the same fingerprint continues when train.stop no longer ends it where it ended; one
     that differs only in its length (run.json's lineage) when it is longer."""
-    if (
-        state is None
-        or not state.get("complete")
-        or not isinstance(state.get("step"), int)
-        or state["step"] >= clock.total
-    ):
+    if not run_checkpoint.is_complete(state) or (step := run_checkpoint.step(state)) is None or step >= clock.total:
         return None
-    same = state.get("fingerprint") == fp
-    if not same and recorded_lineage(state.get("fingerprint")) != lineage:
+    old = run_checkpoint.fingerprint(state)
+    same = old == fp
+    if not same and recorded_lineage(old) != lineage:
         return None
-    run_id, seconds = recorded_run(state["fingerprint"])
-    ended = Progress(
-        state["step"],
-        evals=state.get("evals") or [],
-        best_value=state.get("best_value"),
-        best_kimg=state.get("best_kimg") or 0.0,
-        seconds=seconds,
-    )
+    run_id, seconds = recorded_run(old)
+    e = run_checkpoint.ended(state)
+    ended = Progress(e.step, evals=e.evals, best_value=e.best_value, best_kimg=e.best_kimg, seconds=seconds)
     why = out_of_time(ended, t) or plateaued(ended, t)
     here, there = clock.kimg(ended.step), clock.kimg(clock.total)
     if why:
@@ -381,7 +373,7 @@ def _train(
     extended = extension(existing, fp, lineage, clock, t)
     if extended is not None and not extend:  # the outputs follow from the params alone unless the user asks
         say(
-            f"train: starting fresh: {layout.CHECKPOINT} is a finished run of {clock.kimg(existing['step']):g} kimg; "
+            f"train: starting fresh: {layout.CHECKPOINT} is a finished run of {clock.kimg(run_checkpoint.step(existing)):g} kimg; "
             f"`gan train --extend` would continue it instead"
         )
         extended = None
@@ -390,7 +382,7 @@ def _train(
         say(extended[1])
         if not extended[0]:
             distributed.teardown(world)
-            return existing["history"][-1] if rank == 0 else None
+            return run_checkpoint.last_row(existing) if rank == 0 else None
     resumed = existing if extended else resumable(existing, layout.CHECKPOINT, fp, say)
     del existing  # a finished or foreign checkpoint is not held in memory for the whole run
     progress = restore(gan, resumed, streams, rank) if resumed else Progress()

@@ -21,7 +21,7 @@ from torch import nn
 
 from ganlab import layout
 from ganlab.errors import UserError
-from ganlab.io import checkpoint
+from ganlab.io import checkpoint, run_checkpoint
 from ganlab.io.atomic import write_text
 from ganlab.nets.dcgan import Generator
 from ganlab.params import Params
@@ -76,46 +76,27 @@ def snapshot(
 ) -> dict[str, Any]:
     """Everything needed to continue exactly, as references to the live tensors (``host_copy``
     it before training goes on)."""
-    return {
-        "format": 2,
-        "model": {**params.model.model_dump(), "image_size": image_size},
-        "generator": distributed.unwrap(gan.G).state_dict(),
-        "discriminator": distributed.unwrap(gan.D).state_dict(),
-        "ema": gan.ema.state_dict() if gan.ema is not None else None,
-        "opt_g": gan.opt_g.state_dict(),
-        "opt_d": gan.opt_d.state_dict(),
-        "augment_p": gan.augment_p,
-        "step": progress.step,
-        "kimg": kimg,
-        "history": progress.history,
-        "rng": checkpoint.capture_rng({"noise": noise_states}),
-        "fingerprint": fp,
-        "evals": progress.evals,
-        "best_value": progress.best_value,
-        "best_kimg": progress.best_kimg,
-        "generator_best": progress.best_generator,
-        "checkpoints": progress.checkpoints,
-        "complete": False,
-    }
+    return run_checkpoint.make(
+        model={**params.model.model_dump(), "image_size": image_size},
+        generator=distributed.unwrap(gan.G).state_dict(),
+        discriminator=distributed.unwrap(gan.D).state_dict(),
+        ema=gan.ema.state_dict() if gan.ema is not None else None,
+        opt_g=gan.opt_g.state_dict(),
+        opt_d=gan.opt_d.state_dict(),
+        augment_p=gan.augment_p,
+        step=progress.step,
+        kimg=kimg,
+        history=progress.history,
+        rng=checkpoint.capture_rng({"noise": noise_states}),
+        fingerprint=fp,
+        evals=progress.evals,
+        best_value=progress.best_value,
+        best_kimg=progress.best_kimg,
+        generator_best=progress.best_generator,
+        checkpoints=progress.checkpoints,
+    )
 
 
-RESUME_KEYS = (
-    "generator",
-    "discriminator",
-    "ema",
-    "opt_g",
-    "opt_d",
-    "augment_p",
-    "step",
-    "history",
-    "rng",
-    "fingerprint",
-    "evals",
-    "best_value",
-    "best_kimg",
-    "generator_best",
-    "checkpoints",
-)
 REBUILD = "move it aside, then `gan train` starts fresh"
 
 
@@ -134,10 +115,10 @@ def resumable(state: dict[str, Any] | None, path: Path, fp: str, say) -> dict[st
     """``state`` if this run may continue it, else None, saying why."""
     if state is None:
         return None
-    if state.get("fingerprint") != fp:
+    if run_checkpoint.fingerprint(state) != fp:
         say(f"starting fresh: {path} was made with other params or data")
         return None
-    if state.get("complete"):
+    if run_checkpoint.is_complete(state):
         say(f"starting fresh: {path} is a finished run")
         return None
     return state
@@ -153,32 +134,32 @@ def restore(gan, state: dict[str, Any], streams: Streams, rank: int) -> Progress
     streams. A finished run's state has no optimizer moments (``Checkpoints``): extending it
     starts Adam afresh, as StyleGAN2-ADA's ``--resume`` does."""
     path = layout.CHECKPOINT
-    checkpoint.require(state, path, RESUME_KEYS, REBUILD)
-    checkpoint.load_weights(distributed.unwrap(gan.G), state["generator"], path, REBUILD)
-    checkpoint.load_weights(distributed.unwrap(gan.D), state["discriminator"], path, REBUILD)
+    r = run_checkpoint.resume(state, path, REBUILD)
+    checkpoint.load_weights(distributed.unwrap(gan.G), r.generator, path, REBUILD)
+    checkpoint.load_weights(distributed.unwrap(gan.D), r.discriminator, path, REBUILD)
     if gan.ema is not None:
-        checkpoint.load_weights(gan.ema, state["ema"], path, REBUILD)
-    for opt, key in ((gan.opt_g, "opt_g"), (gan.opt_d, "opt_d")):
-        if state[key] is not None:
-            checkpoint.load_weights(opt, state[key], path, REBUILD)
+        checkpoint.load_weights(gan.ema, r.ema, path, REBUILD)
+    for opt, moments in ((gan.opt_g, r.opt_g), (gan.opt_d, r.opt_d)):
+        if moments is not None:
+            checkpoint.load_weights(opt, moments, path, REBUILD)
     if gan.augment_p is not None:
-        gan.augment_p.copy_(state["augment_p"])
+        gan.augment_p.copy_(r.augment_p)
     try:
-        streams.noise.set_state(checkpoint.restore_rng(state["rng"])["noise"][rank])
+        streams.noise.set_state(checkpoint.restore_rng(r.rng)["noise"][rank])
     except (KeyError, IndexError, TypeError, ValueError, RuntimeError) as e:
         raise UserError(
             f"{path}: its random-number states do not fit this run ({type(e).__name__}); {REBUILD}"
         ) from None
-    run_id, seconds = recorded_run(state["fingerprint"])
+    run_id, seconds = recorded_run(r.fingerprint)
     return Progress(
-        state["step"],
-        state["history"],
+        r.step,
+        r.history,
         run_id,
-        state["evals"],
-        state["best_value"],
-        state["best_kimg"],
-        state["generator_best"],
-        state["checkpoints"],
+        r.evals,
+        r.best_value,
+        r.best_kimg,
+        r.generator_best,
+        r.checkpoints,
         seconds,
     )
 
