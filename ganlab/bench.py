@@ -12,6 +12,9 @@ Two measurements, both on whatever device runs them:
   cadence (ticks, grids, evaluations, checkpoints, MLflow), on 220 and 1000 images for a
   fixed number of kimg: effective images/s, the pure-step images/s of the same settings,
   their ratio, and the bytes the run left in reports/, models/ and the MLflow store.
+
+It lives in the package, not beside it as nanoGPT's ``bench.py`` does, because the installed
+``gan bench`` command runs it (a top-level script would not be on an installed ``gan``'s path).
 """
 
 from __future__ import annotations

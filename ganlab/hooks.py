@@ -1,10 +1,9 @@
 """Everything the training loop does besides the D and G steps, as named hooks.
 
-``training.loop`` takes them as an argument (``stages/train.py`` passes ``main_process_hooks``). The loop calls ``on_start``, ``on_step`` at every point of the clock where something is due
-(``ticked``: a history row was just added), and ``on_end`` or ``on_failure``; the hooks run
-in list order at the start and in reverse order at the end (the MLflow run is opened first
-and closed last). Each hook checks the clock for its own points. Only the main process has
-hooks. File and MLflow work goes to ``run.writer``, in order, on a background thread.
+``training.loop`` takes them as an argument (``stages/train.py`` passes ``main_process_hooks``);
+the contract (what is due, what a hook may return, the reports channel) is ``training/events.py``.
+Only the main process has hooks. File and MLflow work goes to ``run.writer``, in order, on a
+background thread on a GPU; ``Tracking`` alone talks to MLflow and writes ``models/run.json``.
 """
 
 from __future__ import annotations
@@ -32,28 +31,31 @@ from ganlab.params import flatten
 from ganlab.render.grids import save_png, to_grid, to_pil
 from ganlab.training import state
 from ganlab.training.best import best_key, pick_best
-from ganlab.training.events import Hook, Run
+from ganlab.training.events import Due, Ended, Evaluated, Hook, Run
 
 TRAINING_SECTIONS = ("prepare", "model", "train", "device", "tracking")
 
 
 class Tracking(Hook):
     """One MLflow run per training, continued on resume; params, tags and per-tick metrics, whose
-    MLflow step is the number of real images shown to D (comparable across data sets and batch sizes)."""
+    MLflow step is the number of real images shown to D (comparable across data sets and batch sizes).
+    It subscribes to ``run.reports``, so what other hooks report reaches MLflow, and each
+    checkpoint's record (``models/run.json``) follows its file."""
+
+    tracker: TrainingRun | None = None
 
     def on_start(self, run: Run) -> None:
         p = run.params
         source = "demo" if p.prepare.source == "demo" else Path(p.prepare.source).name
         name, links = run_name_and_links(f"{source}-{run.image_size}px")
-        run.tracker = TrainingRun(p.tracking.experiment, run.progress.run_id, name)
-        run.progress.run_id = run.tracker.run_id
-        state.write_record(
-            run.progress.run_id, run.tracker.experiment_id, run.fp, run.progress.step, run.progress.seconds, run.lineage
-        )
+        self.tracker = TrainingRun(p.tracking.experiment, run.progress.run_id, name)
+        self.run = run
+        self.checkpoint(run.progress.step, run.progress.seconds)
+        run.reports.subscribe(self)
         if run.progress.continues:  # the finished run this one extends: one link, whatever is in the MLflow UI
             links = {**links, "continues_run": run.progress.continues}
-        if not run.tracker.resumed:  # the sections that shape training; each later stage logs its own in its child run
-            run.tracker.log_params(
+        if not self.tracker.resumed:  # the sections that shape training; each later stage logs its own in its child run
+            self.tracker.log_params(
                 flatten(p, TRAINING_SECTIONS),
                 {
                     **links,
@@ -69,27 +71,42 @@ class Tracking(Hook):
                 },
             )
 
-    def on_step(self, run: Run, ticked: bool) -> None:
-        if ticked:
-            row = {**run.progress.history[-1], **run.timing}
-            run.writer.submit(run.tracker.log_metrics, {k: v for k, v in row.items() if k != "kimg"}, run.images)
+    # what Reports forwards (on the writer)
+    def metrics(self, values: dict[str, float], step: int) -> None:
+        self.tracker.log_metrics(values, step)
 
-    def on_end(self, run: Run) -> None:
+    def image(self, grid: torch.Tensor, key: str, step: int) -> None:
+        self.tracker.log_image(to_pil(grid), key=key, step=step)
+
+    def tags(self, tags: dict[str, str]) -> None:
+        self.tracker.set_tags(tags)
+
+    def checkpoint(self, step: int, seconds: float) -> None:
+        r = self.run
+        state.write_record(self.tracker.run_id, self.tracker.experiment_id, r.fp, step, seconds, r.lineage)
+
+    def on_step(self, run: Run, due: Due) -> None:
+        if due.tick:
+            row = {**due.row, **due.timing}
+            run.writer.submit(self.tracker.log_metrics, {k: v for k, v in row.items() if k != "kimg"}, due.images)
+
+    def on_end(self, run: Run, end: Ended) -> None:
         run.writer.drain()
         run.writer.close()
         if run.params.train.log_checkpoint:
-            run.tracker.log_artifact(layout.CHECKPOINT, "checkpoint")
-        run.tracker.log_artifact(layout.HISTORY)
-        run.tracker.log_artifact(layout.TIMING)
-        run.tracker.finish()
+            self.tracker.log_artifact(layout.CHECKPOINT, "checkpoint")
+        self.tracker.log_artifact(layout.HISTORY)
+        self.tracker.log_artifact(layout.TIMING)
+        self.tracker.finish()
+        print(f"train: MLflow run {self.tracker.run_id}")
 
     def on_failure(self, run: Run, error: BaseException) -> None:
         run.writer.close()
-        if run.tracker is not None:
+        if self.tracker is not None:
             try:
-                run.tracker.finish("FAILED" if isinstance(error, Exception) else "KILLED")
+                self.tracker.finish("FAILED" if isinstance(error, Exception) else "KILLED")
             except Exception as e:  # noqa: BLE001 - a full disk may refuse this too; the error that stopped training matters more
-                print(f"note: could not mark MLflow run {run.tracker.run_id} as failed ({type(e).__name__})")
+                print(f"note: could not mark MLflow run {self.tracker.run_id} as failed ({type(e).__name__})")
 
 
 class Console(Hook):
@@ -112,25 +129,22 @@ class Console(Hook):
             bar_format=f"{{l_bar}}{{bar}}| {{n:.{digits}f}}/{{total:.{digits}f}} kimg [{{elapsed}}<{{remaining}}{{postfix}}]",
         )
 
-    def on_step(self, run: Run, ticked: bool) -> None:
-        if not ticked:
+    def on_step(self, run: Run, due: Due) -> None:
+        if not due.tick:
             return
-        row = run.progress.history[-1]
-        self.bar.update(round(run.kimg - self.bar.n, 3))
+        self.bar.update(round(due.kimg - self.bar.n, 3))
         self.bar.set_postfix(
-            loss_d=f"{row['loss_d']:.3f}", loss_g=f"{row['loss_g']:.3f}", img_s=f"{run.timing['images_per_s']:.0f}"
+            loss_d=f"{due.row['loss_d']:.3f}",
+            loss_g=f"{due.row['loss_g']:.3f}",
+            img_s=f"{due.timing['images_per_s']:.0f}",
         )
-        if run.ending:
+        if due.end:
             self.bar.close()  # before the other hooks' closing lines
 
-    def on_end(self, run: Run) -> None:
+    def on_end(self, run: Run, end: Ended) -> None:
         self.bar.close()  # stopped by a plateau: not closed at its last tick
         final = run.progress.history[-1]
-        print(
-            "train: "
-            + ", ".join(f"{k}={v:.4g}" for k, v in final.items())
-            + f" -> {layout.CHECKPOINT} (MLflow run {run.progress.run_id})"
-        )
+        print("train: " + ", ".join(f"{k}={v:.4g}" for k, v in final.items()) + f" -> {layout.CHECKPOINT}")
 
     def on_failure(self, run: Run, error: BaseException) -> None:
         if hasattr(self, "bar"):  # absent when an earlier hook failed to start
@@ -185,9 +199,9 @@ class History(Hook):
         write_history(run.progress.history)  # what the checkpoint holds: nothing fresh, and no partial row on resume
         _write_csv(layout.TIMING, read_timing(run.kimg) if run.resumed else [], TIMING_KEYS)
 
-    def on_step(self, run: Run, ticked: bool) -> None:
-        if ticked:
-            append_history(run.progress.history[-1], run.timing)
+    def on_step(self, run: Run, due: Due) -> None:
+        if due.tick:
+            append_history(due.row, due.timing)
 
 
 class Grids(Hook):
@@ -212,20 +226,17 @@ class Grids(Hook):
                     stale.unlink()
         else:
             shutil.rmtree(layout.GRIDS, ignore_errors=True)
-            self.on_step(run, ticked=False)
+            self.draw(run, 0, 0)
 
-    def on_step(self, run: Run, ticked: bool) -> None:
-        if run.progress.step in run.clock.grids or (run.ending and ticked):  # the last frame shows the last generator
-            grid = to_grid(generate(run.gan.generator_for_images, self.z, batch_stats=True))  # on the host from here
-            run.writer.submit(
-                self.write, run.tracker if run.progress.step in self.to_mlflow else None, grid, run.images
-            )
+    def on_step(self, run: Run, due: Due) -> None:
+        if due.grid:
+            self.draw(run, due.step, due.images)
 
-    @staticmethod
-    def write(tracker: TrainingRun | None, grid: torch.Tensor, images: int) -> None:
-        save_png(grid, layout.grid_file(images))
-        if tracker is not None:
-            tracker.log_image(to_pil(grid), key="fixed_latent_grid", step=images)
+    def draw(self, run: Run, step: int, images: int) -> None:
+        grid = to_grid(generate(run.gan.generator_for_images, self.z, batch_stats=True))  # on the host from here
+        run.writer.submit(save_png, grid, layout.grid_file(images))
+        if step in self.to_mlflow:
+            run.reports.image(grid, "fixed_latent_grid", images)
 
 
 class Evaluation(Hook):
@@ -248,10 +259,10 @@ class Evaluation(Hook):
         self.said_not_finite = False
         write_evals(run.progress.evals)  # a declared output, even when empty
 
-    def on_step(self, run: Run, ticked: bool) -> None:
-        t, progress = run.params.train, run.progress
-        if not run.clock.evals or (progress.step not in run.clock.evals and not run.ending):
-            return
+    def on_step(self, run: Run, due: Due) -> Evaluated | None:
+        t = run.params.train
+        if not due.evaluate:
+            return None
         start = time.perf_counter()
         G = run.gan.eval_generator(seed=t.grid_seed)
         result = evaluate_generator(
@@ -265,23 +276,22 @@ class Evaluation(Hook):
         ):  # once: a 1-image set gives NaN at every evaluation
             why = result.notes.get(key) or result.notes.get("fd") or "see reports/train/eval_history.csv"
             print(
-                f"note: {key} is {value} at {run.kimg:g} kimg ({why}); a best generator is chosen from finite values only"
+                f"note: {key} is {value} at {due.kimg:g} kimg ({why}); a best generator is chosen from finite values only"
             )
             self.said_not_finite = True
-        progress.evals.append({"kimg": run.kimg, **scores})
-        write_evals(progress.evals)
-        scores["seconds"] = (
-            time.perf_counter() - start
-        )  # what the evaluation costs the run: MLflow only, as all timings
-        run.writer.submit(run.tracker.log_metrics, {f"eval.{k}": v for k, v in scores.items()}, run.images)
-        if pick_best(progress.evals, t.best_metric) == len(progress.evals) - 1:
-            progress.best_value, progress.best_kimg = scores[key], run.kimg
-            progress.best_generator = state.generator_state(G)
+        row = {"kimg": due.kimg, **scores}
+        evals = [*run.progress.evals, row]
+        write_evals(evals)
+        logged = {f"eval.{k}": v for k, v in scores.items()}
+        logged["eval.seconds"] = time.perf_counter() - start  # what the evaluation costs the run: MLflow only
+        run.reports.metrics(logged, due.images)
+        best = pick_best(evals, t.best_metric) == len(evals) - 1
+        return Evaluated(row, (scores[key], state.generator_state(G)) if best else None)
 
-    def on_end(self, run: Run) -> None:
+    def on_end(self, run: Run, end: Ended) -> None:
         p, t = run.progress, run.params.train
         if p.best_generator is not None:
-            run.tracker.set_tags(state.best_tags(p.best_kimg, p.best_value, best_key(t.best_metric)))
+            run.reports.tags(state.best_tags(p.best_kimg, p.best_value, best_key(t.best_metric)))
             print(
                 f"train: best generator at {p.best_kimg:g} kimg ({best_key(t.best_metric)}={p.best_value:.4g}, by {t.best_metric})"
             )
@@ -304,36 +314,29 @@ class Checkpoints(Hook):
     def on_start(self, run: Run) -> None:
         remove_stale_temp_files(layout.CHECKPOINT.parent)
 
-    def on_step(self, run: Run, ticked: bool) -> None:
-        if run.noise_states:  # gathered by the loop where a checkpoint is due
-            p = run.progress
-            p.checkpoints.append(run.kimg)
-            run.writer.submit(
-                self.write,
-                host_copy(run.snapshot()),
-                (p.run_id, run.tracker.experiment_id, run.fp, p.step, p.seconds, run.lineage),
-            )
+    def on_step(self, run: Run, due: Due) -> None:
+        if due.checkpoint:
+            run.writer.submit(checkpoint.save, host_copy(run.snapshot(due.noise_states)), layout.CHECKPOINT)
+            run.reports.checkpoint(
+                due.step, run.progress.seconds
+            )  # after it: a resume never takes a later clock than its weights
 
-    @staticmethod
-    def write(snapshot: dict, record: tuple) -> None:
-        checkpoint.save(snapshot, layout.CHECKPOINT)
-        state.write_record(*record)  # after the checkpoint: a resume never takes a later clock than its weights
-
-    def on_end(self, run: Run) -> None:
-        if len(set(run.digests)) > 1:
-            raise RuntimeError(f"train: the {run.world} replicas ended with different weights: {run.digests}")
+    def on_end(self, run: Run, end: Ended) -> None:
+        if len(set(end.digests)) > 1:
+            raise RuntimeError(f"train: the {run.world} replicas ended with different weights: {list(end.digests)}")
         run.writer.drain()  # grids and earlier checkpoints first: the final file must be the last word
-        final = run.snapshot()  # first: building the eval generator draws from the global random states it keeps
+        final = run.snapshot(
+            end.noise_states
+        )  # first: building the eval generator draws from the global random states it keeps
         G_eval = run.gan.eval_generator(seed=run.params.train.grid_seed)
         final = run_checkpoint.finish(
             final,
             state.shared_eval_state(run.gan.generator_for_images, G_eval),
-            run.digests,
+            list(end.digests),
             best_is_last=run.progress.best_generator is not None and run.progress.best_kimg == run.kimg,
         )
         checkpoint.save(final, layout.CHECKPOINT)
-        p = run.progress
-        state.write_record(p.run_id, run.tracker.experiment_id, run.fp, p.step, p.seconds, run.lineage)
+        run.reports.checkpoint(run.progress.step, run.progress.seconds)
 
 
 def main_process_hooks() -> list[Hook]:

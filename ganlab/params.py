@@ -92,10 +92,27 @@ class StopParams(_Section):
     minutes: float | None = Field(None, gt=0)  # the training's wall time (across resumes), checked at every tick
 
 
+# The roles of train's fields. Every field not marked RUNS shapes the checkpoint (its weights, the
+# numerics they were computed with, and the history, evaluations and best generator it keeps), so a
+# checkpoint resumes only under the same values of all of them (training/state.py: fingerprint).
+# LENGTH: how long; a finished run may be extended by raising it. RUNS: only schedules, writes or
+# ends the run: a changed value resumes the same checkpoint. (Ticks, grids, evaluations, amp,
+# channels_last and compile stay shaping: each changes the checkpoint's bytes, which DVC and the
+# byte-identical resume test see.)
+LENGTH = {"role": "length"}
+RUNS = {"role": "runs"}
+
+
 class TrainParams(_Section):
-    kimg: float = Field(150.0, gt=0, le=MAX_KIMG)  # training length: thousands of real images shown to D
-    stop: StopParams = StopParams()  # an earlier end; the later stages use the best generator either way
-    epochs: int | None = Field(None, ge=1, le=1_000_000)  # overrides kimg: epochs x the data set's size
+    kimg: float = Field(
+        150.0, gt=0, le=MAX_KIMG, json_schema_extra=LENGTH
+    )  # training length: thousands of real images shown to D
+    stop: StopParams = Field(
+        StopParams(), json_schema_extra=RUNS
+    )  # an earlier end; the later stages use the best generator either way
+    epochs: int | None = Field(
+        None, ge=1, le=1_000_000, json_schema_extra=LENGTH
+    )  # overrides kimg: epochs x the data set's size
     batch_size: int = Field(64, ge=1)
     lr: float = Field(1e-3, gt=0, le=1)
     lr_g: float | None = Field(None, gt=0, le=1)  # overrides lr for G
@@ -122,10 +139,14 @@ class TrainParams(_Section):
     tick_kimg: float = Field(2.0, gt=0)  # a history row and MLflow metrics every tick (the one read of the losses)
     grids: int = Field(40, ge=1, le=500)  # fixed-latent grids (video frames) over the run, log-spaced in images seen
     grid_seed: int = Field(42, ge=0, lt=SEED_LIMIT)  # the 64 fixed latents of the training grids
-    checkpoint_kimg: float = Field(25.0, gt=0)  # resumable checkpoints, written in the background
+    checkpoint_kimg: float = Field(
+        25.0, gt=0, json_schema_extra=RUNS
+    )  # resumable checkpoints, written in the background
     channels_last: bool = True
     amp: bool = True  # bf16 autocast on CUDA and on CPUs with native bf16 (AVX512-BF16/AMX)
-    log_checkpoint: bool = False  # also copy the final checkpoint (G, D, both optimizers) into the MLflow run
+    log_checkpoint: bool = Field(
+        False, json_schema_extra=RUNS
+    )  # also copy the final checkpoint (G, D, both optimizers) into the MLflow run
     compile: bool = False  # torch.compile: +5% on this CPU for ~30 s of compiling (measured), so off
     data_on_device: Literal["auto", "always", "never"] = "auto"  # never: stream batches from the file
     eval_kimg: float = Field(25.0, ge=0)  # in-training evaluations, and one at the end; 0 = off
@@ -138,6 +159,10 @@ class TrainParams(_Section):
         "panel", "swd", "ndb", "fd", "kid", "recall", "attr_tv_mean", "attr_confident_mean", "attr_confident_all"
     ] = "panel"
     sync_batchnorm: bool = False  # multi-GPU only: BatchNorm statistics over the global batch
+
+    @classmethod
+    def fields_of(cls, role: dict[str, str]) -> set[str]:
+        return {n for n, f in cls.model_fields.items() if f.json_schema_extra == role}
 
     @field_validator("tick_kimg", "checkpoint_kimg", "eval_kimg")
     @classmethod

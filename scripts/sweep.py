@@ -12,6 +12,13 @@ time and the training's images/s. Lengths are in kimg, so two runs sharing this 
 compare: the wall times are the ones to re-measure alone. When OUT/code holds a copy of the
 code (``git archive HEAD ganlab stages | tar -x -C OUT/code``; its commit in OUT/code/COMMIT), the
 runs import it: editing the working tree while a sweep runs does not change its runs.
+
+Why not ``dvc exp run --queue -S ...``: a queued experiment runs in a copy of the git and DVC
+workspace, and the real sets are in neither (data/benchmarks/ is gitignored: their images are
+not ours to redistribute), so its ``prepare`` would not find them; a queued experiment also runs
+every stage after ``train`` (sample, video, evaluate), which a sweep row does not need. A sweep
+that only changes params on a set inside the workspace (the demo) is ``dvc exp run --queue``
+plus ``dvc queue start -j 2`` and ``dvc exp show``, with nothing from here.
 """
 
 from __future__ import annotations

@@ -213,3 +213,51 @@ def test_the_training_checkpoints_keys_are_known_to_one_module():
         if key(node) in keys
     ]
     assert not found, "\n".join(found)
+
+
+def hook_writes_to_the_run(source: str) -> list[str]:
+    """Assignments and in-place calls whose target is the run or a part of it, also through a local
+    name bound to one (``p = run.progress; p.evals.append(...)``)."""
+    tree = ast.parse(source)
+    aliases = {"run"}
+    for node in ast.walk(tree):  # names bound to a part of the run
+        if isinstance(node, ast.Assign):
+            pairs = []
+            for t in node.targets:
+                if isinstance(t, ast.Tuple) and isinstance(node.value, ast.Tuple):
+                    pairs += zip(t.elts, node.value.elts)
+                else:
+                    pairs.append((t, node.value))
+            for t, v in pairs:
+                if isinstance(t, ast.Name) and ast.unparse(v).startswith("run."):
+                    aliases.add(t.id)
+
+    def rooted(t: ast.AST) -> bool:
+        while isinstance(t, (ast.Attribute, ast.Subscript)):
+            t = t.value
+            if isinstance(t, ast.Name) and t.id in aliases:
+                return True
+        return False
+
+    writes = []
+    for node in ast.walk(tree):
+        targets = []
+        if isinstance(node, (ast.Assign, ast.AugAssign, ast.AnnAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            targets = [e for t in targets for e in (t.elts if isinstance(t, ast.Tuple) else [t])]
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+            if node.func.attr in {"append", "extend", "update", "pop", "clear", "insert", "setdefault"}:
+                targets = [node.func]
+        writes += [f"line {node.lineno}: {ast.unparse(node)[:80]}" for t in targets if rooted(t)]
+    return writes
+
+
+def test_no_hook_writes_to_the_run_or_its_progress():
+    """Hooks see the run read-only: what they produce goes back as a return value or through
+    ``run.reports`` (training/events.py), never as an attribute another hook or the loop reads."""
+    from ganlab.training.events import Run
+
+    assert Run.__dataclass_params__.frozen
+    assert hook_writes_to_the_run((ROOT / "ganlab" / "hooks.py").read_text()) == []
+    before = "p = run.progress\np.checkpoints.append(1)\nrun.tracker = 2\nq, t = run.progress, 3\nq.best_kimg = 4\n"
+    assert len(hook_writes_to_the_run(before)) == 3  # the writes the hooks made before this contract

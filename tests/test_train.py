@@ -16,7 +16,7 @@ from ganlab.errors import UserError
 from ganlab.io import checkpoint
 from ganlab.io.tracking import tracking_uri
 from stages import prepare, sample, train
-from tests.conftest import interrupt_at_tick, run_id, straight_then_killed, tiny
+from tests.conftest import ROOT, interrupt_at_tick, run_id, straight_then_killed, tiny
 
 
 def prepared(**sections):
@@ -283,10 +283,10 @@ def test_the_loop_runs_with_the_hooks_it_is_given(workdir):
         def on_start(self, run):
             self.calls.append(("start", run.kimg))
 
-        def on_step(self, run, ticked):
-            self.calls.append(("step", run.kimg, ticked, run.ending))
+        def on_step(self, run, due):
+            self.calls.append(("step", due.kimg, due.tick, due.end))
 
-        def on_end(self, run):
+        def on_end(self, run, end):
             self.calls.append(("end", run.kimg, len(run.progress.history)))
 
     params = prepared(train={"kimg": 0.048, "checkpoint_kimg": 1000})  # 3 steps of 16, a tick each
@@ -304,3 +304,37 @@ def test_the_loop_runs_with_the_hooks_it_is_given(workdir):
     assert not layout.HISTORY.exists() and not layout.CHECKPOINT.exists() and not layout.GRIDS.exists()
     client = MlflowClient(tracking_uri())
     assert not client.search_runs([e.experiment_id for e in client.search_experiments()])
+
+
+def test_the_resume_fingerprint_follows_the_roles_of_the_train_fields():
+    """A RUNS field (schedules, writes or ends the run) resumes the same checkpoint; a LENGTH field
+    keeps the lineage a finished run may be extended along; any other field starts fresh."""
+    from ganlab.params import LENGTH, RUNS, StopParams, TrainParams, load_params
+    from ganlab.training.state import fingerprint
+
+    p = load_params(ROOT / "params.yaml")
+    changes = {
+        "checkpoint_kimg": 5.0,
+        "log_checkpoint": True,
+        "stop": StopParams(patience=0, minutes=3),
+        "kimg": 7.0,
+        "epochs": 3,
+        "lr": 0.5,
+        "tick_kimg": 1.0,
+        "eval_kimg": 3.0,
+    }
+    assert TrainParams.fields_of(RUNS) | TrainParams.fields_of(LENGTH) <= changes.keys()
+    for key, value in changes.items():
+        q = p.model_copy(update={"train": p.train.model_copy(update={key: value})})
+        same_fp = fingerprint(q, "d", 1) == fingerprint(p, "d", 1)
+        same_lineage = fingerprint(q, "d", 1, length=False) == fingerprint(p, "d", 1, length=False)
+        role = (
+            "runs"
+            if key in TrainParams.fields_of(RUNS)
+            else "length"
+            if key in TrainParams.fields_of(LENGTH)
+            else "shapes"
+        )
+        assert (same_fp, same_lineage) == {"runs": (True, True), "length": (False, True), "shapes": (False, False)}[
+            role
+        ], key

@@ -34,7 +34,7 @@ from ganlab.training.augment import adapt_, diff_augment, random_flip, sign_agre
 from ganlab.training.best import PANEL, best_key, last_gain
 from ganlab.training.clock import Clock
 from ganlab.training.ema import make_ema, update_ema
-from ganlab.training.events import Hook, Hooks, Run
+from ganlab.training.events import Due, Ended, Hook, Hooks, Run
 from ganlab.training.loss import LOSSES, r1_penalty
 from ganlab.training.state import (
     Progress,
@@ -424,17 +424,34 @@ def _train(
                 progress.seconds + time.perf_counter() - last,
                 time.perf_counter(),
             )
+            row = timing = None
             if ticked:
-                row, run.timing = tick_rows(clock, progress, means, tick_start)
+                row, timing = tick_rows(clock, progress, means, tick_start)
                 progress.history.append(row)
                 if why := divergence(progress.history, t.lr_d or t.lr):
                     raise FloatingPointError(why)
                 logs, tick_start = [], (stop, progress.seconds)
-            run.noise_states = distributed.gather(streams.noise.get_state(), world) if stop in clock.checkpoints else []
+            noise_states = ()
+            if stop in clock.checkpoints:
+                noise_states = tuple(distributed.gather(streams.noise.get_state(), world))
+                progress.checkpoints.append(clock.kimg(stop))
             evaluated, early = stop in clock.evals, stop < clock.total
             why = out_of_time(progress, t) if ticked and early else None
-            run.ending = not early or why is not None  # the hooks evaluate and draw a grid at the end
-            hooks.on_step(run, ticked)
+            ending = not early or why is not None  # the hooks evaluate and draw a grid at the end
+            hooks.on_step(
+                run,
+                Due(
+                    stop,
+                    clock.kimg(stop),
+                    stop * clock.batch,
+                    row,
+                    timing,
+                    grid=stop in clock.grids or (ending and ticked),  # the last frame shows the last generator
+                    evaluate=bool(clock.evals) and (evaluated or ending),
+                    noise_states=noise_states,
+                    end=ending,
+                ),
+            )
             why = why or (plateaued(progress, t) if evaluated and early else None)  # after this step's evaluation
             # ticks and evaluations are the only stops where train.stop's answer can change: one broadcast each
             if (
@@ -445,12 +462,12 @@ def _train(
                 if rank == 0:
                     print(f"train: stopping at {clock.kimg(stop):g} of {clock.kimg(clock.total):g} kimg: {why}")
                 break
-        run.digests = distributed.gather(
-            distributed.parameter_digest(gan.G) + distributed.parameter_digest(gan.D), world
+        end = Ended(
+            tuple(distributed.gather(distributed.parameter_digest(gan.G) + distributed.parameter_digest(gan.D), world)),
+            tuple(distributed.gather(streams.noise.get_state(), world)),
         )
-        run.noise_states = distributed.gather(streams.noise.get_state(), world)
         distributed.teardown(world)
-        hooks.on_end(run)
+        hooks.on_end(run, end)
     except BaseException as e:
         hooks.on_failure(run, e)
         distributed.teardown(world)

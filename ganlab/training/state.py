@@ -1,6 +1,7 @@
-"""Resumable state: what a checkpoint holds, whether it may be resumed, and how it is restored.
+"""Resumable state: the progress a run carries, whether a checkpoint may be resumed, and how it is
+restored (what a checkpoint file holds is ``io/run_checkpoint.py``).
 
-A checkpoint resumes only under the same fingerprint (everything that shapes the weights), so a
+A checkpoint resumes only under the same fingerprint (everything that shapes it), so a
 changed param or data set starts fresh instead of silently continuing another run.
 
 The checkpoint holds only what the training computes, so the same params and data give the
@@ -24,7 +25,7 @@ from ganlab.errors import UserError
 from ganlab.io import checkpoint, run_checkpoint
 from ganlab.io.atomic import write_text
 from ganlab.nets.dcgan import Generator
-from ganlab.params import Params
+from ganlab.params import LENGTH, RUNS, Params, TrainParams
 from ganlab.training import distributed
 
 
@@ -63,10 +64,11 @@ class Progress:
 
 
 def fingerprint(params: Params, dataset_sha: str, world: int, length: bool = True) -> str:
-    """Identifies everything that shapes the weights; a checkpoint resumes only under the same one.
-    ``length=False``: the same but for the run's length, which a finished run may be extended by."""
+    """Identifies everything that shapes the checkpoint; a checkpoint resumes only under the same one.
+    ``length=False``: the same but for the run's length, which a finished run may be extended by.
+    Which train fields count follows their role in ``params.TrainParams``."""
     shaping = {"model": params.model.model_dump(mode="json"), "data": dataset_sha, "world": world}
-    unshaping = {"checkpoint_kimg", "log_checkpoint", "stop"} | (set() if length else {"kimg", "epochs"})
+    unshaping = TrainParams.fields_of(RUNS) | (set() if length else TrainParams.fields_of(LENGTH))
     shaping["train"] = params.train.model_dump(mode="json", exclude=unshaping)
     return hashlib.sha256(json.dumps(shaping, sort_keys=True).encode()).hexdigest()[:16]
 
