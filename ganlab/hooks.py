@@ -14,6 +14,7 @@ import os
 import shutil
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 from tqdm import tqdm
@@ -22,9 +23,9 @@ from ganlab import layout
 from ganlab.io import checkpoint, run_checkpoint
 from ganlab.io.atomic import atomic_path, open_no_link, remove_stale_temp_files
 from ganlab.io.background import host_copy
-from ganlab.io.tracking import TrainingRun, git_commit, run_name_and_links
+from ganlab.io.tracking import TrainingRun, git_commit, mark_killed, run_name_and_links
 from ganlab.metrics import attributes
-from ganlab.metrics.evaluator import Reference, evaluate_generator
+from ganlab.metrics.evaluator import CONSTANTS, HEADLINE, Reference, evaluate_generator
 from ganlab.metrics.features import FeatureNet, reference_features
 from ganlab.metrics.sampler import fixed_latents, generate
 from ganlab.params import flatten
@@ -46,8 +47,10 @@ class Tracking(Hook):
 
     def on_start(self, run: Run) -> None:
         p = run.params
-        source = "demo" if p.prepare.source == "demo" else Path(p.prepare.source).name
-        name, links = run_name_and_links(f"{source}-{run.image_size}px")
+        recorded = state.recorded_run_id()
+        if recorded and recorded != run.progress.run_id and mark_killed(recorded):
+            print(f"note: MLflow run {recorded} was left RUNNING by a killed training: marked KILLED")
+        name, links = run_name_and_links(run_name(run))
         self.tracker = TrainingRun(p.tracking.experiment, run.progress.run_id, name)
         self.run = run
         self.checkpoint(run.progress.step, run.progress.seconds)
@@ -81,14 +84,17 @@ class Tracking(Hook):
     def tags(self, tags: dict[str, str]) -> None:
         self.tracker.set_tags(tags)
 
+    def params(self, params: dict[str, Any]) -> None:
+        if not self.tracker.resumed:
+            self.tracker.log_params(params, {})
+
     def checkpoint(self, step: int, seconds: float) -> None:
         r = self.run
         state.write_record(self.tracker.run_id, self.tracker.experiment_id, r.fp, step, seconds, r.lineage)
 
     def on_step(self, run: Run, due: Due) -> None:
         if due.tick:
-            row = {**due.row, **due.timing}
-            run.writer.submit(self.tracker.log_metrics, {k: v for k, v in row.items() if k != "kimg"}, due.images)
+            run.writer.submit(self.tracker.log_metrics, tick_metrics(run, due), due.images)
 
     def on_end(self, run: Run, end: Ended) -> None:
         run.writer.drain()
@@ -107,6 +113,30 @@ class Tracking(Hook):
                 self.tracker.finish("FAILED" if isinstance(error, Exception) else "KILLED")
             except Exception as e:  # noqa: BLE001 - a full disk may refuse this too; the error that stopped training matters more
                 print(f"note: could not mark MLflow run {self.tracker.run_id} as failed ({type(e).__name__})")
+
+
+def run_name(run: Run) -> str:
+    """What a run is, as its MLflow name: data set, size, discriminator and length."""
+    p = run.params
+    source = "demo" if p.prepare.source == "demo" else Path(p.prepare.source).name
+    length = f"{p.train.epochs}ep" if p.train.epochs else f"{p.train.kimg:g}kimg"
+    return f"{source}-{run.image_size}px-{p.model.discriminator}-{length}"
+
+
+def tick_metrics(run: Run, due: Due) -> dict[str, float]:
+    """A tick's MLflow metrics, grouped by prefix so that MLflow's UI lists them in sections:
+    train/ (what the training computed) and speed/ (wall time). augment_p only where it moves (ADA)."""
+    ada = run.params.train.ada_target is not None
+    out = {f"train/{k}": v for k, v in due.row.items() if k != "kimg" and (k != "augment_p" or ada)}
+    out.update({f"speed/{k}": v for k, v in due.timing.items() if k != "kimg"})
+    return out
+
+
+def eval_metrics(scores: dict[str, float]) -> tuple[dict[str, float], dict[str, str]]:
+    """(metrics, constants) of an evaluation for MLflow: the headline numbers under eval/, the rest
+    under eval_detail/; the constants (sample counts, dimensions) as params."""
+    metrics = {f"eval/{k}" if k in HEADLINE else f"eval_detail/{k}": v for k, v in scores.items() if k not in CONSTANTS}
+    return metrics, {f"eval.{k}": f"{scores[k]:g}" for k in CONSTANTS if k in scores}
 
 
 class Console(Hook):
@@ -282,9 +312,11 @@ class Evaluation(Hook):
         row = {"kimg": due.kimg, **scores}
         evals = [*run.progress.evals, row]
         write_evals(evals)
-        logged = {f"eval.{k}": v for k, v in scores.items()}
-        logged["eval.seconds"] = time.perf_counter() - start  # what the evaluation costs the run: MLflow only
+        logged, constants = eval_metrics(scores)
+        logged["speed/eval_seconds"] = time.perf_counter() - start  # what the evaluation costs the run: MLflow only
         run.reports.metrics(logged, due.images)
+        if len(evals) == 1 and constants:
+            run.reports.params(constants)
         best = pick_best(evals, t.best_metric) == len(evals) - 1
         return Evaluated(row, (scores[key], state.generator_state(G)) if best else None)
 

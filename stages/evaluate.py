@@ -18,35 +18,12 @@ from ganlab.device import resolve_device
 from ganlab.io import tracking
 from ganlab.io.atomic import atomic_dir, write_text
 from ganlab.metrics import attributes
-from ganlab.metrics.evaluator import Reference, evaluate_generator
+from ganlab.metrics.evaluator import HEADLINE, Reference, evaluate_generator
 from ganlab.metrics.features import FeatureNet, reference_features
 from ganlab.metrics.sampler import load_generator
 from ganlab.params import Params, flatten
 from ganlab.render.grids import save_png, to_grid
 from ganlab.render.plots import plot_curves
-
-# What `dvc metrics show` and `dvc exp show` list; every number is in reports/evaluate/metrics_detail.json and MLflow.
-HEADLINE = (
-    "swd",
-    "swd_floor",
-    "swd_ratio",
-    "swd_std",
-    "ndb",
-    "ndb_floor",
-    "fd",
-    "fd_floor",
-    "fd_ratio",
-    "fd_std",
-    "kid",
-    "precision",
-    "recall",
-    "nn_ratio",
-    "copy_share",
-    "attr_tv_mean",
-    "fid",
-    "inception_kid",
-    "fid_unavailable",
-)
 
 
 def closest_pairs(fake: torch.Tensor, real: torch.Tensor, table: torch.Tensor, n: int = 8) -> torch.Tensor:
@@ -96,6 +73,7 @@ def run(params: Params) -> dict[str, float]:
     numbers = {k if k in HEADLINE else f"detail/{k}": v for k, v in metrics.items() if isinstance(v, float)}
     with tracking.stage_run("evaluate", flatten(params, ("evaluate", "generator", "device"))) as mlrun:
         mlrun.log_metrics(numbers, {f"note.{k}": v for k, v in notes.items()})
+        mlrun.log_final({k: v for k, v in headline.items() if isinstance(v, float)})
         mlrun.attach(layout.EVALUATE, "evaluate")
         mlrun.attach(layout.METRICS)
     for key, reason in notes.items():

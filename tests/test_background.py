@@ -80,7 +80,7 @@ def test_training_with_the_background_writer_records_everything_and_resumes_exac
     grids = sorted(p.name for p in layout.GRIDS.iterdir())
     assert len(grids) == 5
     client = MlflowClient(tracking_uri())
-    assert [m.step for m in client.get_metric_history(run_id(), "loss_d")] == [16, 32, 48, 64]
+    assert [m.step for m in client.get_metric_history(run_id(), "train/loss_d")] == [16, 32, 48, 64]
 
     layout.CHECKPOINT.unlink()
     real_append = interrupt_at_tick(monkeypatch, 3)

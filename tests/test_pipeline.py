@@ -145,9 +145,10 @@ def test_mlflow_run_has_metrics_model_and_stage_outputs(project):
     assert not any(
         k.startswith(("sample.", "video.", "evaluate.", "latent_study.")) for k in run_info.data.params
     )  # the children's
-    assert run_info.info.run_name == "demo-32px"  # no DVC experiment: named after the data set
+    p = run_info.data.params  # no DVC experiment: named after what it is
+    assert run_info.info.run_name == f"demo-32px-{p['model.discriminator']}-{float(p['train.kimg']):g}kimg"
     assert run_info.data.tags["mlflow.source.git.commit"]
-    for key in ("loss_d", "loss_g", "real_score", "fake_score", "images_per_s"):
+    for key in ("train/loss_d", "train/loss_g", "train/real_score", "train/fake_score", "speed/images_per_s"):
         assert [m.step for m in client.get_metric_history(run_id, key)] == [16, 32, 48, 64]  # images seen
     assert {"history.csv", "timing.csv"} <= {a.path for a in client.list_artifacts(run_id)}
 
@@ -357,9 +358,9 @@ def test_own_images_tracked_by_dvc_run_as_temp_and_queued_experiments(project):
         r = by_lr[lr]
         assert r.info.status == "FINISHED" and r.data.tags["dataset_size"] == "24"
         assert r.info.artifact_uri.startswith((project / "mlruns").as_uri())
-        assert r.info.run_name == r.data.tags["dvc.experiment"] and r.data.tags["dvc.baseline_rev"]  # named and linked
+        assert r.info.run_name.startswith(r.data.tags["dvc.experiment"] + " demo-") and r.data.tags["dvc.baseline_rev"]
         kids = children(client, r)
         assert kids["sample"].info.artifact_uri.startswith((project / "mlruns").as_uri())
         assert kids["sample"].data.tags["dvc.experiment"] == r.data.tags["dvc.experiment"]
     names = run([*dvc, "exp", "ls", "--name-only"], project).stdout.split()
-    assert {by_lr[lr].info.run_name for lr in ("0.0021", "0.0022", "0.0023")} <= set(names)
+    assert {by_lr[lr].info.run_name.split()[0] for lr in ("0.0021", "0.0022", "0.0023")} <= set(names)

@@ -122,7 +122,9 @@ def test_sigkill_at_a_random_moment_then_resume_is_bit_identical(tmp_path, empty
     assert run_id(killed) == first_run
     client = MlflowClient(f"sqlite:///{killed / 'mlflow.db'}")
     assert len(client.search_runs([e.experiment_id for e in client.search_experiments()])) == 1
-    assert [m.step for m in client.get_metric_history(first_run, "loss_d")] == [16 * s for s in range(1, steps + 1)]
+    assert [m.step for m in client.get_metric_history(first_run, "train/loss_d")] == [
+        16 * s for s in range(1, steps + 1)
+    ]
     assert (killed / layout.HISTORY).read_text().count(
         "\n"
     ) == steps + 1  # header and one row a tick: no duplicated or partial rows

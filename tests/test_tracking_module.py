@@ -144,7 +144,7 @@ def test_a_training_run_is_logged_through_the_client_with_what_start_run_gave_it
 
     run = tracking.TrainingRun("exp", None, "demo-32px", client=tracking.project_client())
     run.log_params({"train.lr": 0.002, "model.widths": [1, 2]}, {"dataset_size": "40"})
-    run.log_metrics({"loss_d": 1.5, "loss_g": float("nan")}, step=16)
+    run.log_metrics({"train/loss_d": 1.5, "train/loss_g": float("nan")}, step=16)
     run.set_tags({"best_kimg": 0.016})
     run.finish()
     run.finish("FAILED")  # the failure path after a finished end: changes nothing, as end_run did
@@ -152,7 +152,9 @@ def test_a_training_run_is_logged_through_the_client_with_what_start_run_gave_it
     got = client.get_run(run.run_id)
     assert got.info.status == "FINISHED" and got.info.run_name == "demo-32px"
     assert got.info.artifact_uri.startswith((store / "mlruns" / "exp").as_uri())
-    assert got.data.params == {"train.lr": "0.002", "model.widths": "[1, 2]"} and got.data.metrics == {"loss_d": 1.5}
+    assert got.data.params == {"train.lr": "0.002", "model.widths": "[1, 2]"} and got.data.metrics == {
+        "train/loss_d": 1.5
+    }
     tags = got.data.tags
     assert tags["dataset_size"] == "40" and tags["best_kimg"] == "0.016"
     assert {"mlflow.user", "mlflow.source.name", "mlflow.source.type", "mlflow.runName"} <= set(tags)
@@ -221,3 +223,51 @@ def test_the_generator_is_logged_to_the_training_run_without_a_fluent_run_or_a_g
     loaded = mlflow.pytorch.load_model(client.get_logged_model(models[0].model_id).artifact_location)
     x = torch.randn(2, 4)
     torch.testing.assert_close(loaded(x), G(x))
+
+
+def test_final_numbers_go_on_the_training_run_and_its_logged_generator_whichever_stage_runs_first(store):
+    """evaluate's headline numbers land on the training run as final/... and on its generator
+    model; a generator logged after them (sample rerun) carries them too."""
+    import json
+
+    import numpy as np
+    import torch
+
+    from ganlab import layout
+    from ganlab.io import tracking
+
+    run = tracking.TrainingRun("exp", None, "demo-32px-dcgan-1kimg")
+    run.finish()
+    layout.RUN_INFO.parent.mkdir(parents=True, exist_ok=True)
+    layout.RUN_INFO.write_text(json.dumps({"run_id": run.run_id}))
+    client = tracking.project_client()
+    G = torch.nn.Linear(4, 3)
+    tracking.log_generator(G, np.zeros((2, 4), dtype=np.float32), {"which": "last"})
+    with tracking.stage_run("evaluate", {}) as mlrun:
+        mlrun.log_final({"fd_ratio": 4.5, "recall": float("nan")})
+    assert client.get_run(run.run_id).data.metrics == {"final/fd_ratio": 4.5}
+
+    def model_metrics():
+        (model,) = tracking._generators(client, client.get_run(run.run_id))
+        return {m.key: m.value for m in client.get_logged_model(model.model_id).metrics}, model
+
+    assert model_metrics()[0] == {"final/fd_ratio": 4.5}
+    tracking.log_generator(G, np.zeros((2, 4), dtype=np.float32), {"which": "last"})  # sample reruns later
+    metrics, model = model_metrics()
+    assert metrics == {"final/fd_ratio": 4.5}
+    import mlflow.models
+
+    assert mlflow.models.get_model_info(model.model_uri).signature is not None  # from the input example
+
+
+def test_mark_killed_touches_only_a_running_run(store):
+    from ganlab.io import tracking
+
+    client = tracking.project_client()
+    running = tracking.TrainingRun("exp", None, "a")
+    done = tracking.TrainingRun("exp", None, "b")
+    done.finish()
+    assert tracking.mark_killed(running.run_id) and not tracking.mark_killed(done.run_id)
+    assert not tracking.mark_killed("0" * 32)
+    assert client.get_run(running.run_id).info.status == "KILLED"
+    assert client.get_run(done.run_id).info.status == "FINISHED"

@@ -55,7 +55,15 @@ def test_training_records_metrics_grids_and_checkpoint(workdir):
     assert (
         run.data.params["train.kimg"] == "0.048" and run.data.tags["dataset_sha256"] and run.data.tags["batch"] == "16"
     )
-    for key in ("loss_d", "loss_g", "real_score", "fake_score", "images_per_s", "epoch", "seconds"):
+    for key in (
+        "train/loss_d",
+        "train/loss_g",
+        "train/real_score",
+        "train/fake_score",
+        "speed/images_per_s",
+        "train/epoch",
+        "speed/seconds",
+    ):
         assert [m.step for m in client.get_metric_history(run.info.run_id, key)] == [
             16,
             32,
@@ -165,7 +173,7 @@ def test_resume_after_a_crash_is_bit_identical(workdir, monkeypatch):
         for name, tensor in straight[key].items():
             assert torch.equal(tensor, resumed[key][name]), f"{key}.{name} differs after resume"
     assert [r["loss_d"] for r in resumed["history"]] == [r["loss_d"] for r in straight["history"]]
-    steps = [m.step for m in MlflowClient(tracking_uri()).get_metric_history(run_id(), "loss_d")]
+    steps = [m.step for m in MlflowClient(tracking_uri()).get_metric_history(run_id(), "train/loss_d")]
     assert steps == [16, 32, 48, 64]  # one run, continued; no duplicated steps
     assert [float(r["kimg"]) for r in csv.DictReader(layout.HISTORY.open())] == [0.016, 0.032, 0.048, 0.064]
 
@@ -338,3 +346,33 @@ def test_the_resume_fingerprint_follows_the_roles_of_the_train_fields():
         assert (same_fp, same_lineage) == {"runs": (True, True), "length": (False, True), "shapes": (False, False)}[
             role
         ], key
+
+
+def test_a_run_a_kill_left_running_is_marked_killed_when_the_next_training_starts(workdir, capsys):
+    """A SIGKILL leaves its MLflow run RUNNING for ever; the next `gan train` in the folder (under
+    the training lock, so nothing else writes to it) marks it KILLED, unless it resumes that run."""
+    params = prepared(train={"kimg": 0.032})
+    train.run(params)
+    client = MlflowClient(tracking_uri())
+    first = run_id()
+    client.update_run(first, status="RUNNING")  # as a kill after the run was opened leaves it
+    train.run(tiny(train={"kimg": 0.032, "lr": 0.0005}))  # other params: a new run, not a resume
+    assert client.get_run(first).info.status == "KILLED" and run_id() != first
+    assert f"MLflow run {first} was left RUNNING" in capsys.readouterr().out
+    assert client.get_run(run_id()).info.status == "FINISHED"
+
+
+def test_the_training_run_is_named_and_its_metrics_grouped_for_the_mlflow_ui(workdir):
+    """Named from what it is; metrics in sections (train/, speed/, eval/, eval_detail/), the
+    evaluation's constants as params; augment_p (constant without ADA) not a chart; the experiment
+    marked as model training."""
+    train.run(prepared(train={"kimg": 0.048, "eval_kimg": 0.032, "eval_samples": 16}))
+    client = MlflowClient(tracking_uri())
+    run = client.get_run(run_id())
+    assert run.info.run_name == "demo-32px-dcgan-0.048kimg"
+    metrics = set(run.data.metrics)
+    assert {"train/loss_d", "speed/images_per_s", "eval/fd_ratio", "eval/swd", "speed/eval_seconds"} <= metrics
+    assert all(k.split("/")[0] in {"train", "speed", "eval", "eval_detail"} for k in metrics), metrics
+    assert "train/augment_p" not in metrics and "eval_detail/fd_samples" not in metrics
+    assert run.data.params["eval.fd_samples"] == "16"
+    assert client.get_experiment(run.info.experiment_id).tags["mlflow.experimentKind"] == "custom_model_development"

@@ -221,10 +221,17 @@ def experiment_id(client, name: str) -> str:
     if exp is not None:
         return exp.experiment_id
     folder = re.sub(r"[^\w.-]+", "_", name)
-    try:
-        return client.create_experiment(name, artifact_location=(project_root() / "mlruns" / folder).as_uri())
+    try:  # the kind makes MLflow 3's UI open the experiment on its runs and models, not on GenAI traces
+        return client.create_experiment(
+            name,
+            artifact_location=(project_root() / "mlruns" / folder).as_uri(),
+            tags={EXPERIMENT_KIND: "custom_model_development"},
+        )
     except MlflowException:  # another process created it first
         return client.get_experiment_by_name(name).experiment_id
+
+
+EXPERIMENT_KIND = "mlflow.experimentKind"  # the tag MLflow 3's UI reads (its values are in its JS bundle only)
 
 
 def git_commit() -> str:
@@ -250,14 +257,32 @@ def _tags(tags: dict[str, Any]) -> list:
 LINK_TAGS = ("dvc.experiment", "dvc.baseline_rev", "mlflow.source.git.commit")  # copied onto every stage's child run
 
 
-def run_name_and_links(dataset: str) -> tuple[str, dict[str, str]]:
-    """The DVC experiment's name where there is one (``dvc exp run`` exports it), else the
-    data set's; and the tags that link a run to its DVC experiment and git commit."""
+def run_name_and_links(what: str) -> tuple[str, dict[str, str]]:
+    """The run's name: what it is (data set, size, discriminator, length), after the DVC
+    experiment's name where there is one (``dvc exp run`` exports it); and the tags that link
+    a run to its DVC experiment and git commit."""
     exp = os.environ.get("DVC_EXP_NAME", "")
     tags = {"mlflow.source.git.commit": git_commit()}
     if exp:
         tags.update({"dvc.experiment": exp, "dvc.baseline_rev": os.environ.get("DVC_EXP_BASELINE_REV", "")})
-    return exp or dataset, tags
+    return f"{exp} {what}" if exp else what, tags
+
+
+@store_errors
+def mark_killed(run_id: str, client=None) -> bool:
+    """Mark a training run that a kill left RUNNING as KILLED; True when it was. Called only
+    under the project's training lock, so no process is still writing to it."""
+    from mlflow.exceptions import MlflowException
+
+    client = client or project_client()
+    try:
+        run = client.get_run(run_id)
+    except MlflowException:
+        return False
+    if run.info.status != "RUNNING" or run.info.lifecycle_stage != "active":
+        return False
+    client.set_terminated(run_id, "KILLED")
+    return True
 
 
 class TrainingRun:
@@ -290,7 +315,7 @@ class TrainingRun:
             self.run_id = self.client.create_run(self.experiment_id, tags=tags, run_name=name).info.run_id
         self._open = True
         self.logged_through = (
-            last_logged_step(self.run_id, "loss_d", self.client) if self.resumed else -1
+            last_logged_step(self.run_id, "train/loss_d", self.client) if self.resumed else -1
         )  # a fresh run logs step 0 too
 
     def _exists(self, run_id: str) -> bool:
@@ -314,7 +339,7 @@ class TrainingRun:
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
-        finite = [Metric(k.replace("/", "."), v, now, step) for k, v in metrics.items() if math.isfinite(v)]
+        finite = [Metric(k, v, now, step) for k, v in metrics.items() if math.isfinite(v)]
         if step > self.logged_through and finite:
             self.client.log_batch(self.run_id, metrics=finite)
 
@@ -377,8 +402,14 @@ def _recorded_run(client=None):
 class StageRun:
     """A later stage's child run of the training run: its own params, its outputs, its numbers."""
 
-    def __init__(self, client, run_id: str | None):
-        self.client, self.run_id = client, run_id
+    def __init__(self, client, run_id: str | None, parent_id: str | None = None):
+        self.client, self.run_id, self.parent_id = client, run_id, parent_id
+
+    def log_final(self, metrics: dict[str, float]) -> None:
+        """The headline numbers also on the training run (``final/...``: runs are sorted and
+        compared by them in the runs table) and on its logged generator, when there is one."""
+        if self.parent_id is not None:
+            log_final(self.client, self.parent_id, metrics)
 
     def attach(self, local_path: Path, artifact_path: str | None = None) -> None:
         if self.run_id is None:
@@ -432,18 +463,48 @@ def stage_run(stage: str, params: dict[str, Any], client=None) -> Iterator[Stage
     run_id = child.info.run_id
     client.log_batch(run_id, params=_params(params))
     try:
-        yield StageRun(client, run_id)
+        yield StageRun(client, run_id, parent.info.run_id)
     except BaseException:
         client.set_terminated(run_id, "FAILED")
         raise
     client.set_terminated(run_id, "FINISHED")
 
 
+FINAL = "final/"
+
+
+def _generators(client, run) -> list:
+    """The training run's logged generator models."""
+    found, token = [], None
+    while True:
+        page = client.search_logged_models(experiment_ids=[run.info.experiment_id], page_token=token)
+        found += [m for m in page if m.source_run_id == run.info.run_id and m.name == "generator"]
+        if not (token := page.token):
+            return found
+
+
+def log_final(client, run_id: str, metrics: dict[str, float]) -> None:
+    """``metrics`` as the training run's final numbers, linked to its generator model(s) too."""
+    from mlflow.entities import Metric
+
+    now, run = int(time.time() * 1000), client.get_run(run_id)
+    finite = {f"{FINAL}{k}": v for k, v in metrics.items() if math.isfinite(v)}
+    batch = [Metric(k, v, now, 0) for k, v in finite.items()]
+    batch += [Metric(k, v, now, 0, model_id=m.model_id) for m in _generators(client, run) for k, v in finite.items()]
+    if batch:
+        client.log_batch(run_id, metrics=batch)
+
+
 @store_errors
 def log_generator(G: nn.Module, example, tags: dict[str, str], client=None) -> None:
     """The generator as an MLflow model of the training run, replacing any earlier one: an
     ``nn.Module`` (pickle format) that ``mlflow.pytorch.load_model`` returns ready for
-    ``.eval()`` and ``.to("cuda")``. ``G`` must be on the CPU, so that loading it needs no GPU."""
+    ``.eval()`` and ``.to("cuda")``. ``G`` must be on the CPU, so that loading it needs no GPU.
+
+    Pickle, not MLflow's safer ``pt2`` (torch.export): an exported program is a fixed graph that
+    loads as a ``GraphModule``, not the project's ``Generator`` (its ``latent_size``, its BatchNorm
+    modes, ``.to()`` of its constants); the model is loaded only from one's own store. Its input
+    example (two latents) gives it a signature; evaluate's headline numbers are its metrics."""
     found, why = _recorded_run(client)
     if not found:
         print(f"note: {why}; generator not logged as an MLflow model")
@@ -454,14 +515,8 @@ def log_generator(G: nn.Module, example, tags: dict[str, str], client=None) -> N
     from mlflow.tracking._tracking_service.utils import _use_tracking_uri
     from mlflow.tracking.context.registry import resolve_tags
 
-    token = None
-    while True:
-        page = client.search_logged_models(experiment_ids=[experiment], page_token=token)
-        for old in page:
-            if old.source_run_id == run_id and old.name == "generator":
-                client.delete_logged_model(old.model_id)
-        if not (token := page.token):
-            break
+    for old in _generators(client, run):
+        client.delete_logged_model(old.model_id)
     model = client.create_logged_model(  # as log_model would make it: the run's params, the context's tags
         experiment, name="generator", source_run_id=run_id, tags=resolve_tags(tags), params=run.data.params
     )
@@ -469,7 +524,7 @@ def log_generator(G: nn.Module, example, tags: dict[str, str], client=None) -> N
     try:
         # mlflow.pytorch.log_model takes the run and the model (run_id=, model_id=: no active run needed) but no
         # store: it opens MlflowClient(<global tracking URI>), so that URI is this client's for this one call.
-        with _use_tracking_uri(client.tracking_uri):
+        with _use_tracking_uri(client.tracking_uri), _quiet("mlflow.pytorch"):
             mlflow.pytorch.log_model(
                 G,
                 name="generator",
@@ -483,6 +538,22 @@ def log_generator(G: nn.Module, example, tags: dict[str, str], client=None) -> N
         if saved is not None:
             os.environ["MLFLOW_TRACKING_URI"] = saved
     client.log_batch(run_id, tags=_tags({f"generator.{k}": v for k, v in tags.items()}))
+    final = {k.removeprefix(FINAL): v for k, v in run.data.metrics.items() if k.startswith(FINAL)}
+    if final:  # evaluate ran first: the new model carries the numbers of the same checkpoint
+        log_final(client, run_id, final)
+
+
+@contextmanager
+def _quiet(logger: str) -> Iterator[None]:
+    """MLflow warns on every pickle-format save; the format is chosen on purpose (log_generator's
+    docstring), and the README says so once."""
+    log = logging.getLogger(logger)
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        log.setLevel(level)
 
 
 def last_logged_step(run_id: str, key: str, client=None) -> int:

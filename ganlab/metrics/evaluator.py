@@ -33,6 +33,30 @@ from ganlab.metrics.scores import (
     precision_recall,
 )
 
+# What `dvc metrics show` and `dvc exp show` list; every number is in reports/evaluate/metrics_detail.json and MLflow.
+HEADLINE = (
+    "swd",
+    "swd_floor",
+    "swd_ratio",
+    "swd_std",
+    "ndb",
+    "ndb_floor",
+    "fd",
+    "fd_floor",
+    "fd_ratio",
+    "fd_std",
+    "kid",
+    "precision",
+    "recall",
+    "nn_ratio",
+    "copy_share",
+    "attr_tv_mean",
+    "fid",
+    "inception_kid",
+    "fid_unavailable",
+)
+# Numbers that describe the evaluation, not the generator: the same at every evaluation of a run.
+CONSTANTS = ("fd_dims", "fd_samples", "swd_samples", "ndb_bins")
 SPLITS = 5  # random halves of the training images; the spread of fd over them says how far it can be trusted
 MAX_DIMS = 64  # principal components of the features that the Fréchet distance looks at (fewer for small sets)
 FEW_SAMPLES = 50  # per half: below this the figures are rough, and the output says so

@@ -74,6 +74,7 @@ class Recorder(Protocol):
     def metrics(self, values: dict[str, float], step: int) -> None: ...
     def image(self, grid: torch.Tensor, key: str, step: int) -> None: ...
     def tags(self, tags: dict[str, str]) -> None: ...
+    def params(self, params: dict[str, Any]) -> None: ...
     def checkpoint(self, step: int, seconds: float) -> None: ...
 
 
@@ -99,6 +100,11 @@ class Reports:
     def tags(self, tags: dict[str, str]) -> None:
         for r in self.recorders:
             self.writer.submit(r.tags, tags)
+
+    def params(self, params: dict[str, Any]) -> None:
+        """Constants of the run (the same value every time they are reported)."""
+        for r in self.recorders:
+            self.writer.submit(r.params, params)
 
     def checkpoint(self, step: int, seconds: float) -> None:
         """A checkpoint of ``step`` has been written (or is queued before this on the writer)."""

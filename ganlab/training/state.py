@@ -192,6 +192,12 @@ def _read_record() -> dict[str, Any]:
         return {}
 
 
+def recorded_run_id() -> str | None:
+    """The MLflow run of the last training in this folder, whatever its params."""
+    run_id = _read_record().get("run_id")
+    return run_id if isinstance(run_id, str) else None
+
+
 def recorded_lineage(fp: str) -> str | None:
     """The lineage of the run with fingerprint ``fp`` in run.json; None when it is not recorded there."""
     record = _read_record()
