@@ -12,6 +12,7 @@ from ganlab import bench as benchmark
 from ganlab.data.demo_faces import write_demo_faces
 from ganlab.errors import UserError
 from ganlab.params import Params, load_params
+from ganlab.render import dvc_plots
 from ganlab.training import distributed
 from stages import attributes as attributes_stage
 from stages import evaluate as evaluate_stage
@@ -26,7 +27,7 @@ app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    help="A reproducible DCGAN lab: prepare, attributes, features, train, sample, latent-study, make-video, evaluate; bench, demo-faces.",
+    help="A reproducible DCGAN lab: prepare, attributes, features, train, sample, latent-study, make-video, evaluate; bench, demo-faces, plots.",
 )
 ParamsOption = typer.Option(Path("params.yaml"), "--params", "-p", help="Params file.")
 
@@ -143,6 +144,28 @@ def bench(
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         raise typer.Exit(1) from None
+
+
+@app.command()
+def plots(
+    revisions: list[str] = typer.Argument(
+        None, help="Git revisions or experiment names to compare (`dvc plots diff`); none: the workspace."
+    ),
+    out: Path = typer.Option(dvc_plots.PLOTS_DIR, "--out", "-o", help="Folder of the page (index.html)."),
+    svg: bool = typer.Option(False, "--svg", help="Also each plot as a static SVG, in OUT/svg/."),
+) -> None:
+    """`dvc plots show` that renders offline: OUT/index.html with Vega inlined (DVC's own page loads it from a CDN)."""
+    try:
+        page, warnings = dvc_plots.render_page(revisions or [], out)
+        svgs = dvc_plots.render_svgs(revisions or [], out / "svg") if svg else []
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        raise typer.Exit(1) from None
+    if warnings:
+        print(warnings, file=sys.stderr)
+    print(page)
+    if svgs:
+        print(f"{len(svgs)} SVGs in {out / 'svg'}")
 
 
 @app.command("demo-faces")

@@ -48,6 +48,7 @@ def test_help_lists_every_stage(tmp_path):
         "evaluate",
         "bench",
         "demo-faces",
+        "plots",
     ):
         assert command in out.stdout
 
