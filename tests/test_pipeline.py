@@ -3,7 +3,12 @@ param reruns exactly the stages that depend on it."""
 
 import json
 import re
+import shutil
+import socket
+import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import cv2
@@ -173,6 +178,11 @@ def test_mlflow_run_has_metrics_model_and_stage_outputs(project):
     assert "InceptionV3" in kids["evaluate"].data.tags["note.fid"]
 
     (model,) = logged_generators(project, run_id)
+    headline = json.loads((project / "reports/metrics.json").read_text())
+    final = {k: v for k, v in run_info.data.metrics.items() if k.startswith("final/")}
+    assert final and all(abs(v - headline[k.removeprefix("final/")]) < 1e-4 for k, v in final.items())
+    assert {m.key: m.value for m in model.metrics} == final  # the model page shows its metrics
+    assert all(k.split("/")[0] in {"train", "speed", "eval", "eval_detail", "final"} for k in run_info.data.metrics)
     state = torch.load(project / "models/checkpoint.pt", weights_only=True)
     assert {k: model.tags[k] for k in ("which", "kimg")} == {"which": "best", "kimg": f"{state['best_kimg']:g}"}
     assert state["best_kimg"] > 0
@@ -364,3 +374,35 @@ def test_own_images_tracked_by_dvc_run_as_temp_and_queued_experiments(project):
         assert kids["sample"].data.tags["dvc.experiment"] == r.data.tags["dvc.experiment"]
     names = run([*dvc, "exp", "ls", "--name-only"], project).stdout.split()
     assert {by_lr[lr].info.run_name.split()[0] for lr in ("0.0021", "0.0022", "0.0023")} <= set(names)
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="needs Debian's chromium (apt-get install chromium)")
+def test_the_mlflow_ui_shows_the_headline_metric_and_the_model_on_the_run_page(project, tmp_path):
+    """What a newcomer sees: `mlflow ui` on loopback, the training run's page opened in headless
+    Chromium, which runs the page's JavaScript; the final headline metric and the logged model
+    are on it. The screenshot is kept in the test's folder."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    db = f"sqlite:///{project / 'mlflow.db'}"
+    ui = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", db, "--host", "127.0.0.1", "--port", str(port)]
+    server = subprocess.Popen(ui, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(120):
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2)
+                break
+            except OSError:
+                time.sleep(1)
+        record = json.loads((project / "models/run.json").read_text())
+        url = f"http://127.0.0.1:{port}/#/experiments/{record['experiment_id']}/runs/{record['run_id']}"
+        chrome = ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"]
+        chrome += ["--virtual-time-budget=20000", "--window-size=1400,1000"]
+        dom = subprocess.run([*chrome, "--dump-dom", url], capture_output=True, text=True, timeout=180).stdout
+        subprocess.run([*chrome, f"--screenshot={tmp_path / 'run.png'}", url], capture_output=True, timeout=180)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    assert "final/fd_ratio" in dom and "eval/fd_ratio" in dom
+    assert "Logged models (1)" in dom
+    assert (tmp_path / "run.png").stat().st_size > 10_000
