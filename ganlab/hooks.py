@@ -110,7 +110,11 @@ class Tracking(Hook):
 
 
 class Console(Hook):
-    """A progress bar in kimg with the last tick's losses and speed, and one summary line at the end."""
+    """A progress bar in kimg with the last tick's losses and speed, and one summary line at the end.
+
+    The bar counts images, whole numbers, and shows them as kimg (tqdm's ``unit_scale``): kimg
+    summed tick by tick in floats ends past the total (0.01 six times is 0.060000000000000005),
+    which tqdm clamps with a warning and shows as an ETA of -00:00."""
 
     def on_start(self, run: Run) -> None:
         c = run.clock
@@ -121,8 +125,9 @@ class Console(Hook):
         )
         digits = 1 if c.kimg(c.total) >= 10 else 3
         self.bar = tqdm(
-            total=round(c.kimg(c.total), 3),
-            initial=round(run.kimg, 3),
+            total=c.total * c.batch,
+            initial=run.images,
+            unit_scale=1 / 1000,
             desc="train",
             unit="kimg",
             dynamic_ncols=True,
@@ -132,7 +137,7 @@ class Console(Hook):
     def on_step(self, run: Run, due: Due) -> None:
         if not due.tick:
             return
-        self.bar.update(round(due.kimg - self.bar.n, 3))
+        self.bar.update(due.images - self.bar.n)
         self.bar.set_postfix(
             loss_d=f"{due.row['loss_d']:.3f}",
             loss_g=f"{due.row['loss_g']:.3f}",

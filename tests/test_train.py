@@ -194,6 +194,16 @@ def test_sample_grid_matches_the_last_training_grid(workdir):
     assert len(list(layout.SAMPLES.glob("sample_*.png"))) == 3
 
 
+@pytest.mark.filterwarnings("error::tqdm.TqdmWarning")
+def test_the_progress_bar_ends_exactly_at_its_total(workdir, capsys):
+    """Batch 10, six ticks: 0.01 kimg added six times is 0.060000000000000005, past the total,
+    which tqdm clamps with a warning and shows as an ETA of -00:00."""
+    params = prepared(train={"kimg": 0.06, "batch_size": 10, "tick_kimg": 0.01, "checkpoint_kimg": 0.03})
+    train.run(params)
+    err = capsys.readouterr().err
+    assert "0.060/0.060 kimg" in err and "<00:00" in err and "-00:00" not in err
+
+
 def test_cuda_requested_without_cuda_is_a_clear_error(workdir):
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
