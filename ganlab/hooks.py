@@ -109,12 +109,38 @@ class Tracking(Hook):
                 print(f"note: could not mark MLflow run {self.tracker.run_id} as failed ({type(e).__name__})")
 
 
+def time_left(images_left: int, rate: float | None, budget_s: float | None) -> str:
+    """The bar's remaining time: tqdm's estimate at the current speed, but never more than the
+    wall-time budget left, since ``train.stop.minutes`` ends the run there whatever the speed."""
+    if budget_s is not None:
+        budget_s = max(0.0, budget_s)
+    estimate = images_left / rate if rate else None
+    known = [s for s in (estimate, budget_s) if s is not None]
+    return tqdm.format_interval(min(known)) if known else "?"
+
+
+class _Bar(tqdm):
+    """tqdm with a ``{left}`` field for ``bar_format`` (tqdm's own recipe for a custom field:
+    extend ``format_dict``), which it recomputes at each refresh as the budget runs down."""
+
+    def __init__(self, *args, budget_s: float | None = None, **kwargs) -> None:
+        self.budget_s = budget_s  # before tqdm's first refresh, which asks for the field
+        super().__init__(*args, **kwargs)
+
+    @property
+    def format_dict(self) -> dict:
+        d = super().format_dict
+        budget = None if self.budget_s is None else self.budget_s - d["elapsed"]
+        return {**d, "left": time_left(d["total"] - d["n"], d["rate"], budget)}
+
+
 class Console(Hook):
     """A progress bar in kimg with the last tick's losses and speed, and one summary line at the end.
 
     The bar counts images, whole numbers, and shows them as kimg (tqdm's ``unit_scale``): kimg
     summed tick by tick in floats ends past the total (0.01 six times is 0.060000000000000005),
-    which tqdm clamps with a warning and shows as an ETA of -00:00."""
+    which tqdm clamps with a warning and shows as an ETA of -00:00. With ``train.stop.minutes``
+    the ETA never promises more than the budget left."""
 
     def on_start(self, run: Run) -> None:
         c = run.clock
@@ -124,14 +150,16 @@ class Console(Hook):
             f"train: {c.kimg(c.total):g} kimg = {c.total} steps of {c.batch} images = {c.epoch(c.total):.4g} epochs of {c.images} images"
         )
         digits = 1 if c.kimg(c.total) >= 10 else 3
-        self.bar = tqdm(
+        minutes = run.params.train.stop.minutes
+        self.bar = _Bar(
             total=c.total * c.batch,
             initial=run.images,
             unit_scale=1 / 1000,
             desc="train",
             unit="kimg",
             dynamic_ncols=True,
-            bar_format=f"{{l_bar}}{{bar}}| {{n:.{digits}f}}/{{total:.{digits}f}} kimg [{{elapsed}}<{{remaining}}{{postfix}}]",
+            bar_format=f"{{l_bar}}{{bar}}| {{n:.{digits}f}}/{{total:.{digits}f}} kimg [{{elapsed}}<{{left}}{{postfix}}]",
+            budget_s=None if minutes is None else minutes * 60 - run.progress.seconds,
         )
 
     def on_step(self, run: Run, due: Due) -> None:

@@ -2,6 +2,7 @@
 
 import csv
 import dataclasses
+import io
 import json
 import re
 
@@ -202,6 +203,18 @@ def test_the_progress_bar_ends_exactly_at_its_total(workdir, capsys):
     train.run(params)
     err = capsys.readouterr().err
     assert "0.060/0.060 kimg" in err and "<00:00" in err and "-00:00" not in err
+
+
+def test_the_eta_never_promises_more_than_the_wall_time_budget_left():
+    assert hooks.time_left(1000, 10.0, None) == "01:40"  # tqdm's estimate at the current speed
+    assert hooks.time_left(1000, 10.0, 30.0) == "00:30"  # train.stop.minutes ends the run first
+    assert hooks.time_left(1000, 10.0, 500.0) == "01:40"
+    assert hooks.time_left(1000, 10.0, -3.0) == "00:00"  # over budget: it stops at the next tick
+    assert hooks.time_left(1000, None, None) == "?"  # no speed yet
+    assert hooks.time_left(1000, None, 90.0) == "01:30"
+    bar = hooks._Bar(total=1000, budget_s=90.5, bar_format="{left}", file=io.StringIO())
+    assert str(bar) == "01:30"  # the console's bar: the budget less the bar's elapsed time
+    bar.close()
 
 
 def test_cuda_requested_without_cuda_is_a_clear_error(workdir):
