@@ -211,7 +211,10 @@ def read_timing(through_kimg: float) -> list[dict[str, str]]:
 
 
 def write_evals(evals: list[dict[str, float]]) -> None:
-    _write_csv(layout.EVAL_HISTORY, evals, list(dict.fromkeys(k for row in evals for k in row)) or ["kimg"])
+    """An undefined score (too few images to measure it) is an empty cell, not ``nan`` or ``inf``:
+    every column stays numbers; why is in the training's note and in reports/evaluate/notes.json."""
+    rows = [{k: v if math.isfinite(v) else "" for k, v in row.items()} for row in evals]
+    _write_csv(layout.EVAL_HISTORY, rows, list(dict.fromkeys(k for row in evals for k in row)) or ["kimg"])
 
 
 def _write_csv(path: Path, rows: list[dict[str, float]], keys: list[str]) -> None:

@@ -45,7 +45,6 @@ HEADLINE = (
     "attr_tv_mean",
     "fid",
     "inception_kid",
-    "fid_unavailable",
 )
 
 
@@ -78,11 +77,8 @@ def run(params: Params) -> dict[str, float]:
             "heldout_accuracy_mean"
         ]
     for key in ("fid", "inception_kid"):
-        if key not in metrics:  # recorded as unavailable, so that a table across experiments shows it missing
-            metrics[key] = "unavailable"
-            metrics["fid_unavailable"] = notes.get("fid", "").split(":")[
-                0
-            ]  # one short line; the whole reason: notes.json
+        if key not in metrics:  # null, so that a table across experiments shows it missing; the reason: notes.json
+            metrics[key] = None
     headline = {k: metrics[k] for k in HEADLINE if k in metrics}
 
     with atomic_dir(layout.EVALUATE) as out:
@@ -112,10 +108,12 @@ def run(params: Params) -> dict[str, float]:
     return metrics
 
 
-def _json(metrics: dict[str, float | str]) -> str:
-    """Strict JSON: an undefined number (a set too small to measure) is null."""
+def _json(metrics: dict[str, float | None]) -> str:
+    """Strict JSON of numbers only: an undefined or unavailable one (a set too small to measure,
+    FID offline) is null, which `dvc metrics show` leaves out, where a string would sit in a
+    column of numbers; why it is missing is in notes.json."""
 
-    def value(v: float | str) -> float | str | None:
-        return v if isinstance(v, str) else round(v, 6) if math.isfinite(v) else None
+    def value(v: float | None) -> float | None:
+        return round(v, 6) if v is not None and math.isfinite(v) else None
 
     return json.dumps({k: value(v) for k, v in metrics.items()}, indent=1, allow_nan=False)
