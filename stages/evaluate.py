@@ -82,7 +82,10 @@ def run(params: Params) -> dict[str, float]:
     headline = {k: metrics[k] for k in HEADLINE if k in metrics}
 
     with atomic_dir(layout.EVALUATE) as out:
-        save_png(closest_pairs(result.samples, real, result.nearest), out / "closest_pairs.png")
+        total = len(result.samples)
+        n = min(8, total)
+        caption = f"the {n} of {total} samples nearest a training image (pixel RMS), each above it"
+        save_png(closest_pairs(result.samples, real, result.nearest, n), out / "closest_pairs.png", caption)
         plot_curves(layout.HISTORY, layout.EVAL_HISTORY, out / "training_curves.png")
         write_text(out / "notes.json", json.dumps(notes, indent=1))
         write_text(out / "metrics_detail.json", _json(metrics))

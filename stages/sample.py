@@ -20,7 +20,8 @@ def run(params: Params) -> None:
     grid = generate(G, fixed_latents(s.seed, G.latent_size))  # eval-mode BN: each image independent of its batch mates
     singles = generate(G, fixed_latents(s.seed + 1, G.latent_size, s.count))
     with atomic_dir(layout.SAMPLES) as out:
-        save_png(to_grid(grid), out / "grid.png")
+        caption = f"{len(grid)} samples, fixed latents (seed {s.seed}), {params.generator} generator at {kimg:g} kimg"
+        save_png(to_grid(grid), out / "grid.png", caption)  # the training grids stay bare: they are video frames
         for i, image in enumerate(singles):
             save_png(to_grid(image[None], nrow=1, padding=0), out / f"sample_{i:03d}.png")
     with tracking.stage_run("sample", flatten(params, ("sample", "generator", "device"))) as mlrun:

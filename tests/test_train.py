@@ -189,8 +189,12 @@ def test_sample_grid_matches_the_last_training_grid(workdir):
     train.run(params)
     sample.run(params)
     trained = np.asarray(Image.open(layout.grid_file(48)), dtype=float)
-    sampled = np.asarray(Image.open(layout.SAMPLES / "grid.png"), dtype=float)
-    assert trained.shape == sampled.shape == (8 * 32 + 18, 8 * 32 + 18, 3)
+    captioned = np.asarray(Image.open(layout.SAMPLES / "grid.png"), dtype=float)
+    size = 8 * 32 + 18
+    assert trained.shape == (size, size, 3)  # a video frame: no caption
+    sampled, band = captioned[:size], captioned[size:]  # the grid, and the caption under it
+    assert sampled.shape == trained.shape and band.shape[1] == size and 10 < band.shape[0] < 30
+    assert (band == 255).mean() > 0.7 and (band < 128).any()  # black text on white
     assert np.abs(trained - sampled).mean() < 6  # eval-mode BN after recalibration ~ batch statistics
     assert len(list(layout.SAMPLES.glob("sample_*.png"))) == 3
 
