@@ -22,7 +22,8 @@ from ganlab.metrics.evaluator import Reference, evaluate_generator
 from ganlab.metrics.features import FeatureNet, reference_features
 from ganlab.metrics.sampler import load_generator
 from ganlab.params import Params, flatten
-from ganlab.render.grids import save_png, to_grid
+from ganlab.render.annotate import save_captioned
+from ganlab.render.grids import to_grid
 from ganlab.render.plots import plot_curves
 
 # What `dvc metrics show` and `dvc exp show` list; every number is in reports/evaluate/metrics_detail.json and MLflow.
@@ -85,7 +86,7 @@ def run(params: Params) -> dict[str, float]:
         total = len(result.samples)
         n = min(8, total)
         caption = f"the {n} of {total} samples nearest a training image (pixel RMS), each above it"
-        save_png(closest_pairs(result.samples, real, result.nearest, n), out / "closest_pairs.png", caption)
+        save_captioned(closest_pairs(result.samples, real, result.nearest, n), caption, out / "closest_pairs.png")
         plot_curves(layout.HISTORY, layout.EVAL_HISTORY, out / "training_curves.png")
         write_text(out / "notes.json", json.dumps(notes, indent=1))
         write_text(out / "metrics_detail.json", _json(metrics))
