@@ -139,8 +139,38 @@ def eval_metrics(scores: dict[str, float]) -> tuple[dict[str, float], dict[str, 
     return metrics, {f"eval.{k}": f"{scores[k]:g}" for k in CONSTANTS if k in scores}
 
 
+def time_left(images_left: int, rate: float | None, budget_s: float | None) -> str:
+    """The bar's remaining time: tqdm's estimate at the current speed, but never more than the
+    wall-time budget left, since ``train.stop.minutes`` ends the run there whatever the speed."""
+    if budget_s is not None:
+        budget_s = max(0.0, budget_s)
+    estimate = images_left / rate if rate else None
+    known = [s for s in (estimate, budget_s) if s is not None]
+    return tqdm.format_interval(min(known)) if known else "?"
+
+
+class _Bar(tqdm):
+    """tqdm with a ``{left}`` field for ``bar_format`` (tqdm's own recipe for a custom field:
+    extend ``format_dict``), which it recomputes at each refresh as the budget runs down."""
+
+    def __init__(self, *args, budget_s: float | None = None, **kwargs) -> None:
+        self.budget_s = budget_s  # before tqdm's first refresh, which asks for the field
+        super().__init__(*args, **kwargs)
+
+    @property
+    def format_dict(self) -> dict:
+        d = super().format_dict
+        budget = None if self.budget_s is None else self.budget_s - d["elapsed"]
+        return {**d, "left": time_left(d["total"] - d["n"], d["rate"], budget)}
+
+
 class Console(Hook):
-    """A progress bar in kimg with the last tick's losses and speed, and one summary line at the end."""
+    """A progress bar in kimg with the last tick's losses and speed, and one summary line at the end.
+
+    The bar counts images, whole numbers, and shows them as kimg (tqdm's ``unit_scale``): kimg
+    summed tick by tick in floats ends past the total (0.01 six times is 0.060000000000000005),
+    which tqdm clamps with a warning and shows as an ETA of -00:00. With ``train.stop.minutes``
+    the ETA never promises more than the budget left."""
 
     def on_start(self, run: Run) -> None:
         c = run.clock
@@ -150,19 +180,22 @@ class Console(Hook):
             f"train: {c.kimg(c.total):g} kimg = {c.total} steps of {c.batch} images = {c.epoch(c.total):.4g} epochs of {c.images} images"
         )
         digits = 1 if c.kimg(c.total) >= 10 else 3
-        self.bar = tqdm(
-            total=round(c.kimg(c.total), 3),
-            initial=round(run.kimg, 3),
+        minutes = run.params.train.stop.minutes
+        self.bar = _Bar(
+            total=c.total * c.batch,
+            initial=run.images,
+            unit_scale=1 / 1000,
             desc="train",
             unit="kimg",
             dynamic_ncols=True,
-            bar_format=f"{{l_bar}}{{bar}}| {{n:.{digits}f}}/{{total:.{digits}f}} kimg [{{elapsed}}<{{remaining}}{{postfix}}]",
+            bar_format=f"{{l_bar}}{{bar}}| {{n:.{digits}f}}/{{total:.{digits}f}} kimg [{{elapsed}}<{{left}}{{postfix}}]",
+            budget_s=None if minutes is None else minutes * 60 - run.progress.seconds,
         )
 
     def on_step(self, run: Run, due: Due) -> None:
         if not due.tick:
             return
-        self.bar.update(round(due.kimg - self.bar.n, 3))
+        self.bar.update(due.images - self.bar.n)
         self.bar.set_postfix(
             loss_d=f"{due.row['loss_d']:.3f}",
             loss_g=f"{due.row['loss_g']:.3f}",
@@ -208,7 +241,10 @@ def read_timing(through_kimg: float) -> list[dict[str, str]]:
 
 
 def write_evals(evals: list[dict[str, float]]) -> None:
-    _write_csv(layout.EVAL_HISTORY, evals, list(dict.fromkeys(k for row in evals for k in row)) or ["kimg"])
+    """An undefined score (too few images to measure it) is an empty cell, not ``nan`` or ``inf``:
+    every column stays numbers; why is in the training's note and in reports/evaluate/notes.json."""
+    rows = [{k: v if math.isfinite(v) else "" for k, v in row.items()} for row in evals]
+    _write_csv(layout.EVAL_HISTORY, rows, list(dict.fromkeys(k for row in evals for k in row)) or ["kimg"])
 
 
 def _write_csv(path: Path, rows: list[dict[str, float]], keys: list[str]) -> None:

@@ -153,9 +153,12 @@ def write_icons(files: list[Path], out: Path, count: int, seed: int) -> None:
 
 
 def write_crops(files: list[Path], out: Path, count: int, seed: int, size: int = 256) -> None:
+    """A line every 100 crops: a thousand LANCZOS crops of large photographs take minutes."""
     rng = np.random.default_rng(seed)
     photos = {}
     for i in range(count):
+        if i and i % 100 == 0:
+            print(f"{out}: {i} of {count} crops", flush=True)
         k = int(rng.integers(len(files)))
         if k not in photos:
             with Image.open(files[k]) as img:
@@ -189,19 +192,21 @@ def main() -> None:
         for kind, packages in PACKAGES.items():
             trees = fetch(packages, cache, Path(work))
             files = icon_files(trees) if kind == "icons" else wallpaper_files(trees)
+            print(f"{kind}: {len(files)} source images", flush=True)
             for count in SIZES[kind]:
                 out = args.out / f"{kind}-{count}"
                 refuse_unless_ours(out)  # again: it may have appeared during the downloads
                 shutil.rmtree(out, ignore_errors=True)
                 out.mkdir(parents=True)
-                (write_icons if kind == "icons" else write_crops)(
-                    files, out, min(count, len(files)) if kind == "icons" else count, args.seed
-                )
+                n = min(count, len(files)) if kind == "icons" else count
+                what = "icons, copied" if kind == "icons" else f"crops of {len(files)} images, at 256 px"
+                print(f"{out}: {n} {what} ...", flush=True)
+                (write_icons if kind == "icons" else write_crops)(files, out, n, args.seed)
                 (out / "SOURCES.txt").write_text(
                     f"{kind}-{count}: from {', '.join(trees)}; {len(files)} source images; seed {args.seed}\n"
                 )
                 print(
-                    f"{out}: {len(list(out.glob('*.png')))} images from {len(files)} source images ({', '.join(trees)})",
+                    f"{out}: done, {len(list(out.glob('*.png')))} images from {len(files)} source images ({', '.join(trees)})",
                     flush=True,
                 )
 

@@ -116,7 +116,7 @@ def main(out: str, image_set: str, name: str, *overrides: str) -> None:
         if (run / "reports/train/timing.csv").exists()
         else []
     )
-    ratios = [(round(float(r["kimg"]), 1), round(float(r["fd_ratio"]), 2)) for r in evals]
+    ratios = [(round(float(r["kimg"]), 1), round(float(r["fd_ratio"]), 2)) for r in evals if r["fd_ratio"]]
     row = {
         "name": name,
         "set": src.name,
@@ -125,9 +125,9 @@ def main(out: str, image_set: str, name: str, *overrides: str) -> None:
         "rc": done.returncode,
         "fd_ratio": ratios,
         "best": min((r for _, r in ratios), default=None),
-        "floor": round(float(evals[0]["fd_floor"]), 1) if evals else None,
-        "precision": float(evals[-1]["precision"]) if evals else None,
-        "recall": float(evals[-1]["recall"]) if evals else None,
+        "floor": round(float(evals[0]["fd_floor"]), 1) if evals and evals[0]["fd_floor"] else None,
+        "precision": float(evals[-1]["precision"]) if evals and evals[-1]["precision"] else None,
+        "recall": float(evals[-1]["recall"]) if evals and evals[-1]["recall"] else None,
         "wall_s": round(seconds),
         "train_img_s": round(float(timing[-1]["kimg"]) * 1000 / float(timing[-1]["seconds"])) if timing else None,
     }

@@ -21,8 +21,10 @@ from ganlab.metrics import attributes
 from ganlab.metrics.evaluator import HEADLINE, Reference, evaluate_generator
 from ganlab.metrics.features import FeatureNet, reference_features
 from ganlab.metrics.sampler import load_generator
+from ganlab.metrics.verdict import verdict
 from ganlab.params import Params, flatten
-from ganlab.render.grids import save_png, to_grid
+from ganlab.render.annotate import save_captioned
+from ganlab.render.grids import to_grid
 from ganlab.render.plots import plot_curves
 
 
@@ -55,15 +57,15 @@ def run(params: Params) -> dict[str, float]:
             "heldout_accuracy_mean"
         ]
     for key in ("fid", "inception_kid"):
-        if key not in metrics:  # recorded as unavailable, so that a table across experiments shows it missing
-            metrics[key] = "unavailable"
-            metrics["fid_unavailable"] = notes.get("fid", "").split(":")[
-                0
-            ]  # one short line; the whole reason: notes.json
+        if key not in metrics:  # null, so that a table across experiments shows it missing; the reason: notes.json
+            metrics[key] = None
     headline = {k: metrics[k] for k in HEADLINE if k in metrics}
 
     with atomic_dir(layout.EVALUATE) as out:
-        save_png(closest_pairs(result.samples, real, result.nearest), out / "closest_pairs.png")
+        total = len(result.samples)
+        n = min(8, total)
+        caption = f"the {n} of {total} samples nearest a training image (pixel RMS), each above it"
+        save_captioned(closest_pairs(result.samples, real, result.nearest, n), caption, out / "closest_pairs.png")
         plot_curves(layout.HISTORY, layout.EVAL_HISTORY, out / "training_curves.png")
         write_text(out / "notes.json", json.dumps(notes, indent=1))
         write_text(out / "metrics_detail.json", _json(metrics))
@@ -83,17 +85,17 @@ def run(params: Params) -> dict[str, float]:
         "evaluate: " + ", ".join(f"{k}={v:.4g}" for k, v in shown.items()) + f" -> {layout.METRICS} "
         f"(everything: {layout.EVALUATE}/metrics_detail.json)"
     )
-    print(
-        f"evaluate: fd {metrics['fd']:.4g} (floor {metrics['fd_floor']:.4g}, the same distance between two halves of the "
-        f"training images), precision {metrics['precision']:.2f}, recall {metrics['recall']:.2f}"
-    )
+    for line in verdict(metrics):
+        print(f"evaluate: {line}")
     return metrics
 
 
-def _json(metrics: dict[str, float | str]) -> str:
-    """Strict JSON: an undefined number (a set too small to measure) is null."""
+def _json(metrics: dict[str, float | None]) -> str:
+    """Strict JSON of numbers only: an undefined or unavailable one (a set too small to measure,
+    FID offline) is null, which `dvc metrics show` leaves out, where a string would sit in a
+    column of numbers; why it is missing is in notes.json."""
 
-    def value(v: float | str) -> float | str | None:
-        return v if isinstance(v, str) else round(v, 6) if math.isfinite(v) else None
+    def value(v: float | None) -> float | None:
+        return round(v, 6) if v is not None and math.isfinite(v) else None
 
     return json.dumps({k: value(v) for k, v in metrics.items()}, indent=1, allow_nan=False)

@@ -22,6 +22,8 @@ def run(params: Params) -> None:
         mlrun.attach(
             layout.VIDEO / "training.gif" if v.gif else target, "video"
         )  # MLflow shows a GIF inline; the AVI stays in reports/
+    drawn = sum(1 for p in layout.GRIDS.glob("images_*.png") if layout.GRID_FILE.search(p.name))
+    spread = f"; {len(frames)} of {drawn} grids, spread over what the run trained" if len(frames) < drawn else ""
     print(
-        f"make-video: {len(frames)} frames ({frames[0][0] / 1000:g}..{frames[-1][0] / 1000:g} kimg) at {v.fps} fps -> {target}"
+        f"make-video: {len(frames)} frames ({frames[0][0] / 1000:g}..{frames[-1][0] / 1000:g} kimg{spread}) at {v.fps} fps -> {target}"
     )

@@ -11,6 +11,7 @@ from ganlab.io import tracking
 from ganlab.io.atomic import atomic_dir
 from ganlab.metrics.sampler import fixed_latents, generate, load_generator
 from ganlab.params import Params, flatten
+from ganlab.render.annotate import save_captioned
 from ganlab.render.grids import save_png, to_grid
 
 
@@ -20,7 +21,8 @@ def run(params: Params) -> None:
     grid = generate(G, fixed_latents(s.seed, G.latent_size))  # eval-mode BN: each image independent of its batch mates
     singles = generate(G, fixed_latents(s.seed + 1, G.latent_size, s.count))
     with atomic_dir(layout.SAMPLES) as out:
-        save_png(to_grid(grid), out / "grid.png")
+        caption = f"{len(grid)} samples, fixed latents (seed {s.seed}), {params.generator} generator at {kimg:g} kimg"
+        save_captioned(to_grid(grid), caption, out / "grid.png")
         for i, image in enumerate(singles):
             save_png(to_grid(image[None], nrow=1, padding=0), out / f"sample_{i:03d}.png")
     with tracking.stage_run("sample", flatten(params, ("sample", "generator", "device"))) as mlrun:

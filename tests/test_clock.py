@@ -46,3 +46,28 @@ def test_log_spaced_grids_are_distinct_dense_early_and_end_at_the_last_step():
         if total >= 2000:  # dense early, where training changes fastest
             assert sum(s <= total / 100 for s in steps) >= 10 and sum(s > total / 2 for s in steps) <= 8
     assert log_spaced(48, 5) == [1, 2, 3, 4, 5]  # a run shorter than the frame count: a grid every step
+
+
+def test_video_frames_are_spread_over_what_the_run_trained(tmp_path):
+    """A run stopped early drew its grids on the planned length's schedule, crowded into the start
+    of what it trained: 21 of 37 frames were grey noise. The full schedule keeps every frame."""
+    import math
+
+    import numpy as np
+    from PIL import Image
+
+    from ganlab import layout
+    from ganlab.render.video import grid_frames, spread_over_training
+
+    for count, total, batch in ((40, 2344, 64), (48, 100, 16), (40, 30, 20), (4, 4, 16), (500, 10**6, 32)):
+        full = [0, *(batch * s for s in log_spaced(count, total))]
+        assert spread_over_training(full) == full
+    planned = [0, *(64 * s for s in log_spaced(40, 2344))]  # 150 kimg at batch 64, train.grids 40
+    early = [i for i in planned if i <= 47 * 64] + [47 * 64]  # stopped at step 47 (2%), the last grid there
+    for images in early:
+        Image.new("RGB", (4, 4), (images % 256, 0, 0)).save(tmp_path / layout.grid_file(images).name)
+    frames = [images for images, _ in grid_frames(tmp_path)]
+    assert frames[0] == 0 and frames[-1] == 47 * 64 and 5 <= len(frames) < len(early) == 17
+    step = math.log(500) / (len(early) - 2)  # 16 trained grids log-spaced over [last/500, last]
+    gaps = np.diff(np.log(frames[1:]))
+    assert np.diff(np.log(early[1:])).max() < step / 2 and gaps.min() > step * 0.8  # each about a step apart

@@ -92,5 +92,29 @@ def test_a_one_image_data_set_gives_strict_json_with_undefined_numbers_as_null(w
 
     for path in (layout.METRICS, layout.EVALUATE / "metrics_detail.json"):
         values = json.loads(path.read_text(), parse_constant=refuse)
-        assert all(v is None or isinstance(v, (float, int, str)) for v in values.values())
+        assert all(v is None or isinstance(v, (float, int)) for v in values.values())  # numbers only
     assert json.loads(layout.METRICS.read_text())["fd_floor"] is None  # two halves of one image: undefined
+
+
+def test_reports_hold_numbers_only_with_the_reasons_apart(workdir):
+    """metrics.json said "fid": "unavailable" and eval_history.csv said nan: a string in a column
+    of numbers. Missing numbers are null (JSON) or empty (CSV); the reasons are in notes.json."""
+    import csv
+    import json
+    import math
+
+    from ganlab.hooks import write_evals
+    from ganlab.render.plots import plot_curves
+    from stages.evaluate import _json
+
+    assert json.loads(_json({"fd": 1.25, "fid": None, "fd_floor": math.nan, "fd_ratio": math.inf})) == {
+        "fd": 1.25,
+        "fid": None,
+        "fd_floor": None,
+        "fd_ratio": None,
+    }
+    write_evals([{"kimg": 0.016, "fd": math.nan, "fd_ratio": math.inf}, {"kimg": 0.032, "fd": 2.5, "fd_ratio": 1.5}])
+    assert layout.EVAL_HISTORY.read_text().splitlines() == ["kimg,fd,fd_ratio", "0.016,,", "0.032,2.5,1.5"]
+    layout.HISTORY.write_text("kimg,loss_d,loss_g\n0.016,1.0,0.5\n0.032,0.9,0.6\n")
+    plot_curves(layout.HISTORY, layout.EVAL_HISTORY, Path("curves.png"))  # an empty cell is a gap in the line
+    assert Path("curves.png").stat().st_size > 0 and list(csv.DictReader(layout.EVAL_HISTORY.open()))[0]["fd"] == ""

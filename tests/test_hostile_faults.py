@@ -1,6 +1,7 @@
 """Issue 24, classes 5, 6 and 8: a stopped run can be extended, derived files are checked, and a
 fault during training ends in one line with the last checkpoint kept."""
 
+import csv
 import math
 import os
 import sqlite3
@@ -181,6 +182,7 @@ def test_class6_a_nan_metric_is_said_and_never_chosen_as_best(workdir, monkeypat
         out
     )  # said once, not at every evaluation
     assert checkpoint.load(layout.CHECKPOINT)["generator_best"] is None
+    assert [r["fd"] for r in csv.DictReader(layout.EVAL_HISTORY.open())] == [""] * 4  # undefined: empty, not "nan"
 
 
 # --- class 8: faults during training end in one line, with the state kept -----------------------

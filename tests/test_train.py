@@ -2,6 +2,7 @@
 
 import csv
 import dataclasses
+import io
 import json
 import re
 
@@ -196,10 +197,36 @@ def test_sample_grid_matches_the_last_training_grid(workdir):
     train.run(params)
     sample.run(params)
     trained = np.asarray(Image.open(layout.grid_file(48)), dtype=float)
-    sampled = np.asarray(Image.open(layout.SAMPLES / "grid.png"), dtype=float)
-    assert trained.shape == sampled.shape == (8 * 32 + 18, 8 * 32 + 18, 3)
+    captioned = np.asarray(Image.open(layout.SAMPLES / "grid.png"), dtype=float)
+    size = 8 * 32 + 18
+    assert trained.shape == (size, size, 3)  # a video frame: no caption
+    sampled, band = captioned[:size], captioned[size:]  # the grid, and the caption under it
+    assert sampled.shape == trained.shape and band.shape[1] == size and 10 < band.shape[0] < 30
+    assert (band == 255).mean() > 0.7 and (band < 128).any()  # black text on white
     assert np.abs(trained - sampled).mean() < 6  # eval-mode BN after recalibration ~ batch statistics
     assert len(list(layout.SAMPLES.glob("sample_*.png"))) == 3
+
+
+@pytest.mark.filterwarnings("error::tqdm.TqdmWarning")
+def test_the_progress_bar_ends_exactly_at_its_total(workdir, capsys):
+    """Batch 10, six ticks: 0.01 kimg added six times is 0.060000000000000005, past the total,
+    which tqdm clamps with a warning and shows as an ETA of -00:00."""
+    params = prepared(train={"kimg": 0.06, "batch_size": 10, "tick_kimg": 0.01, "checkpoint_kimg": 0.03})
+    train.run(params)
+    err = capsys.readouterr().err
+    assert "0.060/0.060 kimg" in err and "<00:00" in err and "-00:00" not in err
+
+
+def test_the_eta_never_promises_more_than_the_wall_time_budget_left():
+    assert hooks.time_left(1000, 10.0, None) == "01:40"  # tqdm's estimate at the current speed
+    assert hooks.time_left(1000, 10.0, 30.0) == "00:30"  # train.stop.minutes ends the run first
+    assert hooks.time_left(1000, 10.0, 500.0) == "01:40"
+    assert hooks.time_left(1000, 10.0, -3.0) == "00:00"  # over budget: it stops at the next tick
+    assert hooks.time_left(1000, None, None) == "?"  # no speed yet
+    assert hooks.time_left(1000, None, 90.0) == "01:30"
+    bar = hooks._Bar(total=1000, budget_s=90.5, bar_format="{left}", file=io.StringIO())
+    assert str(bar) == "01:30"  # the console's bar: the budget less the bar's elapsed time
+    bar.close()
 
 
 def test_cuda_requested_without_cuda_is_a_clear_error(workdir):
@@ -233,8 +260,15 @@ def test_a_plateau_stops_the_run_and_keeps_the_best_generator(workdir, monkeypat
 
     monkeypatch.setattr(hooks, "evaluate_generator", scripted)
     params = prepared(
-        train={"kimg": 0.128, "eval_kimg": 0.016, "eval_samples": 16, "stop": {"patience": 2}, "best_metric": "fd"}
-    )  # 8 steps, an evaluation each
+        train={
+            "kimg": 0.128,
+            "eval_kimg": 0.016,
+            "eval_samples": 16,
+            "stop": {"patience": 2},
+            "best_metric": "fd",
+            "grids": 2,
+        }
+    )  # 8 steps, an evaluation each; grids at steps 0, 1 and 8
     final = train.run(params)
     assert (
         "train: stopping at 0.064 of 0.128 kimg: no better fd in 2 evaluations (the best at 0.032 kimg"
@@ -243,6 +277,9 @@ def test_a_plateau_stops_the_run_and_keeps_the_best_generator(workdir, monkeypat
     state = checkpoint.load(layout.CHECKPOINT)
     assert state["complete"] and state["step"] == 4 and state["best_kimg"] == 0.032 and final["kimg"] == 0.064
     assert [float(r["kimg"]) for r in csv.DictReader(layout.EVAL_HISTORY.open())] == [0.016, 0.032, 0.048, 0.064]
+    assert sorted(p.name for p in layout.GRIDS.iterdir()) == [
+        layout.grid_file(i).name for i in (0, 16, 64)
+    ]  # and a last frame where it stopped
     assert not any(
         torch.equal(state["generator_best"][k], state["generator_eval"][k])
         for k in state["generator_best"]

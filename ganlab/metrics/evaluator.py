@@ -53,7 +53,6 @@ HEADLINE = (
     "attr_tv_mean",
     "fid",
     "inception_kid",
-    "fid_unavailable",
 )
 # Numbers that describe the evaluation, not the generator: the same at every evaluation of a run.
 CONSTANTS = ("fd_dims", "fd_samples", "swd_samples", "ndb_bins")

@@ -1,10 +1,16 @@
-"""Text bands on images: the images seen (kimg) on video frames, captions on latent-study tiles."""
+"""Text bands on images: the images seen (kimg) on video frames, captions on latent-study tiles,
+the sample grid and the closest pairs."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import cv2
 import numpy as np
 import torch
+from PIL import Image
+
+from ganlab.io.atomic import atomic_path
 
 
 def to_uint8(image: torch.Tensor) -> np.ndarray:
@@ -32,3 +38,12 @@ def upscale(rgb: np.ndarray, min_size: int = 128) -> np.ndarray:
     """Nearest-neighbour enlargement of small tiles, so captions fit and pixels stay honest."""
     factor = max(1, -(-min_size // rgb.shape[0]))
     return cv2.resize(rgb, None, fx=factor, fy=factor, interpolation=cv2.INTER_NEAREST) if factor > 1 else rgb
+
+
+def save_captioned(image: torch.Tensor, caption: str, path: Path) -> None:
+    """(3, H, W) in [0, 1] -> PNG with ``caption`` in a band under it, written atomically: a file
+    opened on its own has no page around it to say what it shows. Above the band the pixels are
+    what ``grids.save_png`` writes (``to_uint8`` rounds as ``save_image`` does); the training
+    grids stay bare, being video frames (and training does not depend on this module)."""
+    with atomic_path(path) as tmp:
+        Image.fromarray(with_caption(to_uint8(image), caption)).save(tmp, format="png")

@@ -38,7 +38,7 @@ def plot_curves(history_csv: Path, eval_csv: Path, out_path: Path) -> None:
             if rows and k in rows[0]:
                 ax.plot(
                     [float(r["kimg"]) for r in rows],
-                    [float(r[k]) for r in rows],
+                    [float(r[k] or "nan") for r in rows],  # an empty cell: undefined, a gap in the line
                     label=k,
                     marker="." if path == eval_csv else None,
                 )

@@ -461,6 +461,12 @@ def _train(
             ):
                 if rank == 0:
                     print(f"train: stopping at {clock.kimg(stop):g} of {clock.kimg(clock.total):g} kimg: {why}")
+                if (
+                    not ending
+                ):  # a plateau, known only after this step's evaluation: the last frame shows the last generator
+                    hooks.on_step(
+                        run, Due(stop, clock.kimg(stop), stop * clock.batch, grid=stop not in clock.grids, end=True)
+                    )
                 break
         end = Ended(
             tuple(distributed.gather(distributed.parameter_digest(gan.G) + distributed.parameter_digest(gan.D), world)),
