@@ -352,6 +352,33 @@ def _train(
     device: torch.device,
     extend: bool = False,
 ) -> dict[str, float] | None:
+    run, done = _open_run(params, rank, world, device, extend)
+    if run is None:  # nothing to train: the checkpoint already holds this run's result
+        distributed.teardown(world)
+        return done
+    hooks = Hooks(make_hooks() if rank == 0 else [])  # rank 0 alone writes files and talks to MLflow
+    try:
+        hooks.on_start(run)
+        _run_stops(run, hooks, rank)
+        gan, streams = run.gan, run.streams
+        end = Ended(
+            tuple(distributed.gather(distributed.parameter_digest(gan.G) + distributed.parameter_digest(gan.D), world)),
+            tuple(distributed.gather(streams.noise.get_state(), world)),
+        )
+        distributed.teardown(world)
+        hooks.on_end(run, end)
+    except BaseException as e:
+        hooks.on_failure(run, e)
+        distributed.teardown(world)
+        raise
+    return run.progress.history[-1] if rank == 0 else None
+
+
+def _open_run(
+    params: Params, rank: int, world: int, device: torch.device, extend: bool
+) -> tuple[Run | None, dict[str, float] | None]:
+    """The run to train: fresh, resumed from its checkpoint or extending a finished one; or
+    (None, the result) when the checkpoint already holds it."""
     t = params.train
     data = open_dataset(layout.DATASET, device, t.data_on_device)
     if min(t.batch_size, len(data)) < world:  # torchrun; `gan train --nproc` says so before it starts the processes
@@ -366,8 +393,7 @@ def _train(
     existing = read(layout.CHECKPOINT, say)
     final = left_open(existing, fp, t) if rank == 0 else None
     if distributed.rank0_says(final is not None, world, device):
-        distributed.teardown(world)
-        return final
+        return None, final
     clock = Clock.of(t, len(data))
     lineage = fingerprint(params, sha, world, length=False)
     extended = extension(existing, fp, lineage, clock, t)
@@ -381,10 +407,8 @@ def _train(
     if extended is not None:
         say(extended[1])
         if not extended[0]:
-            distributed.teardown(world)
-            return run_checkpoint.last_row(existing) if rank == 0 else None
+            return None, run_checkpoint.last_row(existing) if rank == 0 else None
     resumed = existing if extended else resumable(existing, layout.CHECKPOINT, fp, say)
-    del existing  # a finished or foreign checkpoint is not held in memory for the whole run
     progress = restore(gan, resumed, streams, rank) if resumed else Progress()
     if extended:  # a new MLflow run: the old one's params (train.kimg, train.stop) stay true to what it ran
         progress.continues, progress.run_id = progress.run_id, None
@@ -403,79 +427,75 @@ def _train(
         lineage=lineage,
         extended=bool(extended),
     )
-    hooks = Hooks(make_hooks() if rank == 0 else [])  # rank 0 alone writes files and talks to MLflow
+    return run, None  # a finished or foreign checkpoint is not held in memory for the whole run
+
+
+def _run_stops(run: Run, hooks: Hooks, rank: int) -> None:
+    """Train from the run's step to its end or its train.stop, handing the hooks what is due at
+    every stop of the clock."""
+    t, clock, progress, gan, streams, world, device = (
+        run.params.train,
+        run.clock,
+        run.progress,
+        run.gan,
+        run.streams,
+        run.world,
+        run.device,
+    )
     autocast = autocast_for(device, t.amp)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
-
-    try:
-        hooks.on_start(run)
-        logs, tick_start, last = [], (progress.step, progress.seconds), time.perf_counter()
-        for stop in clock.stops(after=progress.step):
-            logs.append(train_steps(gan, data, t, clock, streams, progress.step, stop, autocast, rank, world))
-            ticked = stop in clock.ticks  # the one host read of the losses since the last tick:
-            means = (
-                summarise(distributed.average(torch.cat(logs), world), tick_start[0], t.d_steps, clock)
-                if ticked
-                else {}
-            )
-            progress.step, progress.seconds, last = (
-                stop,
-                progress.seconds + time.perf_counter() - last,
-                time.perf_counter(),
-            )
-            row = timing = None
-            if ticked:
-                row, timing = tick_rows(clock, progress, means, tick_start)
-                progress.history.append(row)
-                if why := divergence(progress.history, t.lr_d or t.lr):
-                    raise FloatingPointError(why)
-                logs, tick_start = [], (stop, progress.seconds)
-            noise_states = ()
-            if stop in clock.checkpoints:
-                noise_states = tuple(distributed.gather(streams.noise.get_state(), world))
-                progress.checkpoints.append(clock.kimg(stop))
-            evaluated, early = stop in clock.evals, stop < clock.total
-            why = out_of_time(progress, t) if ticked and early else None
-            ending = not early or why is not None  # the hooks evaluate and draw a grid at the end
-            hooks.on_step(
-                run,
-                Due(
-                    stop,
-                    clock.kimg(stop),
-                    stop * clock.batch,
-                    row,
-                    timing,
-                    grid=stop in clock.grids or (ending and ticked),  # the last frame shows the last generator
-                    evaluate=bool(clock.evals) and (evaluated or ending),
-                    noise_states=noise_states,
-                    end=ending,
-                ),
-            )
-            why = why or (plateaued(progress, t) if evaluated and early else None)  # after this step's evaluation
-            # ticks and evaluations are the only stops where train.stop's answer can change: one broadcast each
-            if (
-                (t.stop.patience or t.stop.minutes)
-                and (ticked or evaluated)
-                and distributed.rank0_says(why is not None, world, device)
-            ):
-                if rank == 0:
-                    print(f"train: stopping at {clock.kimg(stop):g} of {clock.kimg(clock.total):g} kimg: {why}")
-                if (
-                    not ending
-                ):  # a plateau, known only after this step's evaluation: the last frame shows the last generator
-                    hooks.on_step(
-                        run, Due(stop, clock.kimg(stop), stop * clock.batch, grid=stop not in clock.grids, end=True)
-                    )
-                break
-        end = Ended(
-            tuple(distributed.gather(distributed.parameter_digest(gan.G) + distributed.parameter_digest(gan.D), world)),
-            tuple(distributed.gather(streams.noise.get_state(), world)),
+    logs, tick_start, last = [], (progress.step, progress.seconds), time.perf_counter()
+    for stop in clock.stops(after=progress.step):
+        logs.append(train_steps(gan, run.data, t, clock, streams, progress.step, stop, autocast, rank, world))
+        ticked = stop in clock.ticks  # the one host read of the losses since the last tick:
+        means = (
+            summarise(distributed.average(torch.cat(logs), world), tick_start[0], t.d_steps, clock) if ticked else {}
         )
-        distributed.teardown(world)
-        hooks.on_end(run, end)
-    except BaseException as e:
-        hooks.on_failure(run, e)
-        distributed.teardown(world)
-        raise
-    return progress.history[-1] if rank == 0 else None
+        progress.step, progress.seconds, last = (
+            stop,
+            progress.seconds + time.perf_counter() - last,
+            time.perf_counter(),
+        )
+        row = timing = None
+        if ticked:
+            row, timing = tick_rows(clock, progress, means, tick_start)
+            progress.history.append(row)
+            if why := divergence(progress.history, t.lr_d or t.lr):
+                raise FloatingPointError(why)
+            logs, tick_start = [], (stop, progress.seconds)
+        noise_states = ()
+        if stop in clock.checkpoints:
+            noise_states = tuple(distributed.gather(streams.noise.get_state(), world))
+            progress.checkpoints.append(clock.kimg(stop))
+        evaluated, early = stop in clock.evals, stop < clock.total
+        why = out_of_time(progress, t) if ticked and early else None
+        ending = not early or why is not None  # the hooks evaluate and draw a grid at the end
+        hooks.on_step(
+            run,
+            Due(
+                stop,
+                clock.kimg(stop),
+                stop * clock.batch,
+                row,
+                timing,
+                grid=stop in clock.grids or (ending and ticked),  # the last frame shows the last generator
+                evaluate=bool(clock.evals) and (evaluated or ending),
+                noise_states=noise_states,
+                end=ending,
+            ),
+        )
+        why = why or (plateaued(progress, t) if evaluated and early else None)  # after this step's evaluation
+        # ticks and evaluations are the only stops where train.stop's answer can change: one broadcast each
+        if (
+            (t.stop.patience or t.stop.minutes)
+            and (ticked or evaluated)
+            and distributed.rank0_says(why is not None, world, device)
+        ):
+            if rank == 0:
+                print(f"train: stopping at {clock.kimg(stop):g} of {clock.kimg(clock.total):g} kimg: {why}")
+            if not ending:  # a plateau, known only after this step's evaluation: a last frame of the last generator
+                hooks.on_step(
+                    run, Due(stop, clock.kimg(stop), stop * clock.batch, grid=stop not in clock.grids, end=True)
+                )
+            return
