@@ -1,8 +1,8 @@
 """Stage ``evaluate``: how good is this run, in numbers, honestly.
 
 Writes ``reports/metrics.json`` (for ``dvc metrics show/diff``), the same numbers to the
-training run in MLflow, a picture of the samples closest to training images, and a static
-plot of the training curves (``dvc plots show`` needs the internet to render).
+training run in MLflow (``final/...``, also on its logged generator), a picture of the samples
+closest to training images, a static plot of the training curves, and a verdict in plain words.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """A discriminator that judges images by a frozen ImageNet network's features (Projected GAN,
-Sauer et al. 2021), alone or beside the lecture's D (the default; README: "The discriminator:
-pixels and ImageNet features")."""
+Sauer et al. 2021), alone or beside the lecture's D (``model.discriminator``: ``projected`` or
+``dcgan+projected``; the default is the lecture's D alone: docs/defaults.md)."""
 
 from __future__ import annotations
 

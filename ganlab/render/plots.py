@@ -1,4 +1,5 @@
-"""A static PNG of the training curves: ``dvc plots show`` needs the internet to render its HTML.
+"""A static PNG of the training curves, inside the evaluate stage's outputs and its MLflow run
+(``gan plots`` renders DVC's interactive page offline; ``dvc plots show``'s own needs the web).
 
 Only what the training computed is drawn (not its speed), so the same run gives the same bytes;
 images/s is in MLflow and in ``reports/train/timing.csv``.
