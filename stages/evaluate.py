@@ -85,6 +85,15 @@ def run(params: Params) -> dict[str, float]:
         "evaluate: " + ", ".join(f"{k}={v:.4g}" for k, v in shown.items()) + f" -> {layout.METRICS} "
         f"(everything: {layout.EVALUATE}/metrics_detail.json)"
     )
+    side = (  # absent where there are too few images for an fd
+        f"; both at {metrics['fd_samples']:.0f} images a side, the samples in {metrics['fd_chunks']:.0f} chunks"
+        if "fd_samples" in metrics
+        else ""
+    )
+    print(
+        f"evaluate: fd {metrics['fd']:.4g} (floor {metrics['fd_floor']:.4g}, the same distance between two halves of the "
+        f"training images{side}), precision {metrics['precision']:.2f}, recall {metrics['recall']:.2f}"
+    )
     for line in verdict(metrics):
         print(f"evaluate: {line}")
     return metrics

@@ -6,10 +6,12 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from ganlab.data.dataset import to_tensor
 from ganlab.data.demo_faces import draw_face, sample_labels
-from ganlab.metrics.evaluator import Reference, feature_scores
+from ganlab.metrics import evaluator
+from ganlab.metrics.evaluator import Reference, evaluate_generator, feature_scores, pixel_scores
 from ganlab.metrics.features import FeatureNet, features
 from ganlab.metrics.scores import frechet_distance, kernel_distance, memorisation, precision_recall
 
@@ -136,3 +138,79 @@ def test_too_few_images_give_undefined_figures_not_a_crash(faces, net):
 
     metrics, notes = feature_scores(features(net, faces[200:264]), Reference(features(net, faces[:3])))
     assert math.isnan(metrics["fd"]) and math.isnan(metrics["recall"]) and "fewer than 8 images" in notes["fd"]
+
+
+class _Smooth(nn.Module):
+    """A fixed random "generator" of smooth 16 px images; ``gain`` < 1 draws a narrower set."""
+
+    latent_size = 8
+
+    def __init__(self, gain: float = 1.0):
+        super().__init__()
+        torch.manual_seed(0)
+        self.gain = gain
+        self.net = nn.Sequential(
+            nn.Linear(8, 3 * 4 * 4), nn.Unflatten(1, (3, 4, 4)), nn.Upsample(scale_factor=4, mode="bilinear"), nn.Tanh()
+        )
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.net(z * self.gain)
+
+
+def _stand_in_features() -> nn.Module:
+    torch.manual_seed(1)
+    return nn.Sequential(nn.Conv2d(3, 32, 4, 4), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+
+
+@pytest.fixture
+def few_a_side(monkeypatch):
+    """fd and swd measured at 32 images a side instead of 256, swd on fewer neighbourhoods and
+    projections: the same code, in a second."""
+    from ganlab.metrics import pixels
+
+    monkeypatch.setattr(evaluator, "SAMPLES", 32)
+    monkeypatch.setattr(pixels, "NHOODS_PER_IMAGE", 16)
+    monkeypatch.setattr(pixels, "DIRS_PER_REPEAT", 32)
+
+
+def test_the_floor_is_one_number_whatever_the_number_of_samples(few_a_side):
+    """fd and swd meet their floors at one count a side (``SAMPLES``, or half the set where that is
+    fewer); more samples are scored in chunks of it, so neither floor moves with the sample count."""
+    g = torch.Generator().manual_seed(0)
+    real = torch.rand(120, 3, 16, 16, generator=g) * 2 - 1
+    fake = (torch.rand(160, 3, 16, 16, generator=g) * 2 - 1) * 0.7
+    net = _stand_in_features()
+    ref = Reference(features(net, real))
+    scores = {}
+    for n in (20, 32, 64, 160):
+        metrics, notes = feature_scores(features(net, fake[:n]), ref)
+        scores[n] = {**metrics, **pixel_scores(fake[:n], real, ref), "note": notes.get("fd", "")}
+    for key in ("fd_floor", "fd_floor_std", "swd_floor", "swd_floor_std"):
+        assert len({s[key] for s in scores.values()}) == 1, key
+    assert [s["fd_chunks"] for s in scores.values()] == [1, 1, 2, 5]
+    assert all(s["fd_samples"] == s["swd_samples"] == 32 for s in scores.values())
+    # fewer samples than that: the same floor, and a note that fd reads high against it
+    assert "fewer than the 32 a side" in scores[20]["note"] and "fewer than" not in scores[64]["note"]
+    small = Reference(features(net, real[:40]))  # a half of 20, fewer than SAMPLES: the count a side is 20
+    assert feature_scores(features(net, fake[:64]), small)[0]["fd_samples"] == 20
+
+
+def test_the_in_training_evaluation_and_evaluate_give_one_fd_ratio_within_its_spread(few_a_side):
+    """One generator scored as training scores it (few samples) and as ``gan evaluate`` does (four
+    times as many, other latents): the same floors, and the same fd_ratio and swd_ratio within two
+    of their spreads. Before the one-floor rule both floors were measured at the sample count (at
+    most half the set): here 32 and 80 a side, a floor 1.6 (fd) and 1.7 (swd) times lower for
+    evaluate, and fd_ratio 11.7 against 19.9, swd_ratio 3.1 against 5.7 (spreads 0.6 and 0.2)."""
+    g = torch.Generator().manual_seed(2)
+    real = _Smooth()(torch.randn(160, 8, generator=g)).detach()
+    net, G = _stand_in_features(), _Smooth(gain=0.3)
+    ref = Reference(features(net, real))
+    in_training = evaluate_generator(G, real, 32, 1, net, ref).metrics
+    evaluated = evaluate_generator(G, real, 128, 2, net, ref).metrics
+    assert in_training["fd_chunks"] == 1 and evaluated["fd_chunks"] == 4
+    for name in ("fd", "swd"):
+        floor = in_training[f"{name}_floor"]
+        assert evaluated[f"{name}_floor"] == floor
+        spread = max(in_training[f"{name}_std"], evaluated[f"{name}_std"]) / floor
+        assert in_training[f"{name}_ratio"] > 2  # well above the floor, where a floor that moves would show
+        assert abs(in_training[f"{name}_ratio"] - evaluated[f"{name}_ratio"]) <= 2 * spread, name

@@ -48,7 +48,7 @@ def test_swd_is_near_its_floor_for_held_out_faces_and_far_for_blur_noise_and_col
         F.interpolate(held, scale_factor=0.5, mode="bilinear", antialias=True), scale_factor=2, mode="bilinear"
     )
     scores = {
-        name: swd_scores(x, real, _splits(200))
+        name: swd_scores(x, real, _splits(200), 100)
         for name, x in {
             "held": held,
             "blur": blur,

@@ -1,8 +1,16 @@
 """The one evaluation of a generator, used by training (to keep the best one) and by ``gan evaluate``.
 
 Distances are measured in ImageNet features against the training images, next to a floor: the
-same distance between two random halves of the training images at the same sample count.
-"fd 78 (floor 52)" then means something on 40 images as on 1000.
+same distance between two random halves of the training images. "fd 78 (floor 52)" then means
+something on 40 images as on 1000.
+
+One floor, whatever the number of samples: a distance between finite samples is biased upward,
+the more the fewer there are (with 1000 demo faces, the real-vs-real fd is 52 at 256 samples a
+side and 35 at 500), so a ratio over a floor means the same only at one sample count. Every fd
+and swd, and their floors, are measured at ``n = min(SAMPLES, half)`` images a side (``half``:
+half the training images); more samples are scored in chunks of ``n`` and the chunks averaged,
+which lowers the noise and leaves the expected value alone. So the in-training evaluation (256
+samples) and ``gan evaluate`` (1000) give the same fd_ratio for the same generator, within fd_std.
 
 The Fréchet distance is taken in the leading principal components of the training images'
 features, at most n/4 of them for n samples per side: with 20 to 500 samples in 1280
@@ -14,7 +22,7 @@ from __future__ import annotations
 
 import math
 import statistics
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -22,7 +30,7 @@ from torch import nn
 from ganlab.device import device_of
 from ganlab.metrics.attributes import AttributeNet
 from ganlab.metrics.features import FeatureNet, features
-from ganlab.metrics.pixels import coverage_scores, swd_scores
+from ganlab.metrics.pixels import chunks, coverage_scores, swd_scores
 from ganlab.metrics.sampler import fixed_latents, generate
 from ganlab.metrics.scores import (
     attribute_fidelity,
@@ -55,10 +63,11 @@ HEADLINE = (
     "inception_kid",
 )
 # Numbers that describe the evaluation, not the generator: the same at every evaluation of a run.
-CONSTANTS = ("fd_dims", "fd_samples", "swd_samples", "ndb_bins")
+CONSTANTS = ("fd_dims", "fd_samples", "fd_chunks", "swd_samples", "ndb_bins")
 SPLITS = 5  # random halves of the training images; the spread of fd over them says how far it can be trusted
 MAX_DIMS = 64  # principal components of the features that the Fréchet distance looks at (fewer for small sets)
 FEW_SAMPLES = 50  # per half: below this the figures are rough, and the output says so
+SAMPLES = 256  # images a side at which fd, swd and their floors are measured (fewer only where half the set is fewer): train.eval_samples's default
 
 
 @dataclass
@@ -67,17 +76,18 @@ class Reference:
 
     features: torch.Tensor  # (N, D) on the feature net's device
     seed: int = 0
-    _floors: dict[int, list[float]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         g = torch.Generator().manual_seed(self.seed)
         n = len(self.features)
         self.splits = [torch.randperm(n, generator=g).to(self.features.device) for _ in range(SPLITS)]
         self.half = n // 2
+        self.n = min(self.half, SAMPLES)  # images a side of every fd and floor
         f = self.features.double()
         self.mean = f.mean(0)
         self.basis = torch.linalg.svd(f - self.mean, full_matrices=False).Vh[:MAX_DIMS].T  # (D, <= MAX_DIMS)
-        self.projected = self.project(self.features, self.basis.shape[1])
+        self.projected = self.project(self.features, self.dims(self.n))
+        self._floors: list[float] | None = None
 
     @staticmethod
     def dims(n: int) -> int:
@@ -86,23 +96,21 @@ class Reference:
     def project(self, f: torch.Tensor, k: int) -> torch.Tensor:
         return (f.double() - self.mean) @ self.basis[:, :k]
 
-    def fd(self, fake: torch.Tensor) -> tuple[list[float], int]:
-        """Fréchet distance of ``fake`` features to the second half of each split, at n =
-        min(half, len(fake)) fake samples; and that n."""
-        n = min(self.half, len(fake))
-        k = self.dims(n)
-        f = self.project(fake[:n], k)
-        return [frechet_distance(f, self.projected[p[self.half : 2 * self.half], :k]) for p in self.splits], n
+    def _second(self, p: torch.Tensor) -> torch.Tensor:
+        return self.projected[p[self.half : 2 * self.half]]
 
-    def floors(self, n: int) -> list[float]:
-        """FD(first half, second half) of each split at n samples: what a perfect generator would score."""
-        if n not in self._floors:
-            k = self.dims(n)
-            self._floors[n] = [
-                frechet_distance(self.projected[p[:n], :k], self.projected[p[self.half : 2 * self.half], :k])
-                for p in self.splits
-            ]
-        return self._floors[n]
+    def fd(self, fake: torch.Tensor) -> list[float]:
+        """Fréchet distance of each chunk of ``n`` fake samples (:func:`chunks`) to the second
+        half of each split."""
+        f = self.project(fake, self.projected.shape[1])
+        return [frechet_distance(f[c], self._second(p)) for c in chunks(len(f), self.n) for p in self.splits]
+
+    def floors(self) -> list[float]:
+        """FD(n of the first half, the second half) of each split: what a perfect generator scores,
+        the same whatever the number of samples."""
+        if self._floors is None:
+            self._floors = [frechet_distance(self.projected[p[: self.n]], self._second(p)) for p in self.splits]
+        return self._floors
 
 
 @dataclass
@@ -136,8 +144,7 @@ def feature_scores(fake: torch.Tensor, ref: Reference) -> tuple[dict[str, float]
     if len(ref.features) < MIN_IMAGES or len(fake) < MIN_IMAGES:
         why = f"undefined for fewer than {MIN_IMAGES} images ({len(ref.features)} training images, {len(fake)} samples)"
         return dict.fromkeys(FEATURE_METRICS, math.nan), {"fd": why}
-    fds, n = ref.fd(fake)
-    floors = ref.floors(n)
+    fds, floors, n = ref.fd(fake), ref.floors(), ref.n
     fd, fd_std, floor = statistics.fmean(fds), statistics.pstdev(fds), statistics.fmean(floors)
     kid, kid_std = kernel_distance(fake, ref.features)
     precision, recall = precision_recall(ref.features, fake)
@@ -152,10 +159,16 @@ def feature_scores(fake: torch.Tensor, ref: Reference) -> tuple[dict[str, float]
         "precision": precision,
         "recall": recall,
         "fd_samples": float(n),
+        "fd_chunks": float(len(chunks(len(fake), n))),
         "fd_dims": float(ref.dims(n)),
     }
     notes = {}
-    if n < FEW_SAMPLES:
+    if len(fake) < n:
+        notes["fd"] = (
+            f"{len(fake)} samples, fewer than the {n} a side at which the floors are measured: fd and swd read "
+            f"high against their floors (a distance between fewer samples is larger); score at least {n}"
+        )
+    elif n < FEW_SAMPLES:
         notes["fd"] = (
             f"only {n} samples per side ({2 * ref.half} training images, split in halves): fd is rough "
             f"(+-{fd_std:.3g} between random halves); runs on these images differ only where their fd differ by more"
@@ -168,7 +181,10 @@ def pixel_scores(fake: torch.Tensor, real: torch.Tensor, ref: Reference) -> dict
     if len(real) < MIN_IMAGES or len(fake) < MIN_IMAGES:
         return dict.fromkeys(PIXEL_METRICS, math.nan)
     splits = [p.to(real.device) for p in ref.splits]
-    return {**swd_scores(fake, real, splits, seed=ref.seed), **coverage_scores(fake, real, splits, seed=ref.seed)}
+    return {
+        **swd_scores(fake, real, splits, ref.n, seed=ref.seed),
+        **coverage_scores(fake, real, splits, seed=ref.seed),
+    }
 
 
 def evaluate_generator(
@@ -181,14 +197,16 @@ def evaluate_generator(
     attributes: AttributeNet | None = None,
     fid_weights: str | None = None,
 ) -> Evaluation:
-    """Score ``samples`` images from ``seed``'s latents against ``real``, on G's device.
+    """Score ``samples`` images from ``seed``'s latents against ``real``, on G's device: at least
+    ``ref.n`` (at most 256), the count a side at which fd and swd are measured, so that they
+    always meet their floors at the same count.
 
     ``ref``: the real images' features (:func:`reference`). ``attributes``: the demo's attribute
     classifier, or None where there are no labels. ``fid_weights``: None skips the standard
     FID/KID (in-training evaluation), else the setting of ``evaluate.inception_weights``.
     """
     real = real.to(device_of(G)).float()
-    fake = generate(G, fixed_latents(seed, G.latent_size, samples))
+    fake = generate(G, fixed_latents(seed, G.latent_size, max(samples, ref.n)))
     metrics, notes = feature_scores(features(feature_net, fake), ref)
     metrics.update(pixel_scores(fake, real, ref))
     if attributes is not None:

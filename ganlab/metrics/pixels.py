@@ -12,8 +12,9 @@ Fréchet Inception Distance", ICLR 2023). These numbers cannot be gamed that way
   images are clustered by k-means in pixel space, and a bin the samples fill significantly less
   (or more) often than the real images is a dropped (or over-drawn) mode.
 
-Both come with their floor, the same measure between two random halves of the training images
-at the same sample counts, and their spread over those halves.
+Both come with their floor, the same measure between two random halves of the training images,
+and their spread over those halves. swd and its floor are measured at one count of images a
+side, whatever the number of samples (``evaluator.SAMPLES``: more samples are scored in chunks).
 """
 
 from __future__ import annotations
@@ -87,44 +88,68 @@ def _directions(dims: int, seed: int, device: torch.device) -> list[torch.Tensor
     return list((d / d.norm(dim=1, keepdim=True)).to(device))
 
 
-def swd_scores(fake: torch.Tensor, real: torch.Tensor, splits: list[torch.Tensor], seed: int = 0) -> dict[str, float]:
+def chunks(count: int, n: int) -> list[slice]:
+    """``count`` samples as disjoint chunks of ``n`` (the rest unused), or one chunk of all where
+    fewer: a distance is measured on each chunk and the chunks averaged, so that more samples
+    lower its noise without changing what it measures."""
+    return [slice(i, i + n) for i in range(0, count - n + 1, n)] or [slice(0, count)]
+
+
+def swd_scores(
+    fake: torch.Tensor, real: torch.Tensor, splits: list[torch.Tensor], n: int, seed: int = 0
+) -> dict[str, float]:
     """SWD of ``fake`` against one half of the training images, per level and averaged (x 1e3,
     as ProGAN reports it), with the floor (one half against the other) and the spread of both
-    over ``splits``.
+    over ``splits`` (and of the swd over chunks of samples).
 
-    Every side holds the same number of images, n = min(half, len(fake)), since the sorted
-    projections are compared rank by rank. Neighbourhoods and projections come from ``seed``,
-    the same for the samples and the floor. The training images' projections are sorted once
-    per direction: a half's sorted values are then a selection from them, not a new sort
-    (sorting is nearly all the cost on a CPU).
+    Every side holds ``n`` images (at most half the training images), since the sorted
+    projections are compared rank by rank: the floor compares n images of each half, each chunk
+    of n samples (:func:`chunks`) is compared with the second half's n, and the swd is the mean
+    over chunks and splits. The floor does not depend on the number of samples: its
+    neighbourhoods come from ``seed``, the samples' from ``seed + 1``, the projections from
+    ``seed`` for both. The training images' projections are sorted once per direction: a half's sorted values are then a
+    selection from them, not a new sort (sorting is nearly all the cost on a CPU).
 
     Every side is normalised per channel with the statistics of all training images. ProGAN
     normalises each set by its own, which would hide a generator's shift in colour or contrast.
     """
     half = len(real) // 2
-    n = min(half, len(fake))
-    g = torch.Generator().manual_seed(seed)
-    first_of, second_of = [], []
+    n = min(n, half)
+    parts = chunks(len(fake), n)
+    m = parts[0].stop - parts[0].start  # n, or all the samples where fewer
+    # the samples' neighbourhoods drawn apart from the training images': the floor's are the same for any samples
+    g_real, g_fake = torch.Generator().manual_seed(seed), torch.Generator().manual_seed(seed + 1)
+    first_of, second_of, against_of = [], [], []  # against: the second half's first m, what a chunk meets
+
+    def mask(index: torch.Tensor) -> torch.Tensor:
+        out = torch.zeros(len(real), dtype=torch.bool)
+        out[index.cpu()] = True
+        return out.to(real.device)
+
     for p in splits:
-        first, second = torch.zeros(len(real), dtype=torch.bool), torch.zeros(len(real), dtype=torch.bool)
-        first[p[:n].cpu()], second[p[half : half + n].cpu()] = True, True
-        first_of.append(first.to(real.device))
-        second_of.append(second.to(real.device))
+        first_of.append(mask(p[:n]))
+        second_of.append(mask(p[half : half + n]))
+        against_of.append(mask(p[half : half + m]))
     per_level: dict[str, tuple[list[float], list[float]]] = {}
-    for fl, rl in zip(laplacian_pyramid(fake[:n]), laplacian_pyramid(real)):
-        real_desc = descriptors(rl, g).flatten(0, 1)  # one set of neighbourhoods per training image
+    used = fake[: parts[-1].stop]
+    for fl, rl in zip(laplacian_pyramid(used), laplacian_pyramid(real)):
+        real_desc = descriptors(rl, g_real).flatten(0, 1)  # one set of neighbourhoods per training image
         stats = _channel_stats(real_desc)
-        real_desc, fake_desc = _normalise(real_desc, stats), _normalise(descriptors(fl, g).flatten(0, 1), stats)
-        to_fake, floor = [0.0] * len(splits), [0.0] * len(splits)
-        for directions in _directions(fake_desc.shape[1], seed + fl.shape[-1], fl.device):
-            fake_sorted = torch.sort((fake_desc @ directions).T.contiguous(), dim=1).values  # (dirs, n * P)
+        real_desc = _normalise(real_desc, stats)
+        fake_desc = _normalise(descriptors(fl, g_fake).flatten(0, 1), stats).view(len(used), NHOODS_PER_IMAGE, -1)
+        to_fake, floor = [0.0] * (len(parts) * len(splits)), [0.0] * len(splits)
+        for directions in _directions(fake_desc.shape[-1], seed + fl.shape[-1], fl.device):
+            fake_sorted = [  # (dirs, m * P) per chunk
+                torch.sort((fake_desc[c].flatten(0, 1) @ directions).T.contiguous(), dim=1).values for c in parts
+            ]
             real_sorted, order = torch.sort((real_desc @ directions).T.contiguous(), dim=1)
-            image = order // NHOODS_PER_IMAGE
+            image, rows = order // NHOODS_PER_IMAGE, len(directions.T)
             for i in range(len(splits)):
-                second = real_sorted[second_of[i][image]].view(len(directions.T), -1)
-                first = real_sorted[first_of[i][image]].view(len(directions.T), -1)
-                to_fake[i] += float((fake_sorted - second).abs().mean()) * 1e3 / DIR_REPEATS
+                first, second = (real_sorted[chosen[image]].view(rows, -1) for chosen in (first_of[i], second_of[i]))
                 floor[i] += float((first - second).abs().mean()) * 1e3 / DIR_REPEATS
+                against = second if m == n else real_sorted[against_of[i][image]].view(rows, -1)
+                for j, f in enumerate(fake_sorted):
+                    to_fake[j * len(splits) + i] += float((f - against).abs().mean()) * 1e3 / DIR_REPEATS
         per_level[f"swd_{fl.shape[-1]}px"] = (to_fake, floor)
     out = {key: statistics.fmean(to_fake) for key, (to_fake, _) in per_level.items()}
     mean_to_fake = [statistics.fmean(v) for v in zip(*(t for t, _ in per_level.values()))]
