@@ -367,7 +367,9 @@ def test_own_images_tracked_by_dvc_run_as_temp_and_queued_experiments(project):
         r = by_lr[lr]
         assert r.info.status == "FINISHED" and r.data.tags["dataset_size"] == "24"
         assert r.info.artifact_uri.startswith((project / "mlruns").as_uri())
-        assert r.info.run_name.startswith(r.data.tags["dvc.experiment"] + " demo-") and r.data.tags["dvc.baseline_rev"]
+        assert (
+            r.info.run_name.startswith(r.data.tags["dvc.experiment"] + " raw-32px-") and r.data.tags["dvc.baseline_rev"]
+        )
         kids = children(client, r)
         assert kids["sample"].info.artifact_uri.startswith((project / "mlruns").as_uri())
         assert kids["sample"].data.tags["dvc.experiment"] == r.data.tags["dvc.experiment"]

@@ -271,3 +271,30 @@ def test_mark_killed_touches_only_a_running_run(store):
     assert not tracking.mark_killed("0" * 32)
     assert client.get_run(running.run_id).info.status == "KILLED"
     assert client.get_run(done.run_id).info.status == "FINISHED"
+
+
+def test_logging_the_generator_leaves_the_environment_as_it_was_whatever_mlflows_global_uri(store, tmp_path):
+    """A caller before (a test, a notebook) may have set MLflow's global URI elsewhere: logging the
+    generator must not leave MLFLOW_TRACKING_URI pointing there (the next stage would log to it)."""
+    import json
+
+    import mlflow
+    import numpy as np
+    import torch
+
+    from ganlab import layout
+    from ganlab.io import tracking
+
+    run = tracking.TrainingRun("exp", None, "a")
+    run.finish()
+    layout.RUN_INFO.parent.mkdir(parents=True, exist_ok=True)
+    layout.RUN_INFO.write_text(json.dumps({"run_id": run.run_id}))
+    elsewhere = f"sqlite:///{tmp_path / 'elsewhere.db'}"
+    mlflow.set_tracking_uri(elsewhere)
+    os.environ.pop("MLFLOW_TRACKING_URI", None)
+    try:
+        tracking.log_generator(torch.nn.Linear(4, 3), np.zeros((2, 4), dtype=np.float32), {"which": "last"})
+        assert "MLFLOW_TRACKING_URI" not in os.environ
+    finally:
+        mlflow.set_tracking_uri("")
+        os.environ.pop("MLFLOW_TRACKING_URI", None)

@@ -534,8 +534,10 @@ def log_generator(G: nn.Module, example, tags: dict[str, str], client=None) -> N
                 run_id=run_id,
                 model_id=model.model_id,
             )
-    finally:  # _use_tracking_uri restores MLflow's global but unsets MLFLOW_TRACKING_URI
-        if saved is not None:
+    finally:  # _use_tracking_uri restores MLflow's global URI, and with it sets or unsets MLFLOW_TRACKING_URI:
+        if saved is None:  # leave the environment as it was, whatever an earlier caller made the global
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
             os.environ["MLFLOW_TRACKING_URI"] = saved
     client.log_batch(run_id, tags=_tags({f"generator.{k}": v for k, v in tags.items()}))
     final = {k.removeprefix(FINAL): v for k, v in run.data.metrics.items() if k.startswith(FINAL)}
