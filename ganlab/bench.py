@@ -296,6 +296,40 @@ def pure_steps(config: str, images: int, trials: int, steps: int, device: torch.
     return statistics.median(loop.run(steps) for _ in range(trials))
 
 
+PHASES = ("data", "D step", "G step", "logging")  # how train_steps labels its parts (record_function)
+
+
+def profile_steps(config: str, steps: int, device: torch.device, discriminator: str) -> list[tuple[str, float]]:
+    """Milliseconds per training step in each labelled phase of ``train_steps`` (the D step and
+    the G step split into forward, augmentation, backward and optimizer), with the rest as
+    "other": where a step's time goes, before choosing what to speed up. On CUDA the phases are
+    the host's time to launch their work, not the device's time to run it."""
+    size, gw, dw, batch = CONFIGS[config]
+    with tempfile.TemporaryDirectory() as tmp:
+        loop = OurLoop(_images(Path(tmp), 4 * batch, size), gw, dw, batch, device, discriminator)
+    loop.run(2)  # warm-up: allocator, oneDNN kernels
+    os.environ.setdefault("KINETO_LOG_LEVEL", "5")  # the profiler's own start/stop lines, not ours to show
+    activities = [torch.profiler.ProfilerActivity.CPU]
+    with torch.profiler.profile(activities=activities) as prof:
+        start = time.perf_counter()
+        loop.run(steps)
+        wall = (time.perf_counter() - start) * 1e3 / steps
+    rows = [(e.key, e.cpu_time_total / 1e3 / steps) for e in prof.key_averages() if e.key.startswith(PHASES)]
+    rows.sort(key=lambda r: -r[1])
+    return [*rows, ("other", max(0.0, wall - sum(ms for _, ms in rows))), ("step (wall)", wall)]
+
+
+def print_profile(configs: list[str] | None, steps: int, device: str, discriminator: str | None) -> None:
+    dev = resolve_device(device)
+    discriminator = discriminator or Params().model.discriminator
+    for config in configs or ["demo-64"]:
+        rows = profile_steps(config, steps, dev, discriminator)
+        wall = rows[-1][1]
+        print(f"{config}, {discriminator} D, {_device_name(dev)}: ms per training step ({steps} steps profiled)")
+        for name, ms in rows:
+            print(f"  {name:24} {ms:8.2f} ms {100 * ms / wall:5.1f}%")
+
+
 def _folder_bytes(root: Path) -> int:
     paths = [root / "reports", root / "models", root / "mlruns", root / "mlflow.db"]
     return sum(f.stat().st_size for p in paths for f in ([p] if p.is_file() else p.rglob("*")) if f.is_file())

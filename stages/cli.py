@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import typing
 from collections.abc import Callable
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import typer
 from ganlab import bench as benchmark
 from ganlab.data.demo_faces import write_demo_faces
 from ganlab.errors import UserError
-from ganlab.params import Params, load_params
+from ganlab.params import ModelParams, Params, load_params
 from ganlab.render import dvc_plots
 from ganlab.training import distributed
 from stages import attributes as attributes_stage
@@ -129,6 +130,12 @@ def bench(
     kimg: float = typer.Option(0, min=0, help="Length of each end-to-end run (default: 300 on CUDA, 40 on a CPU)."),
     device: str = typer.Option("auto", help="auto | cpu | cuda"),
     json_output: bool = typer.Option(False, "--json", help="Print the results as JSON."),
+    profile: bool = typer.Option(
+        False, "--profile", help="Instead: where a training step's time goes, phase by phase (torch.profiler)."
+    ),
+    discriminator: str = typer.Option(
+        None, help="The D of --profile: dcgan | projected | dcgan+projected (default: the shipped one)."
+    ),
 ) -> None:
     """Pure-step images/s against the lecture's notebook loop (median and spread of interleaved
     trials), and `gan train` end to end: images/s, its ratio to pure steps, MB written."""
@@ -139,7 +146,14 @@ def bench(
     if device not in ("auto", "cpu", "cuda"):
         print(f"error: --device: {device!r} is not one of auto, cpu, cuda", file=sys.stderr)
         raise typer.Exit(1)
+    choices = typing.get_args(ModelParams.model_fields["discriminator"].annotation)
+    if discriminator is not None and discriminator not in choices:
+        print(f"error: --discriminator: {discriminator!r} is not one of {', '.join(choices)}", file=sys.stderr)
+        raise typer.Exit(1)
     try:
+        if profile:
+            benchmark.print_profile(config, steps, device, discriminator)
+            return
         benchmark.main(config, trials, steps, device, json_output, tuple(n for n in size if n > 0), kimg or None)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)

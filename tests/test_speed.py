@@ -8,12 +8,13 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 from mlflow.tracking import MlflowClient
 from torch import nn
 
 from ganlab import layout
-from ganlab.bench import forward_flops, train_flops_per_image
+from ganlab.bench import forward_flops, profile_steps, train_flops_per_image
 from ganlab.io import checkpoint
 from ganlab.nets.dcgan import Discriminator, Generator
 from tests.conftest import TINY
@@ -28,6 +29,16 @@ def test_flops_are_counted_from_layer_shapes():
     g, d = forward_flops(G, (128,)), forward_flops(D, (3, 128, 128))
     assert round(g / 1e9, 3) == 0.283 and round(d / 1e9, 3) == 1.099  # the lecture's networks
     assert train_flops_per_image(G, D) == 4 * g + 9 * d
+
+
+def test_the_profile_splits_a_training_step_into_its_d_and_g_phases():
+    rows = dict(profile_steps("demo-64", 2, torch.device("cpu"), "dcgan"))
+    for phase in ("data", "D step: G forward", "D step: augment", "D step: D forward", "D step: backward"):
+        assert rows[phase] > 0, phase
+    for phase in ("G step: G forward", "G step: D forward", "G step: backward", "G step: optimizer", "G step: EMA"):
+        assert rows[phase] > 0, phase
+    wall = rows.pop("step (wall)")
+    assert sum(rows.values()) == pytest.approx(wall, rel=1e-6)  # "other" is what no phase covers
 
 
 @pytest.mark.slow

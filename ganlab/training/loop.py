@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from torch import nn
+from torch.profiler import record_function as phase
 
 from ganlab import layout
 from ganlab.data.dataset import DeviceData, StreamedData, dataset_sha, open_dataset
@@ -129,46 +130,63 @@ def train_steps(
 
     d_updates = first
     for i, idx in enumerate(batches):
-        real = data.batch(idx[rank::world]).contiguous(memory_format=fmt)
-        if t.flip:
-            real = random_flip(real, rng)
-        m = real.shape[0]
+        with phase("data"):
+            real = data.batch(idx[rank::world]).contiguous(memory_format=fmt)
+            if t.flip:
+                real = random_flip(real, rng)
+            m = real.shape[0]
         # Step 1: fix G, update D to maximise log D(x) + log(1 - D(G(z)))
-        z = torch.randn(m, gan.latent_size, device=dev, generator=rng)
         with autocast():
-            fake = G(z).detach()
-            real_logits, fake_logits = D(aug(real)), D(aug(fake))
-            loss_d = d_loss_fn(real_logits.float(), fake_logits.float())
+            with phase("D step: G forward"):
+                z = torch.randn(m, gan.latent_size, device=dev, generator=rng)
+                fake = G(z).detach()
+            with phase("D step: augment"):
+                real_in, fake_in = aug(real), aug(fake)
+            with phase("D step: D forward"):
+                real_logits, fake_logits = D(real_in), D(fake_in)
+                loss_d = d_loss_fn(real_logits.float(), fake_logits.float())
         if t.r1_gamma and d_updates % t.r1_every == 0:  # lazy R1, in fp32 for a stable double backward
-            real_r1 = real.detach().requires_grad_(True)
-            loss_d = loss_d + (t.r1_gamma / 2 * t.r1_every) * r1_penalty(D(aug(real_r1)).float(), real_r1)
-        gan.opt_d.zero_grad(set_to_none=True)
-        loss_d.backward()
-        gan.opt_d.step()
+            with phase("D step: R1"):
+                real_r1 = real.detach().requires_grad_(True)
+                loss_d = loss_d + (t.r1_gamma / 2 * t.r1_every) * r1_penalty(D(aug(real_r1)).float(), real_r1)
+        with phase("D step: backward"):
+            gan.opt_d.zero_grad(set_to_none=True)
+            loss_d.backward()
+        with phase("D step: optimizer"):
+            gan.opt_d.step()
         d_updates += 1
-        r_t = distributed.average(sign_agreement(real_logits), world)
-        log[i, 0] = loss_d.detach()
-        log[i, 2:] = torch.cat(
-            [
-                torch.sigmoid(real_logits.detach().float()).mean().reshape(1),
-                torch.sigmoid(fake_logits.detach().float()).mean().reshape(1),
-                strength,
-                r_t.reshape(1),
-            ]
-        )
-        if p is not None:  # after logging: the row shows the strength this step trained with
-            adapt_(p, r_t, t.ada_target, m * world, t.ada_kimg)
+        with phase("logging"):
+            r_t = distributed.average(sign_agreement(real_logits), world)
+            log[i, 0] = loss_d.detach()
+            log[i, 2:] = torch.cat(
+                [
+                    torch.sigmoid(real_logits.detach().float()).mean().reshape(1),
+                    torch.sigmoid(fake_logits.detach().float()).mean().reshape(1),
+                    strength,
+                    r_t.reshape(1),
+                ]
+            )
+            if p is not None:  # after logging: the row shows the strength this step trained with
+                adapt_(p, r_t, t.ada_target, m * world, t.ada_kimg)
         if d_updates % t.d_steps:
             continue
         # Step 2: fix D, update G to maximise log D(G(z)) on fresh noise
-        z = torch.randn(m, gan.latent_size, device=dev, generator=rng)
         with autocast():
-            loss_g = g_loss_fn(D(aug(G(z))).float())
-        gan.opt_g.zero_grad(set_to_none=True)
-        loss_g.backward()
-        gan.opt_g.step()
+            with phase("G step: G forward"):
+                z = torch.randn(m, gan.latent_size, device=dev, generator=rng)
+                fake = G(z)
+            with phase("G step: augment"):
+                fake_in = aug(fake)
+            with phase("G step: D forward"):
+                loss_g = g_loss_fn(D(fake_in).float())
+        with phase("G step: backward"):
+            gan.opt_g.zero_grad(set_to_none=True)
+            loss_g.backward()
+        with phase("G step: optimizer"):
+            gan.opt_g.step()
         if gan.ema is not None:
-            update_ema(gan.ema, distributed.unwrap(G), t.ema, d_updates // t.d_steps)
+            with phase("G step: EMA"):
+                update_ema(gan.ema, distributed.unwrap(G), t.ema, d_updates // t.d_steps)
         log[i, 1] = loss_g.detach()
     return log
 
