@@ -13,7 +13,7 @@ import os
 import random
 import time
 from collections.abc import Callable
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 
 import numpy as np
@@ -137,9 +137,9 @@ def train_steps(
             m = real.shape[0]
         # Step 1: fix G, update D to maximise log D(x) + log(1 - D(G(z)))
         with autocast():
-            with phase("D step: G forward"):
+            with phase("D step: G forward"), torch.no_grad():
                 z = torch.randn(m, gan.latent_size, device=dev, generator=rng)
-                fake = G(z).detach()
+                fake = G(z)
             with phase("D step: augment"):
                 real_in, fake_in = aug(real), aug(fake)
             with phase("D step: D forward"):
@@ -177,7 +177,7 @@ def train_steps(
                 fake = G(z)
             with phase("G step: augment"):
                 fake_in = aug(fake)
-            with phase("G step: D forward"):
+            with phase("G step: D forward"), frozen(D) if world == 1 else nullcontext():
                 loss_g = g_loss_fn(D(fake_in).float())
         with phase("G step: backward"):
             gan.opt_g.zero_grad(set_to_none=True)
@@ -189,6 +189,26 @@ def train_steps(
                 update_ema(gan.ema, distributed.unwrap(G), t.ema, d_updates // t.d_steps)
         log[i, 1] = loss_g.detach()
     return log
+
+
+@contextmanager
+def frozen(D: nn.Module):
+    """D's forward in G's step, recorded without gradients for D's weights.
+
+    G's step needs D's gradient with respect to its input only; the weight gradients that the
+    lecture's loop (and pytorch/examples' dcgan) also computes there are discarded by D's next
+    zero_grad. Autograd records at each op whether a weight needs a gradient, so freezing D
+    for the forward pass alone skips that half of D's backward, and G's update is the same to
+    the last bit. Not under DDP (``world > 1``): its reducer waits for every weight's gradient.
+    """
+    weights = [w for w in D.parameters() if w.requires_grad]
+    for w in weights:
+        w.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for w in weights:
+            w.requires_grad_(True)
 
 
 def summarise(log: torch.Tensor, first_step: int, d_steps: int, clock: Clock) -> dict[str, float]:
