@@ -41,6 +41,13 @@ def test_the_pyramid_has_a_level_per_octave_down_to_16_px_and_adds_back_up():
     )  # no detail in a flat image
 
 
+def test_swd_kept_floors_give_the_same_numbers_as_fresh_ones(faces):
+    real, splits, floors = faces[:100], _splits(100), {}
+    for fake in (faces[100:150], faces[150:200], faces[100:110]):  # the last: fewer samples than n a side
+        assert swd_scores(fake, real, splits, 50, floors=floors) == swd_scores(fake, real, splits, 50)
+    assert sorted(floors) == ["swd_16px", "swd_32px"]
+
+
 @pytest.mark.slow
 def test_swd_is_near_its_floor_for_held_out_faces_and_far_for_blur_noise_and_collapse(faces):
     real, held = faces[:200], faces[200:]

@@ -88,6 +88,7 @@ class Reference:
         self.basis = torch.linalg.svd(f - self.mean, full_matrices=False).Vh[:MAX_DIMS].T  # (D, <= MAX_DIMS)
         self.projected = self.project(self.features, self.dims(self.n))
         self._floors: list[float] | None = None
+        self.swd_floors: dict[str, list[float]] = {}  # swd_scores' floors per level, kept for the next evaluation
 
     @staticmethod
     def dims(n: int) -> int:
@@ -182,7 +183,7 @@ def pixel_scores(fake: torch.Tensor, real: torch.Tensor, ref: Reference) -> dict
         return dict.fromkeys(PIXEL_METRICS, math.nan)
     splits = [p.to(real.device) for p in ref.splits]
     return {
-        **swd_scores(fake, real, splits, ref.n, seed=ref.seed),
+        **swd_scores(fake, real, splits, ref.n, seed=ref.seed, floors=ref.swd_floors),
         **coverage_scores(fake, real, splits, seed=ref.seed),
     }
 

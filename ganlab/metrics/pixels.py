@@ -107,7 +107,12 @@ def chunks(count: int, n: int) -> list[slice]:
 
 
 def swd_scores(
-    fake: torch.Tensor, real: torch.Tensor, splits: list[torch.Tensor], n: int, seed: int = 0
+    fake: torch.Tensor,
+    real: torch.Tensor,
+    splits: list[torch.Tensor],
+    n: int,
+    seed: int = 0,
+    floors: dict[str, list[float]] | None = None,
 ) -> dict[str, float]:
     """SWD of ``fake`` against one half of the training images, per level and averaged (x 1e3,
     as ProGAN reports it), with the floor (one half against the other) and the spread of both
@@ -123,6 +128,10 @@ def swd_scores(
 
     Every side is normalised per channel with the statistics of all training images. ProGAN
     normalises each set by its own, which would hide a generator's shift in colour or contrast.
+
+    ``floors``: the floors per level, kept between calls with the same training images, splits,
+    ``n`` and ``seed`` (a run's evaluations): filled by the first call, read by the next, which
+    then sort only the second halves they compare samples with.
     """
     half = len(real) // 2
     n = min(n, half)
@@ -140,19 +149,24 @@ def swd_scores(
         stats = _channel_stats(real_desc)
         real_desc = _normalise(real_desc, stats)
         fake_desc = _normalise(descriptors(fl, g_fake).flatten(0, 1), stats).view(len(used), NHOODS_PER_IMAGE, -1)
-        to_fake, floor = [0.0] * (len(parts) * len(splits)), [0.0] * len(splits)
+        level = f"swd_{fl.shape[-1]}px"
+        known = floors is not None and level in floors
+        to_fake, floor = [0.0] * (len(parts) * len(splits)), floors[level] if known else [0.0] * len(splits)
         for directions in _directions(fake_desc.shape[-1], seed + fl.shape[-1], fl.device):
-            fake_sorted = [
-                sorted_rows(fake_desc[c].flatten(0, 1) @ directions) for c in parts
-            ]  # (dirs, m * P) per chunk
+            # (dirs, m * P) per chunk
+            fake_sorted = [sorted_rows(fake_desc[c].flatten(0, 1) @ directions) for c in parts]
             real_proj = (real_desc @ directions).view(len(real), NHOODS_PER_IMAGE, -1)  # (images, P, dirs)
             for i, (first_ix, second_ix, against_ix) in enumerate(sides):
-                first, second = (sorted_rows(real_proj[ix].flatten(0, 1)) for ix in (first_ix, second_ix))
-                floor[i] += float((first - second).abs().mean()) * 1e3 / DIR_REPEATS
+                second = sorted_rows(real_proj[second_ix].flatten(0, 1))
+                if not known:
+                    first = sorted_rows(real_proj[first_ix].flatten(0, 1))
+                    floor[i] += float((first - second).abs().mean()) * 1e3 / DIR_REPEATS
                 against = second if m == n else sorted_rows(real_proj[against_ix].flatten(0, 1))
                 for j, f in enumerate(fake_sorted):
                     to_fake[j * len(splits) + i] += float((f - against).abs().mean()) * 1e3 / DIR_REPEATS
-        per_level[f"swd_{fl.shape[-1]}px"] = (to_fake, floor)
+        per_level[level] = (to_fake, floor)
+        if floors is not None:
+            floors[level] = floor
     out = {key: statistics.fmean(to_fake) for key, (to_fake, _) in per_level.items()}
     mean_to_fake = [statistics.fmean(v) for v in zip(*(t for t, _ in per_level.values()))]
     mean_floor = [statistics.fmean(v) for v in zip(*(f for _, f in per_level.values()))]
