@@ -15,6 +15,9 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("ganlab", "stages")
 # Imported inside functions on purpose: each costs seconds or is needed by one code path only.
 LAZY_OK = {"mlflow", "matplotlib", "torchmetrics"}
+# The `gan` dispatcher imports the module of the one command it runs, inside that command: each DVC
+# stage is a process of its own, and importing every stage and the benchmark cost each 2.3 s.
+DISPATCHER, DISPATCHED = "stages/cli.py", ("stages.", "ganlab.bench")
 # Stage modules and the `gan` subcommand that runs each; cli.py is the dispatcher, not a stage.
 STAGE_COMMANDS = {
     "prepare": "prepare",
@@ -122,7 +125,7 @@ def test_nothing_is_imported_inside_a_function_but_optional_heavy_dependencies()
         f"{path.relative_to(ROOT)}:{line} imports {name}"
         for path in modules.values()
         for line, name in imports(path, modules)[1]
-        if name.split(".")[0] not in LAZY_OK
+        if name.split(".")[0] not in LAZY_OK and not (path == ROOT / DISPATCHER and name.startswith(DISPATCHED))
     ]
     assert not hidden, "\n".join(hidden)
 
