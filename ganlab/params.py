@@ -81,8 +81,9 @@ class ModelParams(_Section):
     d_width: int = Field(32, ge=1, le=1024)  # D's first width; doubles towards the score
     # spectral normalisation of the dcgan D's convolutions (the projected D's heads always have it)
     d_spectral_norm: bool = False
-    # projected: heads on a frozen ImageNet network's features; dcgan+projected: both, weighted equally
-    discriminator: Literal["dcgan", "projected", "dcgan+projected"] = "dcgan"
+    # projected: heads on a frozen ImageNet network's features; dcgan+projected: both, weighted equally;
+    # dcgan+shallow: both, the features' two shallow scales only (docs/quality_panel.md)
+    discriminator: Literal["dcgan", "projected", "dcgan+projected", "dcgan+shallow"] = "dcgan"
 
 
 class StopParams(_Section):

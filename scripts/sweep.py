@@ -6,7 +6,8 @@ distance over time.
 
 Makes OUT/NAME/SET/ holding the shipped params.yaml with ``prepare.source`` set to SET and each
 ``key=value`` applied (values parsed as YAML: ``train.lr=0.0005``, ``train.diffaugment=[]``),
-prepares the set once per OUT (copied into each run), runs ``gan train`` and appends one JSON
+prepares the set once per OUT (``gan prepare``, then ``gan attributes`` for the demo's labels or class
+subfolders; copied into each run), runs ``gan train`` and appends one JSON
 line to OUT/results.jsonl: the fd_ratio of every in-training evaluation, the best one, the wall
 time and the training's images/s. Lengths are in kimg, so two runs sharing this busy CPU still
 compare: the wall times are the ones to re-measure alone. When OUT/code holds a copy of the
@@ -47,6 +48,9 @@ def _prepare(prepared: Path, params: Path, env: dict | None) -> None:
     tmp.mkdir(parents=True)
     shutil.copy(params, tmp / "params.yaml")
     subprocess.run(["gan", "prepare"], cwd=tmp, check=True, env=env)
+    # the classifier of the set's labels (the demo's attributes, class subfolders), as `dvc repro`
+    # fits it: the in-training evaluation then reports the attribute mix (attr_tv_mean)
+    subprocess.run(["gan", "attributes"], cwd=tmp, check=True, env=env)
     tmp.rename(prepared)
 
 
@@ -101,6 +105,8 @@ def main(out: str, image_set: str, name: str, *overrides: str) -> None:
         fcntl.flock(lock, fcntl.LOCK_EX)  # two sweeps starting on one set prepare it once
         _prepare(prepared, run / "params.yaml", env)
     shutil.copytree(prepared / "data", run / "data")
+    if (prepared / "models").is_dir():
+        shutil.copytree(prepared / "models", run / "models")
 
     start = time.perf_counter()
     with open(run / "train.log", "w") as log:

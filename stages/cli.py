@@ -144,7 +144,7 @@ def bench(
         False, "--profile", help="Instead: where a training step's time goes, phase by phase (torch.profiler)."
     ),
     discriminator: str = typer.Option(
-        None, help="The D of --profile: dcgan | projected | dcgan+projected (default: the shipped one)."
+        None, help="The D of --profile: dcgan | projected | dcgan+projected | dcgan+shallow (default: the shipped one)."
     ),
 ) -> None:
     """Pure-step images/s against the lecture's notebook loop (median and spread of interleaved

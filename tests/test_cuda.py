@@ -47,7 +47,7 @@ def test_the_default_pipeline_runs_on_cuda(tmp_path, empty_store):
     assert repro(project) == []
 
 
-@pytest.mark.parametrize("discriminator", ["dcgan", "projected", "dcgan+projected"])
+@pytest.mark.parametrize("discriminator", ["dcgan", "projected", "dcgan+projected", "dcgan+shallow"])
 def test_kill_and_resume_on_cuda(workdir, monkeypatch, discriminator):
     params = tiny(**CUDA_TINY, model={"discriminator": discriminator})
     prepare.run(params)

@@ -5,6 +5,7 @@ import torch
 from torch import nn
 
 from ganlab.nets.dcgan import SUPPORTED_SIZES, Discriminator, Generator, init_dcgan_, recalibrate_batchnorm
+from ganlab.nets.factory import networks
 from ganlab.nets.projected import FeaturesAndPixels, ProjectedDiscriminator
 
 LATENT = 128
@@ -138,6 +139,21 @@ def test_pixel_and_feature_discriminators_weigh_equally_and_both_learn():
     trainable = {n: p for n, p in D.named_parameters() if p.requires_grad}
     assert any(n.startswith("pixels.") for n in trainable) and any(n.startswith("features.heads.") for n in trainable)
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in trainable.values())
+
+
+@pytest.mark.slow
+def test_the_shallow_variant_judges_the_two_shallow_scales_beside_the_pixels():
+    torch.manual_seed(0)
+    G, D = networks("dcgan+shallow", 16, 64, 4, 8, False)
+    assert len(D.features.backbone) == 2 and len(D.features.heads) == 2  # the deep stages are not even run
+    x = torch.rand(3, 3, 64, 64) * 2 - 1
+    deep = ProjectedDiscriminator(64, 8)
+    with torch.no_grad():
+        for shallow_stage, full_stage in zip(D.features.backbone, deep.backbone):
+            torch.testing.assert_close(shallow_stage(x), full_stage(x), rtol=0, atol=0)  # the same pretrained stages
+            x = shallow_stage(x)
+    logits = D.eval()(torch.rand(3, 3, 64, 64) * 2 - 1)
+    assert logits.shape == (3, 4) and (logits[:, 2:] == logits[:, 2:3]).all()  # half the columns are the pixel D's
 
 
 def test_unsupported_size_is_refused():

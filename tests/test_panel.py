@@ -122,3 +122,46 @@ def test_patience_counts_evaluations_since_the_last_gain_beyond_the_noise():
     assert "no swd gain beyond its spread in 3 evaluations (the last at 20 kimg" in plateaued(progress, params.train)
     progress.evals = flat[:4]
     assert plateaued(progress, params.train) is None
+
+
+def _sweep_run(root, name: str, seed: int, rows: list[dict[str, float]]):
+    """A run folder as scripts/sweep.py leaves it: params, eval_history.csv, timing.csv."""
+    import csv
+
+    import yaml
+
+    run = root / name / "icons-20"
+    (run / "reports/train").mkdir(parents=True)
+    params = {"prepare": {"source": "/data/icons-20"}, "model": {"discriminator": "dcgan"}, "train": {"seed": seed}}
+    (run / "params.yaml").write_text(yaml.safe_dump(params))
+    with open(run / "reports/train/eval_history.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    (run / "reports/train/timing.csv").write_text("kimg,seconds\n30,600\n")
+    return run
+
+
+def test_the_quality_table_keeps_each_runs_panel_pick_and_spreads_over_seeds(tmp_path):
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("panel_table", Path(__file__).parents[1] / "scripts/panel_table.py")
+    table = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(table)
+    rest = {"swd_floor": 50.0, "ndb_floor": 0.05, "swd_16px": 70.0, "ndb": 0.1, "precision": 0.2, "recall": 0.1}
+    rest["copy_share"] = 0.0
+    # seed 0: fd halves at the last evaluation while swd worsens: the table must keep evaluation 2, not 3
+    seed0 = [
+        {**e, "fd_ratio": e["fd"] / 100, "swd_ratio": e["swd"] / 50, **rest}
+        for e in _history([(60.0, 400.0), (45.0, 300.0), (70.0, 150.0)])
+    ]
+    seed1 = [{**e, "fd_ratio": e["fd"] / 100, "swd_ratio": e["swd"] / 50, **rest} for e in _history([(55.0, 200.0)])]
+    runs = [table.run_row(_sweep_run(tmp_path, f"dcgan-s{s}", s, rows), {}) for s, rows in ((0, seed0), (1, seed1))]
+    assert [(r["pick"], r["swd"], r["fd_ratio"], r["last"]) for r in runs] == [
+        (20.0, 45.0, 3.0, False),
+        (10.0, 55.0, 2.0, True),
+    ]
+    summary = table.tables(runs).splitlines()[-1]
+    # mean and sample standard deviation over the two seeds: swd 50 +- 7.07, fd_ratio 2.5 +- 0.71
+    assert summary.startswith("| icons-20 | dcgan | 2 | 30 | 10 ± 0 | 2.50 ± 0.71 | 50.0 ± 7.1 | 1.00 ± 0.14 |")

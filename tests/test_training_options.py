@@ -100,7 +100,7 @@ def test_spectral_norm_keeps_each_conv_at_unit_norm():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("discriminator", ["dcgan", "projected", "dcgan+projected"])
+@pytest.mark.parametrize("discriminator", ["dcgan", "projected", "dcgan+projected", "dcgan+shallow"])
 def test_all_options_train_and_resume_exactly(workdir, monkeypatch, discriminator):
     options = {
         "kimg": 0.064,

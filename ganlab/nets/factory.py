@@ -23,13 +23,16 @@ def _dcgan(image_size: int, width: int, spectral: bool) -> Init:
     return lambda: init_dcgan_(D) or D
 
 
-def _projected(image_size: int, width: int, spectral: bool, option: str = "projected") -> Init:
-    D = ProjectedDiscriminator(image_size, width, option)  # its heads are always spectrally normalised, as in the paper
+def _projected(image_size: int, width: int, spectral: bool, option: str = "projected", scales: int = 4) -> Init:
+    # its heads are always spectrally normalised, as in the paper
+    D = ProjectedDiscriminator(image_size, width, option, scales)
     return lambda: init_dcgan_(D.heads) or D  # the fixed random projections keep PyTorch's (variance-preserving) init
 
 
-def _features_and_pixels(image_size: int, width: int, spectral: bool) -> Init:
-    init_features = _projected(image_size, width, spectral, "dcgan+projected")
+def _features_and_pixels(
+    image_size: int, width: int, spectral: bool, option: str = "dcgan+projected", scales: int = 4
+) -> Init:
+    init_features = _projected(image_size, width, spectral, option, scales)
 
     def init() -> nn.Module:
         features = init_features()
@@ -43,6 +46,7 @@ DISCRIMINATORS: dict[str, Callable[[int, int, bool], Init]] = {
     "dcgan": _dcgan,
     "projected": _projected,
     "dcgan+projected": _features_and_pixels,
+    "dcgan+shallow": lambda size, width, spectral: _features_and_pixels(size, width, spectral, "dcgan+shallow", 2),
 }
 
 

@@ -29,20 +29,26 @@ class ProjectedDiscriminator(nn.Module):
     (CSM) are fixed; only the heads learn. The pretrained weights are not in ``state_dict`` (they
     come from their package); the projections are, so a checkpoint restores D exactly. Each head
     ends in one logit per image, as the lecture's D does; the loss averages the four.
+
+    ``scales=2`` keeps only the two shallow stages (1/4 and 1/8 of the input: edges, colours,
+    small textures) and drops the two deep ones, where ImageNet's classes are told apart: the
+    part of the features an ImageNet-feature metric rewards most and a small set teaches least.
+    It also runs 5 of the backbone's 16 blocks.
     """
 
-    def __init__(self, image_size: int = 64, width: int = 32, option: str = "projected"):
+    def __init__(self, image_size: int = 64, width: int = 32, option: str = "projected", scales: int = 4):
         super().__init__()
         if image_size not in SUPPORTED_SIZES:
             raise ValueError(f"image size {image_size} is not one of {SUPPORTED_SIZES}")
         net = efficientnet_lite("efficientnet-lite0", f"model.discriminator: {option} needs")
         stem = nn.Sequential(net._conv_stem, net._bn0, net._swish)
-        stages = [nn.Sequential(*net._blocks[a:b]) for a, b in LITE0_STAGES]
+        kept = LITE0_STAGES[:scales]  # the deeper stages are neither run nor judged
+        stages = [nn.Sequential(*net._blocks[a:b]) for a, b in kept]
         stages[0] = nn.Sequential(stem, *stages[0])
         # not a registered child: outside state_dict and parameters(), and never switched to train
         # mode by D.train(), so its BatchNorm statistics stay ImageNet's
         object.__setattr__(self, "backbone", nn.ModuleList(stages))
-        chans = [net._blocks[b - 1]._project_conv.out_channels for _, b in LITE0_STAGES]
+        chans = [net._blocks[b - 1]._project_conv.out_channels for _, b in kept]
         widths = [width * 2**i for i in range(len(chans))]
         self.ccm = nn.ModuleList(nn.Conv2d(c, w, 1) for c, w in zip(chans, widths))
         self.csm = nn.ModuleList(nn.Conv2d(w_deep, w, 1) for w, w_deep in zip(widths, widths[1:]))

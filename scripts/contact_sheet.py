@@ -1,0 +1,48 @@
+"""Contact sheet for docs/quality_panel.md: 64 real images beside 64 samples of each run's kept
+generator, captioned, so that runs at equal CPU time are judged by eye side by side (issue 23).
+
+    python scripts/contact_sheet.py OUT.png OUT/NAME/SET "caption=OUT/NAME/SET" ...
+
+The first run folder gives the real images (64 at random, seed 0, from its prepared data set);
+each ``caption=RUN`` adds a panel of RUN's best generator (the one its later stages would use)
+on the training grids' fixed latents. A ``|`` in a caption breaks the line.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import torch
+from PIL import Image, ImageDraw
+
+from ganlab.data.dataset import load_images
+from ganlab.metrics.sampler import fixed_latents, generate, load_generator
+from ganlab.params import Params
+from ganlab.render.grids import to_grid, to_pil
+
+
+def main(out: str, real_run: str, *columns: str) -> None:
+    real = load_images(Path(real_run) / "data/prepared/dataset.pt")["images"]
+    pick = torch.randperm(len(real), generator=torch.Generator().manual_seed(0))[:64]
+    panels = [(f"real images ({len(real)})", to_pil(to_grid(real[pick].float(), padding=1)))]
+    grid_seed = Params().train.grid_seed
+    for column in columns:
+        caption, run = column.split("=", 1)
+        G, kimg = load_generator(Path(run) / "models/checkpoint.pt", torch.device("cpu"), "best")
+        fake = generate(G, fixed_latents(grid_seed, G.latent_size, 64))
+        panels.append((f"{caption}|kept: {kimg:g} kimg", to_pil(to_grid(fake, padding=1))))
+    w, h = panels[-1][1].size  # a full 8 x 8 panel (a set of 20 fills fewer rows)
+    top = 8 + 14 * max(caption.count("|") + 1 for caption, _ in panels)
+    sheet = Image.new("RGB", (len(panels) * (w + 10), h + top), "white")
+    draw = ImageDraw.Draw(sheet)
+    for i, (caption, image) in enumerate(panels):
+        sheet.paste(image, (i * (w + 10), top))
+        for j, line in enumerate(caption.split("|")):
+            draw.text((i * (w + 10) + 4, 4 + 14 * j), line, fill="black")
+    sheet.save(out)
+    print(out, sheet.size)
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:])
