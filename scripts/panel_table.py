@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import statistics
 import sys
 from pathlib import Path
@@ -67,6 +68,7 @@ def run_row(run: Path, scored: dict[str, list[dict]]) -> dict:
         "ndb_floor": rows[pick]["ndb_floor"],
         "swd_std": rows[pick]["swd_std"],
         **{k: rows[pick][k] for k in COLUMNS},
+        "attr_tv_mean": rows[pick].get("attr_tv_mean", math.nan),  # the demo's attribute mix (labelled sets)
     }
 
 
@@ -90,24 +92,25 @@ DIGITS = {
 
 
 def tables(runs: list[dict]) -> str:
-    head = "| set | D | seed | kimg | CPU min | pick (kimg) | " + " | ".join(COLUMNS) + " |"
+    columns = COLUMNS + (("attr_tv_mean",) if any(math.isfinite(r["attr_tv_mean"]) for r in runs) else ())
+    head = "| set | D | seed | kimg | CPU min | pick (kimg) | " + " | ".join(columns) + " |"
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in runs:
         pick = f"{r['pick']:.1f}".removesuffix(".0") + (" (last)" if r["last"] else "")
-        cells = [f"{r[k]:.{DIGITS[k]}f}" + (f" ({r['swd_std']:.1f})" if k == "swd" else "") for k in COLUMNS]
+        cells = [f"{r[k]:.{DIGITS[k]}f}" + (f" ({r['swd_std']:.1f})" if k == "swd" else "") for k in columns]
         lines.append(
             f"| {r['set']} | {r['D']} | {r['seed']} | {r['kimg']} | {r['cpu_min']:.1f} | {pick} | "
             + " | ".join(cells)
             + " |"
         )
     lines.append("")
-    head = "| set | D | seeds | kimg | CPU min | " + " | ".join(COLUMNS) + " | swd floor | ndb floor |"
+    head = "| set | D | seeds | kimg | CPU min | " + " | ".join(columns) + " | swd floor | ndb floor |"
     lines += [head, "|" + "---|" * (head.count("|") - 1)]
     groups: dict[tuple[str, str], list[dict]] = {}
     for r in runs:
         groups.setdefault((r["set"], r["D"]), []).append(r)
     for (name, d), rs in groups.items():
-        cells = [_spread([r[k] for r in rs], DIGITS[k]) for k in COLUMNS]
+        cells = [_spread([r[k] for r in rs], DIGITS[k]) for k in columns]
         lines.append(
             f"| {name} | {d} | {len(rs)} | {rs[0]['kimg']} | {_spread([r['cpu_min'] for r in rs], 0)} | "
             + " | ".join(cells)
