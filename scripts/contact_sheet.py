@@ -5,7 +5,8 @@ generator, captioned, so that runs at equal CPU time are judged by eye side by s
 
 The first run folder gives the real images (64 at random, seed 0, from its prepared data set);
 each ``caption=RUN`` adds a panel of RUN's best generator (the one its later stages would use)
-on the training grids' fixed latents. A ``|`` in a caption breaks the line.
+on the training grids' fixed latents (``caption=RUN:last``: its last generator instead). A ``|`` in
+a caption breaks the line.
 """
 
 from __future__ import annotations
@@ -29,9 +30,10 @@ def main(out: str, real_run: str, *columns: str) -> None:
     grid_seed = Params().train.grid_seed
     for column in columns:
         caption, run = column.split("=", 1)
-        G, kimg = load_generator(Path(run) / "models/checkpoint.pt", torch.device("cpu"), "best")
+        run, _, which = run.partition(":")
+        G, kimg = load_generator(Path(run) / "models/checkpoint.pt", torch.device("cpu"), which or "best")
         fake = generate(G, fixed_latents(grid_seed, G.latent_size, 64))
-        panels.append((f"{caption}|kept: {kimg:g} kimg", to_pil(to_grid(fake, padding=1))))
+        panels.append((f"{caption}|kept: {kimg:.1f} kimg", to_pil(to_grid(fake, padding=1))))
     w, h = panels[-1][1].size  # a full 8 x 8 panel (a set of 20 fills fewer rows)
     top = 8 + 14 * max(caption.count("|") + 1 for caption, _ in panels)
     sheet = Image.new("RGB", (len(panels) * (w + 10), h + top), "white")

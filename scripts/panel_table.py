@@ -88,6 +88,7 @@ DIGITS = {
     "precision": 2,
     "recall": 2,
     "copy_share": 2,
+    "attr_tv_mean": 3,
 }
 
 

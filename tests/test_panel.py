@@ -150,7 +150,7 @@ def test_the_quality_table_keeps_each_runs_panel_pick_and_spreads_over_seeds(tmp
     table = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(table)
     rest = {"swd_floor": 50.0, "ndb_floor": 0.05, "swd_16px": 70.0, "ndb": 0.1, "precision": 0.2, "recall": 0.1}
-    rest["copy_share"] = 0.0
+    rest["copy_share"], rest["attr_tv_mean"] = 0.0, 0.125
     # seed 0: fd halves at the last evaluation while swd worsens: the table must keep evaluation 2, not 3
     seed0 = [
         {**e, "fd_ratio": e["fd"] / 100, "swd_ratio": e["swd"] / 50, **rest}
@@ -163,5 +163,6 @@ def test_the_quality_table_keeps_each_runs_panel_pick_and_spreads_over_seeds(tmp
         (10.0, 55.0, 2.0, True),
     ]
     summary = table.tables(runs).splitlines()[-1]
+    assert "| 0.125 ± 0.000 |" in summary  # the demo's attribute mix, where the runs have it
     # mean and sample standard deviation over the two seeds: swd 50 +- 7.07, fd_ratio 2.5 +- 0.71
     assert summary.startswith("| icons-20 | dcgan | 2 | 30 | 10 ± 0 | 2.50 ± 0.71 | 50.0 ± 7.1 | 1.00 ± 0.14 |")
