@@ -75,7 +75,14 @@ class PrepareParams(_Section):
         return v
 
 
+ARCHS = ("dcgan", "r3gan")  # ganlab/nets/factory.py's table (a test keeps them equal)
+LOSS_NAMES = ("bce", "hinge", "rpgan")  # ganlab/training/loss.py's table (a test keeps them equal)
+
+
 class ModelParams(_Section):
+    # the networks and the loss they train with: dcgan (the lecture's: transposed convolutions,
+    # BatchNorm, BCE) | r3gan (residual, no normalisation, relativistic pairing with R1 + R2)
+    arch: Literal[ARCHS] = "dcgan"
     latent_size: int = Field(128, ge=1, le=4096)
     g_width: int = Field(16, ge=1, le=1024)  # G's last hidden width; doubles towards the input
     d_width: int = Field(32, ge=1, le=1024)  # D's first width; doubles towards the score
@@ -118,7 +125,7 @@ class TrainParams(_Section):
     lr: float = Field(1e-3, gt=0, le=1)
     lr_g: float | None = Field(None, gt=0, le=1)  # overrides lr for G
     lr_d: float | None = Field(None, gt=0, le=1)  # overrides lr for D
-    loss: Literal["bce", "hinge"] = "bce"
+    loss: Literal[LOSS_NAMES] | None = None  # null: model.arch's own (dcgan: bce, r3gan: rpgan)
     diffaugment: list[Literal["color", "translation", "cutout"]] = [
         "color",
         "translation",
@@ -132,8 +139,10 @@ class TrainParams(_Section):
     ema: float = Field(
         0.999, ge=0, lt=1
     )  # the cap of the moving average's decay (ramped as (1+s)/(10+s) over G steps s); 0 = off
-    r1_gamma: float = Field(0.0, ge=0)  # R1 penalty on reals; 0 = off
-    r1_every: int = Field(16, ge=1)  # lazy R1: every N discriminator steps, scaled by N
+    # zero-centred gradient penalties on reals (R1) and fakes (R2); null: model.arch's own; 0 = off
+    r1_gamma: float | None = Field(None, ge=0)
+    r2_gamma: float | None = Field(None, ge=0)
+    r1_every: int = Field(16, ge=1)  # lazy R1 and R2: every N discriminator steps, scaled by N
     betas: tuple[float, float] = (0.5, 0.999)
     d_steps: int = Field(1, ge=1, le=100)  # k discriminator updates per generator update
     seed: int = Field(0, ge=0, lt=SEED_LIMIT)

@@ -144,7 +144,7 @@ def test_pixel_and_feature_discriminators_weigh_equally_and_both_learn():
 @pytest.mark.slow
 def test_the_shallow_variant_judges_the_two_shallow_scales_beside_the_pixels():
     torch.manual_seed(0)
-    G, D = networks("dcgan+shallow", 16, 64, 4, 8, False)
+    G, D = networks("dcgan", "dcgan+shallow", 16, 64, 4, 8, False)
     assert len(D.features.backbone) == 2 and len(D.features.heads) == 2  # the deep stages are not even run
     x = torch.rand(3, 3, 64, 64) * 2 - 1
     deep = ProjectedDiscriminator(64, 8)

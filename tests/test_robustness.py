@@ -1,5 +1,6 @@
 """Nothing lost, nothing unsafe: exact resume after SIGKILL, NaN stops, safe loading, atomic writes."""
 
+import dataclasses
 import os
 import random
 import shutil
@@ -20,7 +21,7 @@ from ganlab.errors import UserError
 from ganlab.io import checkpoint
 from ganlab.io.atomic import atomic_dir, atomic_path
 from ganlab.io.tracking import tracking_uri
-from ganlab.training import loop
+from ganlab.training import loop, loss
 from stages import prepare, train
 from tests.conftest import TINY, run_id, straight_then_killed, tiny
 
@@ -31,14 +32,14 @@ def test_nan_loss_stops_with_its_step_and_keeps_the_last_good_checkpoint(workdir
     params = tiny(train={"kimg": 0.08})  # 5 steps of 16, each a tick and (but the last) a checkpoint
     prepare.run(params)
     calls = {"n": 0}
-    real_loss, g_loss = loop.LOSSES["bce"]
+    bce = loss.LOSSES["bce"]
 
     def poisoned(real_logits, fake_logits):  # one D loss a step; 40 images: step 3 ends at image 48, in epoch 2
         calls["n"] += 1
-        loss = real_loss(real_logits, fake_logits)
-        return loss * float("nan") if calls["n"] == 3 else loss
+        value = bce.d(real_logits, fake_logits)
+        return value * float("nan") if calls["n"] == 3 else value
 
-    monkeypatch.setitem(loop.LOSSES, "bce", (poisoned, g_loss))
+    monkeypatch.setitem(loss.LOSSES, "bce", dataclasses.replace(bce, d=poisoned))
     with pytest.raises(FloatingPointError, match=r"loss_d became nan at step 3 \(0.048 kimg, epoch 1.2\)"):
         train.run(params)
     state = checkpoint.load(layout.CHECKPOINT)

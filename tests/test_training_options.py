@@ -9,7 +9,7 @@ from ganlab.io import checkpoint
 from ganlab.nets.dcgan import Discriminator, init_dcgan_
 from ganlab.training import augment
 from ganlab.training.ema import make_ema, update_ema
-from ganlab.training.loss import hinge_discriminator_loss, hinge_generator_loss, r1_penalty
+from ganlab.training.loss import gradient_penalty, hinge_discriminator_loss, hinge_generator_loss
 from stages import prepare, train
 from tests.conftest import interrupt_at_tick, tiny
 
@@ -84,7 +84,7 @@ def test_hinge_losses_on_known_values():
 def test_r1_penalty_on_a_known_function():
     x = torch.randn(5, 1, 2, 2, requires_grad=True)
     logits = (3.0 * x).sum(dim=(1, 2, 3))  # dD/dx = 3 everywhere: ||grad||^2 = 9 * 4 = 36
-    torch.testing.assert_close(r1_penalty(logits, x), torch.tensor(36.0))
+    torch.testing.assert_close(gradient_penalty(logits, x), torch.tensor(36.0))
 
 
 def test_spectral_norm_keeps_each_conv_at_unit_norm():

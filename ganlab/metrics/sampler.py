@@ -16,7 +16,7 @@ from torch import nn
 from ganlab.device import device_of
 from ganlab.errors import UserError
 from ganlab.io import checkpoint, run_checkpoint
-from ganlab.nets.dcgan import Generator
+from ganlab.nets.archs import generator_for
 
 GRID_LATENTS = 64  # 8 x 8, as in the lecture
 
@@ -56,15 +56,15 @@ def generate(G: nn.Module, z: torch.Tensor, batch: int = 256, batch_stats: bool 
     return torch.cat([G(chunk).float() for chunk in z.split(batch)])
 
 
-def load_generator(path: Path, device: torch.device, which: str = "last") -> tuple[Generator, float]:
+def load_generator(path: Path, device: torch.device, which: str = "last") -> tuple[nn.Module, float]:
     """The generator for inference (``which``: best or last) on ``device``, in eval mode with
     BN statistics made for sampling, and the kimg it is from. Without in-training evaluation,
     best is last."""
     rebuild = "rebuild it with `gan train` (or `dvc repro`)"
     m, weights, kimg = run_checkpoint.for_stages(checkpoint.load(path), path, which, rebuild)
     try:
-        g = Generator(m["latent_size"], m["image_size"], m["g_width"])
-    except (ValueError, TypeError, RuntimeError) as e:
+        g = generator_for(m)
+    except (ValueError, TypeError, RuntimeError, KeyError) as e:
         raise UserError(f"{path}: its 'model' describes no generator this project builds ({e}); {rebuild}") from None
     checkpoint.load_weights(g, weights, path, rebuild)
     return g.to(device).eval().requires_grad_(False), kimg

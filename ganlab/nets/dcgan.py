@@ -100,6 +100,8 @@ def recalibrate_batchnorm(G: nn.Module, batches: int = 8, batch_size: int = 128,
     final weights makes one-latent-at-a-time sampling match the batch-statistics look.
     """
     bns = [m for m in G.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not bns:  # a generator without BatchNorm (r3gan) samples the same in either mode
+        return G.eval()
     saved = [m.momentum for m in bns]
     for m in bns:
         m.reset_running_stats()

@@ -9,6 +9,7 @@ host reads the metrics once per tick, not once per step.
 
 from __future__ import annotations
 
+import copy
 import os
 import random
 import time
@@ -27,7 +28,7 @@ from ganlab.device import autocast_for
 from ganlab.errors import UserError
 from ganlab.io import lock, run_checkpoint
 from ganlab.io.tracking import finish_left_open
-from ganlab.nets.dcgan import Generator, recalibrate_batchnorm
+from ganlab.nets.dcgan import recalibrate_batchnorm
 from ganlab.nets.factory import networks
 from ganlab.params import ModelParams, Params, TrainParams
 from ganlab.training import distributed
@@ -36,7 +37,7 @@ from ganlab.training.best import PANEL, best_key, last_gain
 from ganlab.training.clock import Clock
 from ganlab.training.ema import make_ema, update_ema
 from ganlab.training.events import Due, Ended, Hook, Hooks, Run
-from ganlab.training.loss import LOSSES, r1_penalty
+from ganlab.training.loss import gradient_penalty, objective
 from ganlab.training.state import (
     Progress,
     Streams,
@@ -59,6 +60,7 @@ class GAN:
     opt_g: torch.optim.Optimizer
     opt_d: torch.optim.Optimizer
     latent_size: int
+    arch: str
     ema: nn.Module | None = None  # moving average of G, when train.ema > 0
     augment_p: torch.Tensor | None = None  # ADA's strength (0-dim, on the device), when train.ada_target is set
 
@@ -67,19 +69,16 @@ class GAN:
         """What grids, samples and metrics show: the EMA generator when there is one."""
         return self.ema if self.ema is not None else distributed.unwrap(self.G)
 
-    def eval_generator(self, seed: int) -> Generator:
-        """A copy of the image generator with BN statistics re-estimated for eval-mode sampling."""
-        G = self.generator_for_images
-        copy = Generator(G.latent_size, G.image_size, G.width)
-        copy.load_state_dict(G.state_dict())
-        return recalibrate_batchnorm(copy.to(next(G.parameters()).device), seed=seed)
+    def eval_generator(self, seed: int) -> nn.Module:
+        """A copy of the image generator with BN statistics (if it has any) re-estimated for eval-mode sampling."""
+        return recalibrate_batchnorm(copy.deepcopy(self.generator_for_images).requires_grad_(True), seed=seed)
 
 
 def build(m: ModelParams, t: TrainParams, image_size: int, device: torch.device, seed: int, world: int = 1) -> GAN:
     torch.manual_seed(seed)
     random.seed(seed)  # training draws only from its own streams; the global states are seeded so that
     np.random.seed(seed % 2**32)  # the checkpoint, which keeps them for exact resume, is the same bytes on every run
-    G, D = networks(m.discriminator, m.latent_size, image_size, m.g_width, m.d_width, m.d_spectral_norm)
+    G, D = networks(m.arch, m.discriminator, m.latent_size, image_size, m.g_width, m.d_width, m.d_spectral_norm)
     fmt = torch.channels_last if t.channels_last else torch.contiguous_format
     G, D = G.to(device, memory_format=fmt), D.to(device, memory_format=fmt)
     if t.compile:
@@ -95,6 +94,7 @@ def build(m: ModelParams, t: TrainParams, image_size: int, device: torch.device,
             [p for p in D.parameters() if p.requires_grad], t.lr_d or t.lr, betas=t.betas, fused=fused or None
         ),
         m.latent_size,
+        m.arch,
         make_ema(distributed.unwrap(G)) if t.ema > 0 else None,
         torch.zeros((), device=device) if t.ada_target else None,
     )
@@ -121,7 +121,7 @@ def train_steps(
     batches = clock.batch_indices(first, stop, streams.perm, streams.seed)
     log = torch.full((stop - first, len(METRICS)), float("nan"), device=dev)
     fmt = torch.channels_last if t.channels_last else torch.contiguous_format
-    d_loss_fn, g_loss_fn = LOSSES[t.loss]
+    loss, r1_gamma, r2_gamma = objective(gan.arch, t)
     rng, p = streams.noise, gan.augment_p
     strength = (p if p is not None else torch.tensor(float(bool(t.diffaugment)), device=dev)).reshape(1)
 
@@ -144,11 +144,15 @@ def train_steps(
                 real_in, fake_in = aug(real), aug(fake)
             with phase("D step: D forward"):
                 real_logits, fake_logits = D(real_in), D(fake_in)
-                loss_d = d_loss_fn(real_logits.float(), fake_logits.float())
-        if t.r1_gamma and d_updates % t.r1_every == 0:  # lazy R1, in fp32 for a stable double backward
-            with phase("D step: R1"):
-                real_r1 = real.detach().requires_grad_(True)
-                loss_d = loss_d + (t.r1_gamma / 2 * t.r1_every) * r1_penalty(D(aug(real_r1)).float(), real_r1)
+                loss_d = loss.d(real_logits.float(), fake_logits.float())
+        if (
+            r1_gamma or r2_gamma
+        ) and d_updates % t.r1_every == 0:  # lazy R1 and R2, in fp32 for a stable double backward
+            with phase("D step: R1 and R2"):
+                for gamma, images in ((r1_gamma, real), (r2_gamma, fake)):
+                    if gamma:
+                        x = images.detach().requires_grad_(True)
+                        loss_d = loss_d + (gamma / 2 * t.r1_every) * gradient_penalty(D(aug(x)).float(), x)
         with phase("D step: backward"):
             gan.opt_d.zero_grad(set_to_none=True)
             loss_d.backward()
@@ -178,7 +182,8 @@ def train_steps(
             with phase("G step: augment"):
                 fake_in = aug(fake)
             with phase("G step: D forward"), frozen(D) if world == 1 else nullcontext():
-                loss_g = g_loss_fn(D(fake_in).float())
+                paired = D(real_in).float() if loss.pairs else None  # the D step's reals, as augmented there
+                loss_g = loss.g(D(fake_in).float(), paired)
         with phase("G step: backward"):
             gan.opt_g.zero_grad(set_to_none=True)
             loss_g.backward()

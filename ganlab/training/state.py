@@ -24,7 +24,6 @@ from ganlab import layout
 from ganlab.errors import UserError
 from ganlab.io import checkpoint, run_checkpoint
 from ganlab.io.atomic import write_text
-from ganlab.nets.dcgan import Generator
 from ganlab.params import LENGTH, RUNS, Params, TrainParams
 from ganlab.training import distributed
 
@@ -214,7 +213,7 @@ def recorded_run(fp: str) -> tuple[str | None, float]:
     return record["run_id"], float(seconds) if isinstance(seconds, (int, float)) else 0.0
 
 
-def shared_eval_state(G: nn.Module, G_eval: Generator) -> dict[str, torch.Tensor]:
+def shared_eval_state(G: nn.Module, G_eval: nn.Module) -> dict[str, torch.Tensor]:
     """G_eval's state with G's own parameter tensors (equal values, recalibrated BN buffers
     only differ): ``torch.save`` stores a storage once, so the eval generator costs the file
     its buffers alone."""
@@ -222,6 +221,6 @@ def shared_eval_state(G: nn.Module, G_eval: Generator) -> dict[str, torch.Tensor
     return {k: params[k].detach() if k in params else v for k, v in G_eval.state_dict().items()}
 
 
-def generator_state(G: Generator) -> dict[str, torch.Tensor]:
+def generator_state(G: nn.Module) -> dict[str, torch.Tensor]:
     """A CPU copy of G's weights, to keep beside a training run that goes on changing them."""
     return {k: v.detach().to("cpu", copy=True) for k, v in G.state_dict().items()}
