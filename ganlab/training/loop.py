@@ -151,7 +151,7 @@ def train_steps(
             with phase("D step: R1 and R2"):
                 for gamma, images in ((r1_gamma, real), (r2_gamma, fake)):
                     if gamma:
-                        x = images.detach().requires_grad_(True)
+                        x = images.detach().float().requires_grad_(True)  # fakes were drawn under autocast
                         loss_d = loss_d + (gamma / 2 * t.r1_every) * gradient_penalty(D(aug(x)).float(), x)
         with phase("D step: backward"):
             gan.opt_d.zero_grad(set_to_none=True)
