@@ -90,7 +90,9 @@ class Tracking(Hook):
 
     def checkpoint(self, step: int, seconds: float) -> None:
         r = self.run
-        state.write_record(self.tracker.run_id, self.tracker.experiment_id, r.fp, step, seconds, r.lineage)
+        state.write_record(
+            self.tracker.run_id, self.tracker.experiment_id, r.fp, step, seconds, r.lineage, r.planned_kimg
+        )
 
     def on_step(self, run: Run, due: Due) -> None:
         if due.tick:
@@ -119,7 +121,8 @@ def run_name(run: Run) -> str:
     """What a run is, as its MLflow name: data set, size, discriminator and length."""
     p = run.params
     source = "demo" if p.prepare.source == "demo" else Path(p.prepare.source).name
-    length = f"{p.train.epochs}ep" if p.train.epochs else f"{p.train.kimg:g}kimg"
+    t = p.train
+    length = f"{t.minutes:g}min" if t.minutes else f"{t.epochs}ep" if t.epochs else f"{t.kimg:g}kimg"
     return f"{source}-{run.image_size}px-{p.model.discriminator}-{length}"
 
 
@@ -141,7 +144,7 @@ def eval_metrics(scores: dict[str, float]) -> tuple[dict[str, float], dict[str, 
 
 def time_left(images_left: int, rate: float | None, budget_s: float | None) -> str:
     """The bar's remaining time: tqdm's estimate at the current speed, but never more than the
-    wall-time budget left, since ``train.stop.minutes`` ends the run there whatever the speed."""
+    wall-time budget left, since ``train.minutes`` or ``train.stop.minutes`` ends the run there whatever the speed."""
     if budget_s is not None:
         budget_s = max(0.0, budget_s)
     estimate = images_left / rate if rate else None
@@ -180,7 +183,7 @@ class Console(Hook):
             f"train: {c.kimg(c.total):g} kimg = {c.total} steps of {c.batch} images = {c.epoch(c.total):.4g} epochs of {c.images} images"
         )
         digits = 1 if c.kimg(c.total) >= 10 else 3
-        minutes = run.params.train.stop.minutes
+        limit = run.params.train.budget
         self.bar = _Bar(
             total=c.total * c.batch,
             initial=run.images,
@@ -189,7 +192,7 @@ class Console(Hook):
             unit="kimg",
             dynamic_ncols=True,
             bar_format=f"{{l_bar}}{{bar}}| {{n:.{digits}f}}/{{total:.{digits}f}} kimg [{{elapsed}}<{{left}}{{postfix}}]",
-            budget_s=None if minutes is None else minutes * 60 - run.progress.seconds,
+            budget_s=None if limit is None else limit[0] * 60 - run.progress.seconds,
         )
 
     def on_step(self, run: Run, due: Due) -> None:

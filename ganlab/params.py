@@ -21,6 +21,7 @@ from ganlab.errors import UserError
 
 IMAGE_SIZES = (32, 64, 128, 256)  # what the networks support (ganlab/nets/dcgan.py; a test keeps them equal)
 MAX_KIMG = 1e9  # a trillion images, 40000x StyleGAN2's longest runs: the clock's step arithmetic stays exact in floats
+MAX_MINUTES = 60 * 24 * 365  # a year of wall time
 MIN_CADENCE_KIMG = 0.001  # one image: a cadence shorter than a step's images is due at every step anyway
 MAX_PARAMS_BYTES = 2**20  # the shipped file is 5 KB; a larger one is a mistake or an attack on the parser
 MAX_YAML_DEPTH = 32  # the shipped file nests 3 deep; 50000 brackets overflowed Python's stack
@@ -121,6 +122,9 @@ class TrainParams(_Section):
     epochs: int | None = Field(
         None, ge=1, le=1_000_000, json_schema_extra=LENGTH
     )  # overrides kimg: epochs x the data set's size
+    # overrides kimg and epochs: the run's wall time on this machine, planned in kimg from the training
+    # speed measured at its start (training/budget.py); cadences keep their shares of train.kimg
+    minutes: float | None = Field(None, gt=0, le=MAX_MINUTES, json_schema_extra=LENGTH)
     batch_size: int = Field(64, ge=1)
     lr: float = Field(1e-3, gt=0, le=1)
     lr_g: float | None = Field(None, gt=0, le=1)  # overrides lr for G
@@ -169,6 +173,13 @@ class TrainParams(_Section):
         "panel", "swd", "ndb", "fd", "kid", "recall", "attr_tv_mean", "attr_confident_mean", "attr_confident_all"
     ] = "panel"
     sync_batchnorm: bool = False  # multi-GPU only: BatchNorm statistics over the global batch
+
+    @property
+    def budget(self) -> tuple[float, str] | None:
+        """(minutes, the key that set them) of wall time that end the run: ``minutes`` or
+        ``stop.minutes``, whichever is shorter; None when neither is set."""
+        limits = [(m, k) for m, k in ((self.minutes, "train.minutes"), (self.stop.minutes, "train.stop.minutes")) if m]
+        return min(limits) if limits else None
 
     @classmethod
     def fields_of(cls, role: dict[str, str]) -> set[str]:

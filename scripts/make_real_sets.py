@@ -7,15 +7,20 @@ so anyone can rebuild the same sets and none is committed:
   (hand-drawn artwork on transparent backgrounds; 599 distinct files), a seeded subset of N;
 - wallpapers-N: N square crops (1/4 to 1/2 of the short side, seeded) of the largest image of
   every wallpaper in ``plasma-workspace-wallpapers`` and ``gnome-backgrounds`` (photographs
-  and rendered art, 46 source images), saved at 256 px.
+  and rendered art, 46 source images), saved at 256 px;
+- photos-N: the same kind of crops, but of photographs only (landscapes, plants, animals,
+  water, rock, things; 55 source images): the hand-kept list ``PHOTOS`` of files in
+  ``mate-backgrounds``, ``lomiri-wallpapers-16.04``, ``lomiri-wallpapers-20.04``,
+  ``lxqt-themes`` and ``tuxpaint-data`` (its drawing templates).
 
-    python scripts/make_real_sets.py data/benchmarks            # icons-20/200/599, wallpapers-20/200/1000
+    python scripts/make_real_sets.py data/benchmarks            # icons-20/200/599, wallpapers-, photos-20/200/1000
+    python scripts/make_real_sets.py data/benchmarks --kinds photos   # only photos-20/200/1000
     gan prepare  # with prepare.source: data/benchmarks/icons-200
 
 Needs apt-get and dpkg-deb (Debian or Ubuntu). The .debs are kept in a private per-user cache
 (``--cache``) and used only while their SHA256 is the one apt's signed index gives; each is
 unpacked into a fresh private temp folder. An existing set folder is replaced only if it holds
-the SOURCES.txt this script writes. The packages' licences (LGPL, CC-BY-SA and
+the SOURCES.txt this script writes. The packages' licences (LGPL, GPL, CC-BY-SA and
 others) allow this use; each set's SOURCES.txt names its package and version.
 """
 
@@ -29,13 +34,61 @@ import shutil
 import stat
 import subprocess
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-PACKAGES = {"icons": ["oxygen-icon-theme"], "wallpapers": ["plasma-workspace-wallpapers", "gnome-backgrounds"]}
-SIZES = {"icons": (20, 200, 599), "wallpapers": (20, 200, 1000)}
+PACKAGES = {
+    "icons": ["oxygen-icon-theme"],
+    "wallpapers": ["plasma-workspace-wallpapers", "gnome-backgrounds"],
+    "photos": [
+        "mate-backgrounds",
+        "lomiri-wallpapers-16.04",
+        "lomiri-wallpapers-20.04",
+        "lxqt-themes",
+        "tuxpaint-data",
+    ],
+}
+SIZES = {"icons": (20, 200, 599), "wallpapers": (20, 200, 1000), "photos": (20, 200, 1000)}
+
+# The photographs, chosen by eye from contact sheets of every image in these packages (bookworm:
+# mate-backgrounds 1.26.0-1, lomiri-wallpapers-16.04/-20.04 20.04.0-2, lxqt-themes 1.2.0-1,
+# tuxpaint-data 1:0.9.28-sdl2-1). Kept: camera photographs of real scenes and things, one file each.
+# Dropped: rendered, abstract, vector and painted art, logos, gradients and blurred light
+# (mate's abstract/ and desktop/ folders with Elephants and the Ubuntu-Mate bokeh, lomiri's
+# umang, Fossa, Infinite-Sea, Painting-Colors and default backgrounds, lxqt's origami, plasma,
+# triangles and waves), and tuxpaint's mossy_bark (black bars across it). Listed by name, not
+# found by a rule, so that a new package version cannot slip art in: a missing name stops the run.
+# Not used: ukui-wallpapers, sway-backgrounds, desktop-base, xfdesktop4-data, lxde-common (no photographs).
+PHOTOS = {
+    "mate-backgrounds": (
+        "usr/share/backgrounds/mate/nature",
+        "Aqua.jpg Blinds.jpg Dune.jpg FreshFlower.jpg Garden.jpg GreenMeadow.jpg LadyBird.jpg RainDrops.jpg"
+        " Storm.jpg TwoWings.jpg Wood.jpg YellowFlower.jpg",
+    ),
+    "lomiri-wallpapers-16.04": (
+        "usr/share/backgrounds",
+        "Bridge_by_Sander_Klootwijk.jpg Dragonfly_by_Bolly.jpg Picture_0B_by_freespace.jpg"
+        " Picture_1A_by_freespace.jpg Wine_by_Jakkub_Mede.jpg aitzgorri_by_Aitzol_Berasategi.jpg"
+        " analogpattern_by_Peter_Nerlich.jpg free_by_Peter_Nerlich.jpg friends_by_Aitzol_Berasategi.jpg"
+        " greentock_by_Peter_Nerlich.jpg life_by_Aitzol_Berasategi.jpg picosdeeuropa_by_Aitzol_Berasategi.jpg"
+        " seeding_by_Clements_Engelhardt.jpg sunset_by_Aitzol_Berasategi.jpg",
+    ),
+    "lomiri-wallpapers-20.04": ("usr/share/backgrounds", "Kleiber_by_Lukas_Baubkus.jpg"),
+    "lxqt-themes": (
+        "usr/share/lxqt/wallpapers",
+        "Valendas.png after-the-rain.jpg appleflower.png beam.png butterfly.png cloud.png drop.png flowers.png"
+        " fog.jpg this-is-not-windows.jpg",
+    ),
+    "tuxpaint-data": (
+        "usr/share/tuxpaint/templates",
+        "burnt_bark.jpg cliff.jpg corn_maze.jpg jellyfish.jpg lighthouse.jpg mossy_log.jpg mudstone.jpg"
+        " ocean_splash.jpg ocean_waves.jpg redwoods_above.jpg rocks.jpg sheep.jpg spiders_web.jpg"
+        " sun_behind_clouds.jpg sun_behind_leaves.jpg trees_above.jpg trees_at_dusk.jpg wool_mill_machine.jpg",
+    ),
+}
 
 
 def _fail(message: str) -> None:
@@ -146,14 +199,39 @@ def wallpaper_files(trees: dict[str, Path]) -> list[Path]:
     return chosen
 
 
+def photo_files(trees: dict[str, Path]) -> list[Path]:
+    """The files ``PHOTOS`` names, in each package's tree (keyed by its .deb's name); a name that
+    is missing or not a plain file stops the run rather than shrink the set unseen."""
+    chosen = []
+    for deb, tree in trees.items():
+        folder, names = PHOTOS[deb.split("_")[0]]
+        for name in names.split():
+            path = tree / folder / name
+            if path.is_symlink() or not path.is_file():
+                _fail(f"{deb}: has no {folder}/{name}; the photographs in PHOTOS need checking for this version")
+            chosen.append(path)
+    return chosen
+
+
+def wallpaper_name(path: Path) -> str:
+    return path.parent.parent.parent.name if "wallpapers" in str(path) else path.stem
+
+
+def photo_name(path: Path) -> str:
+    return path.stem
+
+
 def write_icons(files: list[Path], out: Path, count: int, seed: int) -> None:
     pick = np.random.default_rng(seed).permutation(len(files))[:count]
     for i in sorted(pick):
         shutil.copy(files[i], out / files[i].name)
 
 
-def write_crops(files: list[Path], out: Path, count: int, seed: int, size: int = 256) -> None:
-    """A line every 100 crops: a thousand LANCZOS crops of large photographs take minutes."""
+def write_crops(
+    files: list[Path], out: Path, count: int, seed: int, size: int = 256, name: Callable[[Path], str] = wallpaper_name
+) -> None:
+    """A line every 100 crops: a thousand LANCZOS crops of large photographs take minutes. Each
+    crop is saved as ``{name(source)}_{i:04d}.png``."""
     rng = np.random.default_rng(seed)
     photos = {}
     for i in range(count):
@@ -167,10 +245,7 @@ def write_crops(files: list[Path], out: Path, count: int, seed: int, size: int =
         side = int(rng.integers(min(img.size) // 4, min(img.size) // 2 + 1))
         x, y = int(rng.integers(0, img.width - side + 1)), int(rng.integers(0, img.height - side + 1))
         crop = img.crop((x, y, x + side, y + side)).resize((size, size), Image.Resampling.LANCZOS)
-        crop.save(
-            out
-            / f"{files[k].parent.parent.parent.name if 'wallpapers' in str(files[k]) else files[k].stem}_{i:04d}.png"
-        )
+        crop.save(out / f"{name(files[k])}_{i:04d}.png")
 
 
 def main() -> None:
@@ -183,15 +258,19 @@ def main() -> None:
         help="the .deb cache (default: $XDG_CACHE_HOME/gan-lab/debs or ~/.cache/gan-lab/debs)",
     )
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--kinds", nargs="+", choices=list(PACKAGES), default=None, help="build only these kinds (default: all)"
+    )
     args = ap.parse_args()
-    for kind in PACKAGES:  # all of them before anything is fetched: a refusal costs no download
+    kinds = [kind for kind in SIZES if kind in (args.kinds or SIZES)]
+    for kind in kinds:  # all of them before anything is fetched: a refusal costs no download
         for count in SIZES[kind]:
             refuse_unless_ours(args.out / f"{kind}-{count}")
     cache = private_cache(args.cache)
     with tempfile.TemporaryDirectory(prefix="gan-lab-sets.") as work:
-        for kind, packages in PACKAGES.items():
-            trees = fetch(packages, cache, Path(work))
-            files = icon_files(trees) if kind == "icons" else wallpaper_files(trees)
+        for kind in kinds:
+            trees = fetch(PACKAGES[kind], cache, Path(work))
+            files = {"icons": icon_files, "wallpapers": wallpaper_files, "photos": photo_files}[kind](trees)
             print(f"{kind}: {len(files)} source images", flush=True)
             for count in SIZES[kind]:
                 out = args.out / f"{kind}-{count}"
@@ -201,7 +280,10 @@ def main() -> None:
                 n = min(count, len(files)) if kind == "icons" else count
                 what = "icons, copied" if kind == "icons" else f"crops of {len(files)} images, at 256 px"
                 print(f"{out}: {n} {what} ...", flush=True)
-                (write_icons if kind == "icons" else write_crops)(files, out, n, args.seed)
+                if kind == "icons":
+                    write_icons(files, out, n, args.seed)
+                else:
+                    write_crops(files, out, n, args.seed, name=wallpaper_name if kind == "wallpapers" else photo_name)
                 (out / "SOURCES.txt").write_text(
                     f"{kind}-{count}: from {', '.join(trees)}; {len(files)} source images; seed {args.seed}\n"
                 )

@@ -21,7 +21,7 @@ from ganlab.errors import UserError
 from ganlab.io import checkpoint
 from ganlab.io.atomic import atomic_dir, atomic_path
 from ganlab.io.tracking import tracking_uri
-from ganlab.training import loop, loss
+from ganlab.training import loss
 from stages import prepare, train
 from tests.conftest import TINY, run_id, straight_then_killed, tiny
 

@@ -108,12 +108,19 @@ class Clock:
     checkpoints: Steps  # resumable checkpoints before the end (the end writes the final one)
 
     @classmethod
-    def of(cls, t: TrainParams, images: int) -> Clock:
+    def of(cls, t: TrainParams, images: int, planned_kimg: float | None = None) -> Clock:
+        """The clock of ``t``'s length, or of ``planned_kimg`` (what ``train.minutes`` buys on this
+        machine): then ticks, evaluations and checkpoints keep the shares of the run that they have
+        in a ``train.kimg``-long one (25 of 150 kimg: an evaluation every sixth of the run)."""
         b = min(t.batch_size, images)  # a data set smaller than the batch trains on all of it
-        wanted = t.epochs * images if t.epochs else round(t.kimg * 1000)
+        if planned_kimg is not None:
+            wanted, scale = round(planned_kimg * 1000), planned_kimg / t.kimg
+        else:
+            wanted, scale = (t.epochs * images if t.epochs else round(t.kimg * 1000)), 1.0
         total = max(1, math.ceil(wanted / b))
 
         def every(kimg: float, last: int = total) -> Cadence:  # the steps where k * kimg images have been shown
+            kimg *= scale
             count = math.floor(wanted / (kimg * 1000) + 1e-9) if kimg else 0
             return Cadence(kimg, b, count, last)
 

@@ -117,6 +117,15 @@ def rank0_says(flag: bool, world: int, device: torch.device) -> bool:
     return bool(t.item())
 
 
+def rank0_number(value: float, world: int, device: torch.device) -> float:
+    """Rank 0's number on every rank (a plan measured on rank 0's clock)."""
+    if world == 1:
+        return value
+    t = torch.tensor([value], dtype=torch.float64, device=device)
+    dist.broadcast(t, 0)
+    return float(t.item())
+
+
 def gather(obj: object, world: int) -> list[object]:
     if world == 1:
         return [obj]

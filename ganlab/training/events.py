@@ -130,6 +130,7 @@ class Run:
     resumed: bool
     lineage: str | None = None  # the fingerprint without the length (run.json): a longer run may extend this one
     extended: bool = False  # a finished run continued to a new length or train.stop
+    planned_kimg: float | None = None  # what train.minutes buys on this machine (run.json keeps it for resumes)
     writer: Writer = field(init=False)
     reports: Reports = field(init=False)
 

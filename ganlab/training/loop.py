@@ -31,7 +31,7 @@ from ganlab.io.tracking import finish_left_open
 from ganlab.nets.dcgan import recalibrate_batchnorm
 from ganlab.nets.factory import networks
 from ganlab.params import ModelParams, Params, TrainParams
-from ganlab.training import distributed
+from ganlab.training import budget, distributed
 from ganlab.training.augment import adapt_, diff_augment, random_flip, sign_agreement
 from ganlab.training.best import PANEL, best_key, last_gain
 from ganlab.training.clock import Clock
@@ -45,6 +45,7 @@ from ganlab.training.state import (
     fingerprint,
     read,
     recorded_lineage,
+    recorded_plan,
     recorded_run,
     restore,
     resumable,
@@ -265,8 +266,8 @@ def divergence(history: list[dict[str, float]], lr: float) -> str | None:
 
 def out_of_time(progress: Progress, t: TrainParams) -> str | None:
     """The wall-time budget, checked at ticks (the history then ends on a full row)."""
-    if t.stop.minutes is not None and progress.seconds >= t.stop.minutes * 60:
-        return f"{progress.seconds / 60:.1f} minutes of training (train.stop.minutes {t.stop.minutes:g})"
+    if t.budget is not None and progress.seconds >= (limit := t.budget)[0] * 60:
+        return f"{progress.seconds / 60:.1f} minutes of training ({limit[1]} {limit[0]:g})"
     return None
 
 
@@ -437,7 +438,8 @@ def _open_run(
     final = left_open(existing, fp, t) if rank == 0 else None
     if distributed.rank0_says(final is not None, world, device):
         return None, final
-    clock = Clock.of(t, len(data))
+    plan, spent = _plan(t, gan, data, streams, fp, rank, world, device, say)
+    clock = Clock.of(t, len(data), plan)
     lineage = fingerprint(params, sha, world, length=False)
     extended = extension(existing, fp, lineage, clock, t)
     if extended is not None and not extend:  # the outputs follow from the params alone unless the user asks
@@ -452,7 +454,7 @@ def _open_run(
         if not extended[0]:
             return None, run_checkpoint.last_row(existing) if rank == 0 else None
     resumed = existing if extended else resumable(existing, layout.CHECKPOINT, fp, say)
-    progress = restore(gan, resumed, streams, rank) if resumed else Progress()
+    progress = restore(gan, resumed, streams, rank) if resumed else Progress(seconds=spent)
     if extended:  # a new MLflow run: the old one's params (train.kimg, train.stop) stay true to what it ran
         progress.continues, progress.run_id = progress.run_id, None
     run = Run(
@@ -469,8 +471,31 @@ def _open_run(
         resumed=resumed is not None,
         lineage=lineage,
         extended=bool(extended),
+        planned_kimg=plan,
     )
     return run, None  # a finished or foreign checkpoint is not held in memory for the whole run
+
+
+def _plan(
+    t: TrainParams, gan: GAN, data, streams: Streams, fp: str, rank: int, world: int, device: torch.device, say
+) -> tuple[float | None, float]:
+    """(``train.minutes`` in kimg, the seconds spent finding out): the plan recorded for this run
+    when it resumes, else measured now on rank 0 (budget.py); (None, 0) without ``train.minutes``."""
+    if t.minutes is None:
+        return None, 0.0
+    kimg, spent = (recorded_plan(fp), 0.0) if rank == 0 else (0.0, 0.0)
+    if rank == 0 and kimg is None:
+        clock = Clock.of(t, len(data))  # its batch and batch order only
+        autocast = autocast_for(device, t.amp)
+        rate, spent = budget.measured_rate(
+            lambda g, s, first, stop: train_steps(g, data, t, clock, s, first, stop, autocast), gan, clock, streams
+        )
+        kimg = budget.planned_kimg(t.minutes, rate * world, spent)
+        say(
+            f"train: train.minutes {t.minutes:g} at {rate * world:.0f} images/s (measured in {spent:.1f} s) "
+            f"-> {kimg:.4g} kimg, {budget.HOOKS_SHARE:.0%} of the time left for evaluations, grids and checkpoints"
+        )
+    return distributed.rank0_number(kimg, world, device), spent
 
 
 def _run_stops(run: Run, hooks: Hooks, rank: int) -> None:
@@ -531,7 +556,7 @@ def _run_stops(run: Run, hooks: Hooks, rank: int) -> None:
         why = why or (plateaued(progress, t) if evaluated and early else None)  # after this step's evaluation
         # ticks and evaluations are the only stops where train.stop's answer can change: one broadcast each
         if (
-            (t.stop.patience or t.stop.minutes)
+            (t.stop.patience or t.budget)
             and (ticked or evaluated)
             and distributed.rank0_says(why is not None, world, device)
         ):

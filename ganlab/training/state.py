@@ -166,12 +166,19 @@ def restore(gan, state: dict[str, Any], streams: Streams, rank: int) -> Progress
 
 
 def write_record(
-    run_id: str | None, experiment_id: str | None, fp: str, step: int, seconds: float, lineage: str | None = None
+    run_id: str | None,
+    experiment_id: str | None,
+    fp: str,
+    step: int,
+    seconds: float,
+    lineage: str | None = None,
+    planned_kimg: float | None = None,
 ) -> None:
     """``models/run.json``: the MLflow run and wall time of the run that wrote the checkpoint;
     written after each checkpoint, so a resume continues the same MLflow run and clock. Its
     ``lineage`` (the fingerprint without the length) lets a longer run extend a finished one:
-    here, not in the checkpoint, whose bytes stay what the training computed."""
+    here, not in the checkpoint, whose bytes stay what the training computed; so is the kimg that
+    ``train.minutes`` was planned as, which a resume reads back instead of measuring again."""
     record = {
         "run_id": run_id,
         "experiment_id": experiment_id,
@@ -179,6 +186,7 @@ def write_record(
         "step": step,
         "seconds": round(seconds, 3),
         "lineage": lineage,
+        "planned_kimg": planned_kimg,
     }
     write_text(layout.RUN_INFO, json.dumps(record, indent=1))
 
@@ -201,6 +209,14 @@ def recorded_lineage(fp: str) -> str | None:
     """The lineage of the run with fingerprint ``fp`` in run.json; None when it is not recorded there."""
     record = _read_record()
     return record.get("lineage") if record.get("fingerprint") == fp else None
+
+
+def recorded_plan(fp: str) -> float | None:
+    """The kimg that ``train.minutes`` was planned as for the run with fingerprint ``fp``; None when
+    run.json is missing, belongs to another run, or has no plan."""
+    record = _read_record()
+    kimg = record.get("planned_kimg")
+    return float(kimg) if record.get("fingerprint") == fp and isinstance(kimg, (int, float)) and kimg > 0 else None
 
 
 def recorded_run(fp: str) -> tuple[str | None, float]:
