@@ -4,6 +4,8 @@ import pytest
 import torch
 from torch import nn
 
+from ganlab.nets import r3gan
+from ganlab.nets.archs import generator_for
 from ganlab.nets.dcgan import SUPPORTED_SIZES, Discriminator, Generator, init_dcgan_, recalibrate_batchnorm
 from ganlab.nets.factory import networks
 from ganlab.nets.projected import FeaturesAndPixels, ProjectedDiscriminator
@@ -90,6 +92,36 @@ def test_shapes_and_ranges_at_every_size(size):
     assert images.shape == (2, 3, size, size)
     assert images.min() >= -1 and images.max() <= 1
     assert D(images).shape == (2,)
+
+
+@pytest.mark.parametrize("size", SUPPORTED_SIZES)
+def test_the_modern_nets_have_the_lecture_nets_shapes_and_widths_at_every_size(size):
+    G, D = networks("r3gan", "dcgan", 16, size, 8, 8, False)
+    images = G(torch.randn(2, 16))
+    assert images.shape == (2, 3, size, size) and D(images).shape == (2,)
+    lecture_widths = [m.out_channels for m in Generator(16, size, 8) if isinstance(m, nn.ConvTranspose2d)][:-1]
+    assert [b.narrow.out_channels for b in G.blocks] == lecture_widths  # 4 px ... size / 2
+    assert not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in (*G.modules(), *D.modules()))
+
+
+def test_every_residual_block_of_the_modern_nets_starts_as_the_identity():
+    """Fix-up initialisation: the branch's last layer is zero, so depth adds no variance at the start."""
+    G, D = networks("r3gan", "dcgan", 16, 64, 8, 8, False)
+    block = G.blocks[1]
+    x = torch.randn(2, block.narrow.out_channels, 8, 8)
+    assert torch.equal(block(x), x)
+    assert all(torch.count_nonzero(b.narrow.weight) == 0 for b in (*G.blocks, *D.blocks))
+    assert all(torch.count_nonzero(b.widen.weight) > 0 for b in (*G.blocks, *D.blocks))
+
+
+def test_a_checkpoint_rebuilds_the_generator_of_its_arch():
+    G, _ = networks("r3gan", "dcgan", 16, 32, 8, 8, False)
+    rebuilt = generator_for({"arch": "r3gan", "latent_size": 16, "image_size": 32, "g_width": 8})
+    rebuilt.load_state_dict(G.state_dict())
+    z = torch.randn(3, 16)
+    assert isinstance(rebuilt, r3gan.Generator) and torch.equal(rebuilt(z), G(z))
+    lecture = generator_for({"latent_size": 16, "image_size": 32, "g_width": 8})  # written before model.arch
+    assert isinstance(lecture, Generator)
 
 
 @pytest.mark.slow

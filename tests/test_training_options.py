@@ -1,5 +1,7 @@
 """Augmentation, EMA, hinge, R1 and spectral norm do what their papers say, on known values."""
 
+import contextlib
+
 import pytest
 import torch
 from torch import nn
@@ -8,8 +10,17 @@ from ganlab import hooks, layout
 from ganlab.io import checkpoint
 from ganlab.nets.dcgan import Discriminator, init_dcgan_
 from ganlab.training import augment
+from ganlab.training.clock import Clock
 from ganlab.training.ema import make_ema, update_ema
-from ganlab.training.loss import gradient_penalty, hinge_discriminator_loss, hinge_generator_loss
+from ganlab.training.loop import build, train_steps
+from ganlab.training.loss import (
+    LOSSES,
+    gradient_penalty,
+    hinge_discriminator_loss,
+    hinge_generator_loss,
+    objective,
+)
+from ganlab.training.state import Streams
 from stages import prepare, train
 from tests.conftest import interrupt_at_tick, tiny
 
@@ -79,6 +90,71 @@ def test_hinge_losses_on_known_values():
     # relu(1 - real) = [0, 0.5, 2] -> 2.5/3; relu(1 + fake) = [0, 1, 2] -> 1
     torch.testing.assert_close(hinge_discriminator_loss(real, fake), torch.tensor(2.5 / 3 + 1.0))
     torch.testing.assert_close(hinge_generator_loss(fake), torch.tensor(1 / 3))
+
+
+def test_the_pairing_loss_scores_each_real_against_its_fake():
+    real, fake = torch.tensor([2.0, 0.0]), torch.tensor([0.0, 1.0])
+    rp = LOSSES["rpgan"]
+    softplus = torch.nn.functional.softplus
+    # D: softplus(fake - real) = softplus([-2, 1]); G: softplus(real - fake) = softplus([2, -1])
+    torch.testing.assert_close(rp.d(real, fake), softplus(torch.tensor([-2.0, 1.0])).mean())
+    torch.testing.assert_close(rp.g(fake, real), softplus(torch.tensor([2.0, -1.0])).mean())
+    torch.testing.assert_close(rp.d(real + 5, fake + 5), rp.d(real, fake))  # relativistic: only differences count
+    assert rp.pairs and not LOSSES["bce"].pairs
+
+
+def test_each_arch_trains_with_its_own_loss_unless_train_loss_says_otherwise():
+    assert objective("dcgan", tiny().train) == (LOSSES["bce"], 0.0, 0.0)  # the lecture's
+    loss, r1, r2 = objective("r3gan", tiny().train)
+    assert loss is LOSSES["rpgan"] and r1 == r2 > 0
+    assert objective("r3gan", tiny(train={"loss": "bce", "r2_gamma": 0}).train)[::2] == (LOSSES["bce"], 0.0)
+
+
+class _Linear(nn.Module):
+    """D(x) = <w, x>: dD/dx = w for every image, so R1 = R2 = ||w||^2."""
+
+    def __init__(self, size: int):
+        super().__init__()
+        self.w = nn.Parameter(torch.randn(3 * size * size))
+
+    def forward(self, x):
+        return x.flatten(1).float() @ self.w
+
+
+@pytest.mark.parametrize("r1, r2", [(0.0, 0.0), (2.0, 0.0), (0.0, 2.0), (2.0, 2.0)])
+def test_r1_and_r2_add_gamma_times_w_to_a_linear_ds_gradient(r1, r2):
+    """With D(x) = <w, x>, (gamma / 2) ||dD/dx||^2 has the gradient gamma w: R1 on reals and R2 on
+    fakes each add exactly that to D's gradient, every ``r1_every`` steps and scaled by it (lazy)."""
+    t = tiny(
+        train={
+            "diffaugment": [],
+            "flip": False,
+            "loss": "rpgan",
+            "r1_gamma": r1,
+            "r2_gamma": r2,
+            "r1_every": 2,
+            "kimg": 0.016,
+        }
+    ).train
+    grads, reals = {}, torch.rand(16, 3, 32, 32) * 2 - 1
+    for gammas in ((0.0, 0.0), (r1, r2)):
+        run = t.model_copy(update={"r1_gamma": gammas[0], "r2_gamma": gammas[1]})
+        gan = build(
+            tiny().model,
+            run,
+            32,
+            torch.device("cpu"),
+            seed=0,
+        )
+        torch.manual_seed(1)
+        gan.D = _Linear(32)
+        gan.opt_d = torch.optim.SGD(gan.D.parameters(), lr=0.0)
+        w = gan.D.w.detach().clone()
+        gan.opt_d.register_step_pre_hook(lambda opt, *_, key=gammas, D=gan.D: grads.__setitem__(key, D.w.grad.clone()))
+        data = type("Data", (), {"batch": lambda self, idx: reals[: len(idx)]})()
+        clock = Clock.of(run, 40)
+        train_steps(gan, data, run, clock, Streams.seeded(0, torch.device("cpu")), 0, 1, contextlib.nullcontext)
+    torch.testing.assert_close(grads[(r1, r2)] - grads[(0.0, 0.0)], (r1 + r2) * t.r1_every * w, rtol=1e-4, atol=1e-5)
 
 
 def test_r1_penalty_on_a_known_function():
