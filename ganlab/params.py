@@ -76,13 +76,14 @@ class PrepareParams(_Section):
         return v
 
 
-ARCHS = ("dcgan", "r3gan")  # ganlab/nets/factory.py's table (a test keeps them equal)
+ARCHS = ("dcgan", "resize", "r3gan")  # ganlab/nets/factory.py's table (a test keeps them equal)
 LOSS_NAMES = ("bce", "hinge", "rpgan")  # ganlab/training/loss.py's table (a test keeps them equal)
 
 
 class ModelParams(_Section):
     # the networks and the loss they train with: dcgan (the lecture's: transposed convolutions,
-    # BatchNorm, BCE) | r3gan (residual, no normalisation, relativistic pairing with R1 + R2)
+    # BatchNorm, BCE) | resize (the lecture's with resize-convolutions in G) | r3gan (residual, no
+    # normalisation, relativistic pairing with R1 + R2)
     arch: Literal[ARCHS] = "dcgan"
     latent_size: int = Field(128, ge=1, le=4096)
     g_width: int = Field(16, ge=1, le=1024)  # G's last hidden width; doubles towards the input

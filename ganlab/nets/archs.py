@@ -12,7 +12,7 @@ from typing import Any
 
 from torch import nn
 
-from ganlab.nets import dcgan, r3gan
+from ganlab.nets import dcgan, r3gan, resize
 
 Init = Callable[[], nn.Module]
 
@@ -40,6 +40,7 @@ def _r3gan_pixels(image_size: int, width: int, spectral: bool) -> Init:
 
 ARCHS: dict[str, Arch] = {
     "dcgan": Arch(dcgan.Generator, dcgan.init_dcgan_, _dcgan_pixels, loss="bce", gamma=0.0),
+    "resize": Arch(resize.Generator, dcgan.init_dcgan_, _dcgan_pixels, loss="bce", gamma=0.0),
     "r3gan": Arch(r3gan.Generator, lambda G: G.init_(), _r3gan_pixels, loss="rpgan", gamma=1.0),
 }
 
