@@ -118,12 +118,21 @@ class Tracking(Hook):
 
 
 def run_name(run: Run) -> str:
-    """What a run is, as its MLflow name: data set, size, discriminator and length."""
+    """What a run is, as its MLflow name: data set, size, networks (model.arch, and the discriminator
+    where it is not the arch's own pixel D) and length."""
     p = run.params
     source = "demo" if p.prepare.source == "demo" else Path(p.prepare.source).name
     t = p.train
     length = f"{t.minutes:g}min" if t.minutes else f"{t.epochs}ep" if t.epochs else f"{t.kimg:g}kimg"
-    return f"{source}-{run.image_size}px-{p.model.discriminator}-{length}"
+    m = p.model
+    nets = (
+        m.arch
+        if m.discriminator == "dcgan"
+        else m.discriminator
+        if m.arch == "dcgan"
+        else f"{m.arch}/{m.discriminator}"
+    )
+    return f"{source}-{run.image_size}px-{nets}-{length}"
 
 
 def tick_metrics(run: Run, due: Due) -> dict[str, float]:

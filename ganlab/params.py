@@ -82,8 +82,8 @@ LOSS_NAMES = ("bce", "hinge", "rpgan")  # ganlab/training/loss.py's table (a tes
 
 class ModelParams(_Section):
     # the networks and the loss they train with: dcgan (the lecture's: transposed convolutions,
-    # BatchNorm, BCE) | resize (the lecture's with resize-convolutions in G) | r3gan (residual, no
-    # normalisation, relativistic pairing with R1 + R2)
+    # BatchNorm, BCE) | resize (the lecture's nets with resize-convolutions in G, relativistic pairing
+    # with R1 + R2) | r3gan (residual, no normalisation, relativistic pairing with R1 + R2)
     arch: Literal[ARCHS] = "dcgan"
     latent_size: int = Field(128, ge=1, le=4096)
     g_width: int = Field(16, ge=1, le=1024)  # G's last hidden width; doubles towards the input

@@ -85,8 +85,8 @@ def main(out: str, image_set: str, name: str, *overrides: str) -> None:
     plain_name(src.name, "SET's folder name")
     code = out_dir / "code"
     env = {**os.environ, "PYTHONPATH": str(code)} if code.is_dir() else None
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    params["prepare"]["source"] = str(src)
+    params = yaml.safe_load(((code if (code / "params.yaml").is_file() else ROOT) / "params.yaml").read_text())
+    params["prepare"]["source"] = "demo" if image_set == "demo" else str(src)  # the built-in faces by name
     for item in overrides:
         key, value = item.split("=", 1)
         *path, last = key.split(".")
