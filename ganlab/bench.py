@@ -99,7 +99,7 @@ class StepResult:
 class EndToEndResult:
     config: str
     device: str
-    discriminator: str  # the shipped default's, in both measurements
+    discriminator: str  # the networks and D of both measurements (the shipped ones unless --arch)
     images: int
     kimg: float
     pure_step_images_per_s: float  # median of trials, same model, batch and data set size
@@ -214,9 +214,16 @@ class OurLoop:
     against the notebook, with the notebook's model (the lecture's D)."""
 
     def __init__(
-        self, data: torch.Tensor, gw: int, dw: int, batch: int, device: torch.device, discriminator: str = "dcgan"
+        self,
+        data: torch.Tensor,
+        gw: int,
+        dw: int,
+        batch: int,
+        device: torch.device,
+        discriminator: str = "dcgan",
+        arch: str = "dcgan",
     ):
-        model = {"g_width": gw, "d_width": dw, "discriminator": discriminator}
+        model = {"g_width": gw, "d_width": dw, "discriminator": discriminator, "arch": arch}
         self.p = parse_params({"model": model, "train": {"batch_size": batch, "lr": 2e-4}})
         self.gan = build(self.p.model, self.p.train, data.shape[-1], device, 0)
         self.autocast = autocast_for(device, self.p.train.amp)
@@ -288,10 +295,12 @@ def bench_steps(config: str, trials: int, steps: int, device: torch.device) -> S
     )
 
 
-def pure_steps(config: str, images: int, trials: int, steps: int, device: torch.device, discriminator: str) -> float:
+def pure_steps(
+    config: str, images: int, trials: int, steps: int, device: torch.device, discriminator: str, arch: str
+) -> float:
     size, gw, dw, batch = CONFIGS[config]
     with tempfile.TemporaryDirectory() as tmp:
-        loop = OurLoop(_images(Path(tmp), images, size), gw, dw, batch, device, discriminator)
+        loop = OurLoop(_images(Path(tmp), images, size), gw, dw, batch, device, discriminator, arch)
     loop.run(steps)
     return statistics.median(loop.run(steps) for _ in range(trials))
 
@@ -299,14 +308,16 @@ def pure_steps(config: str, images: int, trials: int, steps: int, device: torch.
 PHASES = ("data", "D step", "G step", "logging")  # how train_steps labels its parts (record_function)
 
 
-def profile_steps(config: str, steps: int, device: torch.device, discriminator: str) -> list[tuple[str, float]]:
+def profile_steps(
+    config: str, steps: int, device: torch.device, discriminator: str, arch: str = "dcgan"
+) -> list[tuple[str, float]]:
     """Milliseconds per training step in each labelled phase of ``train_steps`` (the D step and
     the G step split into forward, augmentation, backward and optimizer), with the rest as
     "other": where a step's time goes, before choosing what to speed up. On CUDA the phases are
     the host's time to launch their work, not the device's time to run it."""
     size, gw, dw, batch = CONFIGS[config]
     with tempfile.TemporaryDirectory() as tmp:
-        loop = OurLoop(_images(Path(tmp), 4 * batch, size), gw, dw, batch, device, discriminator)
+        loop = OurLoop(_images(Path(tmp), 4 * batch, size), gw, dw, batch, device, discriminator, arch)
     loop.run(2)  # warm-up: allocator, oneDNN kernels
     os.environ.setdefault("KINETO_LOG_LEVEL", "5")  # the profiler's own start/stop lines, not ours to show
     activities = [torch.profiler.ProfilerActivity.CPU]
@@ -319,13 +330,18 @@ def profile_steps(config: str, steps: int, device: torch.device, discriminator: 
     return [*rows, ("other", max(0.0, wall - sum(ms for _, ms in rows))), ("step (wall)", wall)]
 
 
-def print_profile(configs: list[str] | None, steps: int, device: str, discriminator: str | None) -> None:
+def print_profile(
+    configs: list[str] | None, steps: int, device: str, discriminator: str | None, arch: str | None = None
+) -> None:
     dev = resolve_device(device)
     discriminator = discriminator or Params().model.discriminator
+    arch = arch or Params().model.arch
     for config in configs or ["demo-64"]:
-        rows = profile_steps(config, steps, dev, discriminator)
+        rows = profile_steps(config, steps, dev, discriminator, arch)
         wall = rows[-1][1]
-        print(f"{config}, {discriminator} D, {_device_name(dev)}: ms per training step ({steps} steps profiled)")
+        print(
+            f"{config}, {arch} nets, {discriminator} D, {_device_name(dev)}: ms per training step ({steps} steps profiled)"
+        )
         for name, ms in rows:
             print(f"  {name:24} {ms:8.2f} ms {100 * ms / wall:5.1f}%")
 
@@ -335,7 +351,9 @@ def _folder_bytes(root: Path) -> int:
     return sum(f.stat().st_size for p in paths for f in ([p] if p.is_file() else p.rglob("*")) if f.is_file())
 
 
-def end_to_end(config: str, images: int, kimg: float, device: torch.device, trials: int, steps: int) -> EndToEndResult:
+def end_to_end(
+    config: str, images: int, kimg: float, device: torch.device, trials: int, steps: int, arch: str | None = None
+) -> EndToEndResult:
     """``gan prepare`` and ``gan train`` in a temporary project with the shipped params but for
     the model, batch, length and device; the store exists first, as in any project after its first run."""
     size, gw, dw, batch = CONFIGS[config]
@@ -345,7 +363,7 @@ def end_to_end(config: str, images: int, kimg: float, device: torch.device, tria
         (root / "raw" / "labels.csv").unlink()  # own images: no labels, no attribute metrics
         shipped = Params().model_dump(mode="json")
         shipped["prepare"].update(source="raw", image_size=size)
-        shipped["model"].update(g_width=gw, d_width=dw)
+        shipped["model"].update(g_width=gw, d_width=dw, arch=arch or shipped["model"]["arch"])
         shipped["train"].update(batch_size=batch, kimg=kimg)
         shipped["device"] = device.type
         (root / "params.yaml").write_text(yaml.safe_dump(shipped, sort_keys=False))
@@ -365,11 +383,13 @@ def end_to_end(config: str, images: int, kimg: float, device: torch.device, tria
         checkpoints = (
             run_checkpoint.checkpoint_count(checkpoint.load(root / "models/checkpoint.pt")) + 1
         )  # + the final one
-    pure = pure_steps(config, images, trials, steps, device, shipped["model"]["discriminator"])
+    pure = pure_steps(
+        config, images, trials, steps, device, shipped["model"]["discriminator"], shipped["model"]["arch"]
+    )
     return EndToEndResult(
         config,
         _device_name(device),
-        shipped["model"]["discriminator"],
+        f"{shipped['model']['arch']} nets, {shipped['model']['discriminator']}",
         images,
         kimg,
         round(pure, 1),
@@ -390,6 +410,7 @@ def main(
     as_json: bool = False,
     end_to_end_sizes: tuple[int, ...] = (220, 1000),
     kimg: float | None = None,
+    arch: str | None = None,
 ) -> None:
     dev = resolve_device(device)
     configs = configs or (
@@ -408,7 +429,7 @@ def main(
                 f"{r.speedup.median:6.2f} [{r.speedup.low:.2f}..{r.speedup.high:.2f}] {r.ours_tflops:8.4f} {r.sampling_images_per_s:13.1f}"
                 + (f"  ({r.peak_share:.1%} of bf16 peak)" if r.peak_share else "")
             )
-    e2e = [end_to_end(configs[-1], n, kimg, dev, trials, steps) for n in end_to_end_sizes]
+    e2e = [end_to_end(configs[-1], n, kimg, dev, trials, steps, arch) for n in end_to_end_sizes]
     if as_json:
         print(
             json.dumps(
@@ -419,7 +440,7 @@ def main(
         return
     if e2e:
         print(
-            f"\nend to end: `gan train` with the shipped cadence and D ({e2e[0].discriminator}) for {kimg:g} kimg ({configs[-1]})"
+            f"\nend to end: `gan train` with the shipped cadence, {e2e[0].discriminator} D, for {kimg:g} kimg ({configs[-1]})"
         )
         print(
             f"{'images':>7} {'device':24} {'pure-step img/s':>16} {'end-to-end img/s':>17} {'ratio':>6} {'loop img/s':>11} {'MB written':>11} {'grids':>6} {'ckpts':>6}"

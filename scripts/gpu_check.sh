@@ -15,4 +15,7 @@ timeout "${TEST_S:-240}" python3 -m pytest -m cuda -q -p no:cacheprovider -o add
 echo "cuda tests: $(( $(date +%s) - start )) s"
 start=$(date +%s)
 timeout "${BENCH_S:-300}" python3 -m stages.cli bench --device cuda ${BENCH_ARGS:-} 2>&1 | grep -v "^20[0-9][0-9]/" | tee "$OUT/bench.txt"
+for arch in resize r3gan; do  # the modern nets beside the lecture's: where a step's time goes
+  timeout "${PROFILE_S:-60}" python3 -m stages.cli bench --device cuda --profile --arch $arch 2>&1 | tee -a "$OUT/bench.txt"
+done
 echo "bench: $(( $(date +%s) - start )) s"

@@ -146,6 +146,10 @@ def bench(
     discriminator: str = typer.Option(
         None, help="The D of --profile: dcgan | projected | dcgan+projected | dcgan+shallow (default: the shipped one)."
     ),
+    arch: str = typer.Option(
+        None,
+        help="The networks of --profile and the end-to-end runs: dcgan | resize | r3gan (default: the shipped one).",
+    ),
 ) -> None:
     """Pure-step images/s against the lecture's notebook loop (median and spread of interleaved
     trials), and `gan train` end to end: images/s, its ratio to pure steps, MB written."""
@@ -158,15 +162,16 @@ def bench(
     if device not in ("auto", "cpu", "cuda"):
         print(f"error: --device: {device!r} is not one of auto, cpu, cuda", file=sys.stderr)
         raise typer.Exit(1)
-    choices = typing.get_args(ModelParams.model_fields["discriminator"].annotation)
-    if discriminator is not None and discriminator not in choices:
-        print(f"error: --discriminator: {discriminator!r} is not one of {', '.join(choices)}", file=sys.stderr)
-        raise typer.Exit(1)
+    for option, value, field in (("--discriminator", discriminator, "discriminator"), ("--arch", arch, "arch")):
+        choices = typing.get_args(ModelParams.model_fields[field].annotation)
+        if value is not None and value not in choices:
+            print(f"error: {option}: {value!r} is not one of {', '.join(choices)}", file=sys.stderr)
+            raise typer.Exit(1)
     try:
         if profile:
-            benchmark.print_profile(config, steps, device, discriminator)
+            benchmark.print_profile(config, steps, device, discriminator, arch)
             return
-        benchmark.main(config, trials, steps, device, json_output, tuple(n for n in size if n > 0), kimg or None)
+        benchmark.main(config, trials, steps, device, json_output, tuple(n for n in size if n > 0), kimg or None, arch)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         raise typer.Exit(1) from None

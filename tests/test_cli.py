@@ -117,3 +117,9 @@ def test_demo_faces_refuses_a_negative_count(tmp_path):
 def test_bench_refuses_an_unknown_device_in_one_line(tmp_path):
     out = gan("bench", "--device", "tpu", cwd=tmp_path)
     assert out.returncode == 1 and out.stderr == "error: --device: 'tpu' is not one of auto, cpu, cuda\n"
+
+
+@pytest.mark.slow
+def test_bench_refuses_an_unknown_arch_in_one_line(tmp_path):
+    out = gan("bench", "--profile", "--arch", "vit", cwd=tmp_path)
+    assert out.returncode == 1 and out.stderr == "error: --arch: 'vit' is not one of dcgan, resize, r3gan\n"

@@ -47,9 +47,13 @@ def test_the_default_pipeline_runs_on_cuda(tmp_path, empty_store):
     assert repro(project) == []
 
 
-@pytest.mark.parametrize("discriminator", ["dcgan", "projected", "dcgan+projected", "dcgan+shallow"])
-def test_kill_and_resume_on_cuda(workdir, monkeypatch, discriminator):
-    params = tiny(**CUDA_TINY, model={"discriminator": discriminator})
+@pytest.mark.parametrize(
+    "arch, discriminator",
+    [("dcgan", d) for d in ("dcgan", "projected", "dcgan+projected", "dcgan+shallow")]
+    + [("resize", "dcgan"), ("r3gan", "dcgan")],
+)
+def test_kill_and_resume_on_cuda(workdir, monkeypatch, arch, discriminator):
+    params = tiny(**CUDA_TINY, model={"arch": arch, "discriminator": discriminator})
     prepare.run(params)
     attributes.run(params)
     real_append = hooks.append_history

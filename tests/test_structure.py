@@ -166,12 +166,17 @@ def test_dvc_stages_depend_on_every_module_they_import(graph):
 def test_params_domains_match_what_the_code_supports():
     from typing import get_args
 
+    from ganlab.nets import archs
     from ganlab.nets.dcgan import SUPPORTED_SIZES
-    from ganlab.params import IMAGE_SIZES, TrainParams
+    from ganlab.nets.factory import DISCRIMINATORS
+    from ganlab.params import ARCHS, IMAGE_SIZES, LOSS_NAMES, ModelParams, TrainParams
     from ganlab.training.best import DIRECTIONS
+    from ganlab.training.loss import LOSSES
 
     assert IMAGE_SIZES == SUPPORTED_SIZES
     assert set(get_args(TrainParams.model_fields["best_metric"].annotation)) == set(DIRECTIONS)
+    assert ARCHS == tuple(archs.ARCHS) and LOSS_NAMES == tuple(LOSSES)
+    assert set(get_args(ModelParams.model_fields["discriminator"].annotation)) == set(DISCRIMINATORS)
 
 
 def test_the_training_checkpoints_keys_are_known_to_one_module():

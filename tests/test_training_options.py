@@ -176,8 +176,12 @@ def test_spectral_norm_keeps_each_conv_at_unit_norm():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("discriminator", ["dcgan", "projected", "dcgan+projected", "dcgan+shallow"])
-def test_all_options_train_and_resume_exactly(workdir, monkeypatch, discriminator):
+@pytest.mark.parametrize(
+    "arch, discriminator",
+    [("dcgan", d) for d in ("dcgan", "projected", "dcgan+projected", "dcgan+shallow")]
+    + [("resize", "dcgan"), ("r3gan", "dcgan")],
+)
+def test_all_options_train_and_resume_exactly(workdir, monkeypatch, arch, discriminator):
     options = {
         "kimg": 0.064,
         "checkpoint_kimg": 0.032,
@@ -192,7 +196,10 @@ def test_all_options_train_and_resume_exactly(workdir, monkeypatch, discriminato
         "lr_g": 0.002,
         "lr_d": 0.001,
     }
-    params = tiny(train=options, model={"d_spectral_norm": True, "discriminator": discriminator})
+    if arch != "dcgan":  # each with its own loss, R1 and R2 (r3gan's D takes no spectral norm)
+        options.update(loss=None, r1_gamma=None, r2_gamma=None)
+    model = {"d_spectral_norm": arch != "r3gan", "discriminator": discriminator, "arch": arch}
+    params = tiny(train=options, model=model)
     prepare.run(params)
     train.run(params)
     straight = checkpoint.load(layout.CHECKPOINT)
@@ -205,7 +212,7 @@ def test_all_options_train_and_resume_exactly(workdir, monkeypatch, discriminato
     assert checkpoint.load(layout.CHECKPOINT)["step"] == 2
     p = checkpoint.load(layout.CHECKPOINT)["augment_p"]
     assert (
-        (0 < p <= 1) if discriminator == "dcgan" else (0 <= p <= 1)
+        (0 < p <= 1) if (arch, discriminator) == ("dcgan", "dcgan") else (0 <= p <= 1)
     )  # ADA moved (the projected D starts below target) and is kept
     monkeypatch.setattr(hooks, "append_history", real_append)
     train.run(params)
