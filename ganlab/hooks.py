@@ -207,6 +207,7 @@ class Console(Hook):
     def on_step(self, run: Run, due: Due) -> None:
         if not due.tick:
             return
+        self.bar.total = run.clock.total * run.clock.batch  # a train.minutes run may be planned again
         self.bar.update(due.images - self.bar.n)
         self.bar.set_postfix(
             loss_d=f"{due.row['loss_d']:.3f}",

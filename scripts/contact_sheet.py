@@ -5,15 +5,18 @@ generator, captioned, so that runs at equal CPU time are judged by eye side by s
 
 The first run folder gives the real images (64 at random, seed 0, from its prepared data set);
 each ``caption=RUN`` adds a panel of RUN's best generator (the one its later stages would use)
-on the training grids' fixed latents (``caption=RUN:last``: its last generator instead). A ``|`` in
-a caption breaks the line.
+on the training grids' fixed latents (``caption=RUN:last``: its last generator instead;
+``caption=RUN@10``: the training grid nearest 10 minutes of its wall time, from timing.csv, for
+quality against minutes). A ``|`` in a caption breaks the line.
 """
 
 from __future__ import annotations
 
+import csv
 import sys
 from pathlib import Path
 
+import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
@@ -30,6 +33,11 @@ def main(out: str, real_run: str, *columns: str) -> None:
     grid_seed = Params().train.grid_seed
     for column in columns:
         caption, run = column.split("=", 1)
+        if "@" in run:
+            run, minutes = run.rsplit("@", 1)
+            image, kimg, at = grid_at(Path(run), float(minutes))
+            panels.append((f"{caption}|grid at {at:.1f} min: {kimg:.1f} kimg", image))
+            continue
         run, _, which = run.partition(":")
         G, kimg = load_generator(Path(run) / "models/checkpoint.pt", torch.device("cpu"), which or "best")
         fake = generate(G, fixed_latents(grid_seed, G.latent_size, 64))
@@ -44,6 +52,17 @@ def main(out: str, real_run: str, *columns: str) -> None:
             draw.text((i * (w + 10) + 4, 4 + 14 * j), line, fill="black")
     sheet.save(out)
     print(out, sheet.size)
+
+
+def grid_at(run: Path, minutes: float) -> tuple[Image.Image, float, float]:
+    """(the training grid nearest ``minutes`` of the run's wall time, its kimg, its minutes)."""
+    timing = list(csv.DictReader((run / "reports/train/timing.csv").open()))
+    kimg = [0.0] + [float(t["kimg"]) for t in timing]
+    seconds = [0.0] + [float(t["seconds"]) for t in timing]
+    target = float(np.interp(minutes * 60, seconds, kimg))
+    grids = {int(p.stem.split("_")[1]) / 1000: p for p in (run / "reports/train/grids").glob("images_*.png")}
+    near = min(grids, key=lambda k: abs(k - target))
+    return Image.open(grids[near]).convert("RGB"), near, float(np.interp(near, kimg, seconds)) / 60
 
 
 if __name__ == "__main__":

@@ -73,3 +73,25 @@ def test_the_minutes_end_the_run_at_their_budget_like_train_stop_minutes(workdir
     train.run(params)
     assert "stopping at 0.032 of 0.128 kimg: 0.0 minutes of training (train.minutes 1e-06)" in capsys.readouterr().out
     assert [float(r["kimg"]) for r in csv.DictReader(layout.HISTORY.open())] == [0.032]
+
+
+def test_the_pace_a_run_keeps_plans_the_rest_of_its_minutes():
+    # 6000 images in 30 s of a 1-minute budget: 200 images/s for 97% of the 30 s left
+    assert budget.replanned_kimg(1, 6000, 30.0) == pytest.approx((6000 + 200 * 30 * 0.97) / 1000)
+    assert budget.replanned_kimg(1, 6000, 90.0) == pytest.approx(6.0)  # over budget: nothing more fits
+
+
+def test_a_run_planned_again_follows_its_new_clock_to_the_end(workdir, monkeypatch, capsys):
+    """The start's measurement planned 0.064 kimg; at the first evaluation (0.032) the pace says 0.256
+    fit: the later evaluations follow the new plan's cadence, and run.json keeps it for a resume."""
+    params = tiny(
+        train={"minutes": 10, "kimg": 0.128, "eval_kimg": 0.064, "eval_samples": 16, "checkpoint_kimg": 0.032}
+    )
+    prepare.run(params)
+    monkeypatch.setattr(budget, "measured_rate", lambda *a: (64 / (10 * 60 * (1 - budget.HOOKS_SHARE)), 0.0))
+    monkeypatch.setattr(budget, "replanned_kimg", lambda *a: 0.256)
+    train.run(params)
+    assert "so 0.256 kimg fit, not 0.064: planned again" in capsys.readouterr().out
+    assert [float(r["kimg"]) for r in csv.DictReader(layout.EVAL_HISTORY.open())] == [0.032, 0.128, 0.256]
+    assert [float(r["kimg"]) for r in csv.DictReader(layout.HISTORY.open())][-1] == 0.256
+    assert json.loads(layout.RUN_INFO.read_text())["planned_kimg"] == 0.256

@@ -5,7 +5,9 @@ Why kimg after all: every cadence (grids log-spaced from 1/500 of the run, evalu
 needs the run's end before the first step, and a plan in kimg keeps them where they would be in a
 run of that length; the same plan is read back on resume (``models/run.json``), so a resumed run
 keeps its grids and evaluations. ``train.minutes`` also ends the run at its budget, as
-``train.stop.minutes`` does, if the machine slows down; a faster machine simply finishes early.
+``train.stop.minutes`` does. At each evaluation the plan is made again from the pace the run has
+actually kept, evaluations, grids and checkpoints included: a machine that slowed down or sped up
+still ends near its minutes, with the evaluations and grids still to come spread over what is left.
 """
 
 from __future__ import annotations
@@ -38,6 +40,14 @@ def measured_rate(steps, gan, clock: Clock, streams) -> tuple[float, float]:
         if (elapsed := time.perf_counter() - t0) >= MEASURE_S and n >= 3:
             break
     return (n - 1) * clock.batch / elapsed, time.perf_counter() - start
+
+
+def replanned_kimg(minutes: float, images: int, seconds: float) -> float:
+    """The kimg a run that has shown ``images`` in ``seconds`` (hooks included) will have shown at
+    the end of its minutes if it keeps that pace; 3% of what is left is kept for the end's
+    evaluation and checkpoint."""
+    left = max(0.0, minutes * 60 - seconds)
+    return (images + images / max(seconds, 1e-9) * left * 0.97) / 1000
 
 
 def planned_kimg(minutes: float, images_per_s: float, spent_s: float) -> float:

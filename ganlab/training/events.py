@@ -152,6 +152,13 @@ class Run:
     def kimg(self) -> float:
         return self.clock.kimg(self.progress.step)
 
+    def replan(self, clock: Clock, planned_kimg: float) -> Clock:
+        """A ``train.minutes`` run's new plan (loop._replan): the one change a run's parts take while it
+        trains, so that the hooks (the progress bar, run.json) see the clock the loop follows."""
+        object.__setattr__(self, "clock", clock)
+        object.__setattr__(self, "planned_kimg", planned_kimg)
+        return clock
+
     def snapshot(self, noise_states) -> dict:
         return state.snapshot(
             self.gan, self.params, self.image_size, self.progress, list(noise_states), self.fp, self.kimg

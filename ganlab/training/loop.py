@@ -498,6 +498,17 @@ def _plan(
     return distributed.rank0_number(kimg, world, device), spent
 
 
+def _replan(run: Run, seconds: float) -> float | None:
+    """``train.minutes`` planned again at an evaluation, from the pace the run has kept so far with
+    its evaluations, grids and checkpoints (the start's measurement saw training steps only, on a
+    machine whose speed may have drifted since); None when that is within 5% of the plan. Never
+    before the next step: the run's end is always a stop still to come."""
+    step, batch, plan = run.progress.step, run.clock.batch, run.planned_kimg
+    kimg = max(budget.replanned_kimg(run.params.train.minutes, step * batch, seconds), (step + 1) * batch / 1000)
+    kimg = distributed.rank0_number(kimg, run.world, run.device)  # rank 0's clock decides
+    return kimg if plan is None or abs(kimg - plan) > 0.05 * plan else None
+
+
 def _run_stops(run: Run, hooks: Hooks, rank: int) -> None:
     """Train from the run's step to its end or its train.stop, handing the hooks what is due at
     every stop of the clock."""
@@ -514,7 +525,8 @@ def _run_stops(run: Run, hooks: Hooks, rank: int) -> None:
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     logs, tick_start, last = [], (progress.step, progress.seconds), time.perf_counter()
-    for stop in clock.stops(after=progress.step):
+    stops = clock.stops(after=progress.step)
+    while (stop := next(stops, None)) is not None:
         logs.append(train_steps(gan, run.data, t, clock, streams, progress.step, stop, autocast, rank, world))
         ticked = stop in clock.ticks  # the one host read of the losses since the last tick:
         means = (
@@ -567,3 +579,11 @@ def _run_stops(run: Run, hooks: Hooks, rank: int) -> None:
                     run, Due(stop, clock.kimg(stop), stop * clock.batch, grid=stop not in clock.grids, end=True)
                 )
             return
+        if t.minutes and evaluated and early and (kimg := _replan(run, progress.seconds + time.perf_counter() - last)):
+            if rank == 0:
+                print(
+                    f"train: train.minutes {t.minutes:g}: {progress.seconds / 60:.1f} minutes for {clock.kimg(stop):g} kimg, "
+                    f"so {kimg:.4g} kimg fit, not {run.planned_kimg:.4g}: planned again"
+                )
+            clock = run.replan(Clock.of(t, len(run.data), kimg), kimg)
+            stops = clock.stops(after=stop)
