@@ -44,8 +44,7 @@ def batch_statistics(model: nn.Module) -> Iterator[nn.Module]:
 
 @torch.no_grad()
 def generate(G: nn.Module, z: torch.Tensor, batch: int = 256, batch_stats: bool = False) -> torch.Tensor:
-    """Images (N, 3, S, S) in [-1, 1], float32, on G's device; clamped there, since a generator
-    without a tanh (r3gan) may draw a little past it.
+    """Images (N, 3, S, S) in [-1, 1], float32, on G's device.
 
     ``batch_stats``: BatchNorm normalises over the batch (one call, as the lecture's grids);
     otherwise G is used as it is, in chunks of ``batch`` (eval mode: each image independent).
@@ -53,8 +52,8 @@ def generate(G: nn.Module, z: torch.Tensor, batch: int = 256, batch_stats: bool 
     z = z.to(device_of(G))
     if batch_stats:
         with batch_statistics(G) as G_batch:
-            return G_batch(z).float().clamp_(-1, 1)
-    return torch.cat([G(chunk).float() for chunk in z.split(batch)]).clamp_(-1, 1)
+            return G_batch(z).float()
+    return torch.cat([G(chunk).float() for chunk in z.split(batch)])
 
 
 def load_generator(path: Path, device: torch.device, which: str = "last") -> tuple[nn.Module, float]:

@@ -41,7 +41,7 @@ def _r3gan_pixels(image_size: int, width: int, spectral: bool) -> Init:
 ARCHS: dict[str, Arch] = {
     "dcgan": Arch(dcgan.Generator, dcgan.init_dcgan_, _dcgan_pixels, loss="bce", gamma=0.0),
     "resize": Arch(resize.Generator, dcgan.init_dcgan_, _dcgan_pixels, loss="rpgan", gamma=0.05),
-    "r3gan": Arch(r3gan.Generator, lambda G: G.init_(), _r3gan_pixels, loss="rpgan", gamma=1.0),
+    "r3gan": Arch(r3gan.Generator, lambda G: G.init_(), _r3gan_pixels, loss="rpgan", gamma=0.05),
 }
 
 
