@@ -1,5 +1,6 @@
 """`gan plots`: DVC's plots page with Vega inlined (it renders with no network), and SVGs."""
 
+import csv
 import json
 import re
 import shutil
@@ -12,10 +13,12 @@ import vl_convert
 import yaml
 from typer.testing import CliRunner
 
+from ganlab.hooks import HISTORY_KEYS
 from ganlab.render import dvc_plots
 from stages.cli import app
 
 ROOT = Path(__file__).resolve().parents[1]
+LOSS_D = (1.25, 0.875)  # the written curves' D losses, found again in the page
 
 
 def _titles() -> list[str]:
@@ -26,14 +29,31 @@ def _titles() -> list[str]:
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory) -> Path:
-    """The project's dvc.yaml and its committed training curves, in a DVC repository without git;
-    the template is built once (3-4 s) and copied where `gan plots` looks for it."""
+    """The project's dvc.yaml and two ticks of training curves written here (not the workspace's,
+    which the user's own runs change), in a DVC repository without git; the template is built once
+    (3-4 s) and copied where `gan plots` looks for it."""
     root = tmp_path_factory.mktemp("plots")
     subprocess.run([sys.executable, "-m", "dvc", "init", "--no-scm", "-q"], cwd=root, check=True)
     shutil.copy(ROOT / "dvc.yaml", root / "dvc.yaml")
     (root / "reports/train").mkdir(parents=True)
-    for name in ("history.csv", "eval_history.csv"):
-        shutil.copy(ROOT / "reports/train" / name, root / "reports/train" / name)
+    history = [{k: 0.5 for k in HISTORY_KEYS} | {"kimg": k, "loss_d": LOSS_D[i]} for i, k in enumerate((2, 4))]
+    evals = [
+        {
+            "kimg": 4,
+            "fd_ratio": 9.5,
+            "swd_ratio": 2.5,
+            "ndb": 0.3,
+            "ndb_floor": 0.03,
+            "precision": 0.1,
+            "recall": 0.1,
+            "nn_ratio": 1.1,
+        }
+    ]
+    for name, rows in (("history.csv", history), ("eval_history.csv", evals)):
+        with open(root / "reports/train" / name, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
     template = dvc_plots.offline_template(root / dvc_plots.TEMPLATE_DIR)
     assert template.is_file()
     return root
@@ -65,7 +85,7 @@ def test_the_page_holds_every_plot_and_loads_nothing(rendered):
         # the div DVC writes for each plot, and its call to the inlined vegaEmbed
         div = title.translate({ord(c): "_" for c in r"!@#$%^&*()[]{};,<>?\/:.|`~=_+ "})
         assert f'<div id = "{div}">' in html and f"vegaEmbed('#{div}', spec);" in html
-    assert '"loss_d": "0.7475948929786682"' in html  # the data itself, inline
+    assert f'"loss_d": "{LOSS_D[1]}"' in html  # the data itself, inline
     # timing.csv is not here (it is no output): DVC says so, the page is written anyway
     assert "failed to load some plots" in warnings and "timing.csv" in warnings
 
