@@ -31,7 +31,7 @@ from ganlab.training.best import PANEL, pick_best
 MARKS = (5, 10, 30, 60)
 COLUMNS = ("swd", "ndb", "precision", "recall", "fd_ratio")
 DIGITS = {"swd": 1, "ndb": 2, "precision": 2, "recall": 3, "fd_ratio": 2, "kimg": 0}
-SLACK_MIN = 1.0  # an evaluation up to a minute past a mark still counts for it (evaluations land near, not on, marks)
+NEAR = (0.8, 1.15)  # a mark takes the evaluations up to 15% past it, and none if the last is 20% short of it
 
 
 def _floats(row: dict) -> dict[str, float]:
@@ -59,7 +59,7 @@ def read_run(run: Path) -> dict:
         model += "+" + params["model"]["discriminator"]
     return {
         "set": Path(source).name if source != "demo" else "demo",
-        "model": f"{model} ({run.parent.name})",
+        "model": model,
         "seed": params["train"]["seed"],
         "rows": rows,
     }
@@ -67,11 +67,11 @@ def read_run(run: Path) -> dict:
 
 def at_mark(run: dict, minutes: float) -> dict[str, float] | None:
     """The evaluation a run of ``minutes`` keeps: the training's pick among those up to the mark."""
-    rows = [r for r in run["rows"] if r["minutes"] <= minutes + SLACK_MIN]
-    if not rows or rows[-1]["minutes"] < minutes - SLACK_MIN * 2:
+    rows = [r for r in run["rows"] if r["minutes"] <= minutes * NEAR[1]]
+    if not rows or rows[-1]["minutes"] < minutes * NEAR[0]:
         return None  # the run did not reach the mark
     pick = pick_best(rows, PANEL)
-    return None if pick is None else rows[pick]
+    return None if pick is None else {**rows[pick], "reached": rows[-1]["minutes"]}
 
 
 def _spread(values: list[float], digits: int) -> str:
@@ -82,7 +82,7 @@ def _spread(values: list[float], digits: int) -> str:
 
 
 def table(runs: list[dict]) -> str:
-    head = "| set | model | minutes | seeds | kimg | " + " | ".join(COLUMNS) + " |"
+    head = "| set | model | minutes (last evaluation) | seeds | kimg kept | " + " | ".join(COLUMNS) + " |"
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     groups: dict[tuple[str, str], list[dict]] = {}
     for r in runs:
@@ -93,7 +93,8 @@ def table(runs: list[dict]) -> str:
             if not picks:
                 continue
             cells = [_spread([p[k] for p in picks], DIGITS[k]) for k in ("kimg", *COLUMNS)]
-            lines.append(f"| {name} | {model} | {mark} | {len(picks)} | " + " | ".join(cells) + " |")
+            reached = statistics.fmean(p["reached"] for p in picks)
+            lines.append(f"| {name} | {model} | {mark} ({reached:.1f}) | {len(picks)} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
