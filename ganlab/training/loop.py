@@ -71,8 +71,10 @@ class GAN:
         return self.ema if self.ema is not None else distributed.unwrap(self.G)
 
     def eval_generator(self, seed: int) -> nn.Module:
-        """A copy of the image generator with BN statistics (if it has any) re-estimated for eval-mode sampling."""
-        return recalibrate_batchnorm(copy.deepcopy(self.generator_for_images).requires_grad_(True), seed=seed)
+        """A copy of the image generator with BN statistics (if it has any) re-estimated for eval-mode
+        sampling; in the default memory format, as the later stages load it (the same numbers)."""
+        G = copy.deepcopy(self.generator_for_images).requires_grad_(True)
+        return recalibrate_batchnorm(G.to(memory_format=torch.contiguous_format), seed=seed)
 
 
 def build(m: ModelParams, t: TrainParams, image_size: int, device: torch.device, seed: int, world: int = 1) -> GAN:
