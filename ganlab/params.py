@@ -120,6 +120,9 @@ class TrainParams(_Section):
     stop: StopParams = Field(
         StopParams(), json_schema_extra=RUNS
     )  # an earlier end; the later stages use the best generator either way
+    # a finished run whose length or train.stop grew continues from its checkpoint (in a new MLflow run);
+    # false: it retrains from zero, so that the outputs follow from the params alone, as on a fresh clone
+    extend: bool = Field(True, json_schema_extra=RUNS)
     epochs: int | None = Field(
         None, ge=1, le=1_000_000, json_schema_extra=LENGTH
     )  # overrides kimg: epochs x the data set's size

@@ -67,10 +67,11 @@ def train(
         1, min=1, help="Processes (one per GPU, or CPU workers) on this machine, talking over loopback only."
     ),
     extend: bool = typer.Option(
-        False,
-        "--extend",
-        help="Continue a finished run whose train.kimg or train.stop grew, instead of "
-        "training the new length from scratch (outside `dvc repro`, whose outputs follow from the params alone).",
+        None,
+        "--extend/--fresh",
+        help="Over train.extend: continue a finished run whose length or train.stop grew (and say so when it has "
+        "nothing left to train), or retrain it from zero.",
+        show_default=False,
     ),
 ) -> None:
     """Train the DCGAN; log to MLflow; write models/checkpoint.pt and reports/train/."""
@@ -88,7 +89,7 @@ def train(
                     "train",
                     "--params",
                     str(params),
-                    *(["--extend"] if extend else []),
+                    *({True: ["--extend"], False: ["--fresh"]}.get(extend, [])),
                 ],
             )
         )

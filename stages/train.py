@@ -11,7 +11,7 @@ from ganlab.params import Params
 from ganlab.training.loop import training_loop
 
 
-def run(params: Params, extend: bool = False) -> dict[str, float] | None:
+def run(params: Params, extend: bool | None = None) -> dict[str, float] | None:
     return training_loop(params, main_process_hooks, extend)
 
 

@@ -5,6 +5,7 @@ import csv
 import math
 import os
 import sqlite3
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -72,20 +73,68 @@ def test_class5_extend_a_patience_stopped_run_continues_from_its_checkpoint(work
     assert client.get_run(first).info.status == "FINISHED"
 
 
-def test_class5_without_extend_a_longer_run_starts_fresh_and_says_how_to_continue(workdir, capsys):
-    """`dvc repro` runs plain `gan train`: its outputs follow from the params alone (a fresh clone
-    reproduces them byte for byte), so continuing a finished run is asked for with --extend."""
+def test_with_train_extend_false_a_longer_run_starts_fresh_and_says_how_to_continue(workdir, capsys):
+    """train.extend: false keeps the outputs a function of the params alone (what a fresh clone's
+    `dvc repro` writes, byte for byte); the line says how to continue instead."""
     short = tiny(train={"kimg": 0.032, "eval_kimg": 0})
     prepare.run(short)
     train.run(short)
     capsys.readouterr()
-    final = train.run(tiny(train={"eval_kimg": 0}))
+    final = train.run(tiny(train={"eval_kimg": 0, "extend": False}))
     out = capsys.readouterr().out
     assert (
-        "train: starting fresh: models/checkpoint.pt is a finished run of 0.032 kimg; `gan train --extend` would continue it "
-        "instead"
+        "train: starting fresh: models/checkpoint.pt is a finished run of 0.032 kimg; train.extend (or `gan train "
+        "--extend`) would continue it instead"
     ) in out, out
     assert final["kimg"] == 0.064 and checkpoint.load(layout.CHECKPOINT)["step"] == 4 and "continuing" not in out
+
+
+def test_a_longer_run_continues_its_finished_checkpoint_by_default_as_dvc_repro_runs_it(workdir, capsys):
+    """`dvc repro` runs plain `gan train`: with the shipped train.extend a longer length continues
+    (it used to retrain from zero, which only `gan train --extend` avoided)."""
+    short = tiny(train={"kimg": 0.032, "eval_kimg": 0})
+    prepare.run(short)
+    train.run(short)
+    capsys.readouterr()
+    steps = []
+    handle = register_optimizer_step_post_hook(lambda *a: steps.append(1))
+    try:
+        final = train.run(tiny(train={"eval_kimg": 0}))
+    finally:
+        handle.remove()
+    assert "train: continuing models/checkpoint.pt from 0.032 kimg to 0.064 kimg" in capsys.readouterr().out
+    assert final["kimg"] == 0.064 and len(steps) == 2 * 2
+
+
+def test_extend_twice_in_a_row_says_there_is_nothing_to_train_and_keeps_the_run(workdir, capsys):
+    """The second `gan train --extend` with the same params used to say "starting fresh" and retrain
+    from zero, replacing the extended checkpoint and its best generator."""
+    short = tiny(train={"kimg": 0.032, "eval_kimg": 0})
+    prepare.run(short)
+    train.run(short)
+    longer = tiny(train={"eval_kimg": 0})
+    _optimizer_steps(longer)
+    kept = layout.CHECKPOINT.read_bytes()
+    capsys.readouterr()
+    final, steps = _optimizer_steps(longer)
+    assert (
+        "train: nothing to train: models/checkpoint.pt is a finished run of 0.064 kimg, the length asked; it is kept"
+        in capsys.readouterr().out
+    )
+    assert steps == 0 and final["kimg"] == 0.064 and layout.CHECKPOINT.read_bytes() == kept
+
+
+def test_extend_to_a_shorter_length_is_refused_in_one_line_and_keeps_the_run(workdir):
+    params = tiny(train={"eval_kimg": 0})
+    prepare.run(params)
+    train.run(params)
+    kept = layout.CHECKPOINT.read_bytes()
+    with pytest.raises(
+        UserError,
+        match=r"^train: models/checkpoint.pt is a finished run of 0.064 kimg, longer than the 0.032 kimg asked",
+    ):
+        train.run(tiny(train={"kimg": 0.032, "eval_kimg": 0}), extend=True)
+    assert layout.CHECKPOINT.read_bytes() == kept
 
 
 @pytest.mark.slow
@@ -273,3 +322,18 @@ def test_class8_a_read_only_report_during_training_is_one_line_naming_it_and_fai
         r"the last checkpoint is kept in models/checkpoint.pt$",
     )
     assert MlflowClient(tracking_uri()).get_run(run_id()).info.status == "FAILED"
+
+
+@pytest.mark.slow
+def test_dvc_repro_continues_a_time_stopped_run_once_its_budget_is_raised(tmp_path, empty_store):
+    """The params.yaml comment promises it: stopped by train.stop.minutes, raise the budget, `dvc repro`
+    (plain `gan train`) continues from the checkpoint instead of training from zero."""
+    from tests.project import new_project, run, set_param
+
+    project = new_project(tmp_path, empty_store, train={"stop": {"minutes": 1e-9, "patience": 0}})
+    run([sys.executable, "-m", "dvc", "repro", "train"], project)
+    assert [r["kimg"] for r in csv.DictReader((project / "reports/train/history.csv").open())] == ["0.016"]
+    set_param(project, "train", "stop", {"minutes": None, "patience": 0})
+    out = run([sys.executable, "-m", "dvc", "repro", "train"], project).stdout
+    assert "train: continuing models/checkpoint.pt from 0.016 kimg to 0.064 kimg" in out, out
+    assert [r["kimg"] for r in csv.DictReader((project / "reports/train/history.csv").open())][-1] == "0.064"

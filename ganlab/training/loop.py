@@ -329,20 +329,37 @@ def left_open(state: dict | None, fp: str, t: TrainParams) -> dict[str, float] |
     return run_checkpoint.last_row(state)
 
 
-def extension(state: dict | None, fp: str, lineage: str, clock: Clock, t: TrainParams) -> tuple[bool, str] | None:
+def extension(
+    state: dict | None, fp: str, lineage: str, clock: Clock, t: TrainParams, asked: bool = False
+) -> tuple[bool, str] | None:
     """Whether a finished checkpoint is extended by these params: (True, the line that says so)
-    to continue it, (False, why not) when its stop still applies and only the length grew,
+    to continue it, (False, why not) when there is nothing to train (its stop still applies and
+    only the length grew; or, ``asked`` by `gan train --extend`, it already has the length asked),
     None when it is not a shorter run of this one (today's rules then apply: a rerun of the very
-    same params retrains, which a code change needs).
+    same params retrains, which a code change needs). Asked to extend a longer run, it refuses:
+    training cannot be undone.
 
     A run of the same fingerprint continues when train.stop no longer ends it where it ended; one
     that differs only in its length (run.json's lineage) when it is longer."""
-    if not run_checkpoint.is_complete(state) or (step := run_checkpoint.step(state)) is None or step >= clock.total:
+    if not run_checkpoint.is_complete(state) or (step := run_checkpoint.step(state)) is None:
         return None
     old = run_checkpoint.fingerprint(state)
     same = old == fp
     if not same and recorded_lineage(old) != lineage:
         return None
+    if step >= clock.total:
+        if not asked:
+            return None
+        if step == clock.total:
+            return False, (
+                f"train: nothing to train: {layout.CHECKPOINT} is a finished run of {clock.kimg(step):g} kimg, the "
+                "length asked; it is kept (raise train.kimg, train.minutes or train.epochs to extend it)"
+            )
+        raise UserError(
+            f"train: {layout.CHECKPOINT} is a finished run of {clock.kimg(step):g} kimg, longer than the "
+            f"{clock.kimg(clock.total):g} kimg asked, and training cannot be undone; `gan train --fresh` trains the "
+            "shorter run from zero"
+        )
     run_id, seconds = recorded_run(old)
     e = run_checkpoint.ended(state)
     ended = Progress(e.step, evals=e.evals, best_value=e.best_value, best_kimg=e.best_kimg, seconds=seconds)
@@ -375,10 +392,13 @@ def file_fault(e: OSError) -> UserError:
     return UserError(f"{where} ({e.strerror or e}){kept}")
 
 
-def training_loop(params: Params, hooks: Callable[[], list[Hook]], extend: bool = False) -> dict[str, float] | None:
+def training_loop(
+    params: Params, hooks: Callable[[], list[Hook]], extend: bool | None = None
+) -> dict[str, float] | None:
     """Train; returns the last tick's metrics on the main process, None on the others. ``hooks``
     makes the main process's hooks (``ganlab.hooks.main_process_hooks`` for a real run; a test
-    passes its own). The main
+    passes its own). ``extend``: `gan train --extend` (True) or ``--fresh`` (False), over
+    ``train.extend``. The main
     process holds the project's training lock from before it reads the checkpoint until the end.
     A file that cannot be written ends the run in one line (the hooks mark its MLflow run FAILED
     first); the checkpoint is written whole or not at all, so the last one is kept."""
@@ -396,7 +416,7 @@ def _train(
     rank: int,
     world: int,
     device: torch.device,
-    extend: bool = False,
+    extend: bool | None = None,
 ) -> dict[str, float] | None:
     run, done = _open_run(params, rank, world, device, extend)
     if run is None:  # nothing to train: the checkpoint already holds this run's result
@@ -421,7 +441,7 @@ def _train(
 
 
 def _open_run(
-    params: Params, rank: int, world: int, device: torch.device, extend: bool
+    params: Params, rank: int, world: int, device: torch.device, extend: bool | None
 ) -> tuple[Run | None, dict[str, float] | None]:
     """The run to train: fresh, resumed from its checkpoint or extending a finished one; or
     (None, the result) when the checkpoint already holds it."""
@@ -443,11 +463,11 @@ def _open_run(
     plan, spent = _plan(t, gan, data, streams, fp, rank, world, device, say)
     clock = Clock.of(t, len(data), plan)
     lineage = fingerprint(params, sha, world, length=False)
-    extended = extension(existing, fp, lineage, clock, t)
-    if extended is not None and not extend:  # the outputs follow from the params alone unless the user asks
+    extended = extension(existing, fp, lineage, clock, t, asked=extend is True)
+    if extended is not None and not (t.extend if extend is None else extend):  # train.extend false, or --fresh
         say(
             f"train: starting fresh: {layout.CHECKPOINT} is a finished run of {clock.kimg(run_checkpoint.step(existing)):g} kimg; "
-            f"`gan train --extend` would continue it instead"
+            f"train.extend (or `gan train --extend`) would continue it instead"
         )
         extended = None
         existing = None
