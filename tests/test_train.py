@@ -366,6 +366,7 @@ def test_the_resume_fingerprint_follows_the_roles_of_the_train_fields():
         "kimg": 7.0,
         "epochs": 3,
         "minutes": 30.0,
+        "extend": False,
         "lr": 0.5,
         "tick_kimg": 1.0,
         "eval_kimg": 3.0,
