@@ -31,7 +31,7 @@ from ganlab.training.best import PANEL, pick_best
 MARKS = (5, 10, 30, 60)
 COLUMNS = ("swd", "ndb", "precision", "recall", "fd_ratio")
 DIGITS = {"swd": 1, "ndb": 2, "precision": 2, "recall": 3, "fd_ratio": 2, "kimg": 0}
-NEAR = (0.8, 1.15)  # a mark takes the evaluations up to 15% past it, and none if the last is 20% short of it
+NEAR = (0.6, 1.15)  # a mark takes the evaluations up to 15% past it, and none if the last is 40% short of it
 
 
 def _floats(row: dict) -> dict[str, float]:
