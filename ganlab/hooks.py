@@ -12,6 +12,7 @@ import csv
 import math
 import os
 import shutil
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ import torch
 from tqdm import tqdm
 
 from ganlab import layout
+from ganlab.errors import Terminated
 from ganlab.io import checkpoint, run_checkpoint
 from ganlab.io.atomic import atomic_path, open_no_link, remove_stale_temp_files
 from ganlab.io.background import host_copy
@@ -110,11 +112,20 @@ class Tracking(Hook):
 
     def on_failure(self, run: Run, error: BaseException) -> None:
         run.writer.close()
-        if self.tracker is not None:
-            try:
-                self.tracker.finish("FAILED" if isinstance(error, Exception) else "KILLED")
-            except Exception as e:  # noqa: BLE001 - a full disk may refuse this too; the error that stopped training matters more
-                print(f"note: could not mark MLflow run {self.tracker.run_id} as failed ({type(e).__name__})")
+        if self.tracker is None:
+            return
+        marked = f"MLflow run {self.tracker.run_id} marked KILLED; "
+        try:
+            self.tracker.finish("FAILED" if isinstance(error, Exception) else "KILLED")
+        except Exception as e:  # noqa: BLE001 - a full disk may refuse this too; the error that stopped training matters more
+            print(f"note: could not mark MLflow run {self.tracker.run_id} as failed ({type(e).__name__})")
+            marked = ""
+        if isinstance(error, KeyboardInterrupt):  # no error line follows an interrupt: this one says what became of it
+            by = "SIGTERM" if isinstance(error, Terminated) else "Ctrl-C"
+            print(
+                f"train: interrupted ({by}) at {run.kimg:g} kimg: {marked}run `gan train` again to resume from the last checkpoint",
+                file=sys.stderr,
+            )
 
 
 def run_name(run: Run) -> str:

@@ -5,15 +5,18 @@ and importing all eight stages and the benchmark made each of them 2.3 s slower 
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import typer
 
 from ganlab.data.demo_faces import write_demo_faces
-from ganlab.errors import UserError
+from ganlab.errors import Terminated, UserError
 from ganlab.params import ModelParams, Params, load_params
 from ganlab.render import dvc_plots
 from ganlab.training import distributed
@@ -25,6 +28,30 @@ app = typer.Typer(
     help="A reproducible DCGAN lab: prepare, attributes, features, train, sample, latent-study, make-video, evaluate; bench, demo-faces, plots.",
 )
 ParamsOption = typer.Option(Path("params.yaml"), "--params", "-p", help="Params file.")
+
+
+@contextmanager
+def _sigterm_as_ctrl_c() -> Iterator[None]:
+    """SIGTERM raises ``Terminated`` (a Ctrl-C); once the run is closed, the process dies of SIGTERM after all,
+    so that whatever sent it sees what it expects (systemd counts a death by SIGTERM as a clean stop, an exit
+    code 143 as a failure). Once: a second SIGTERM while the run closes (a scheduler signals every process of
+    a job, and the launcher of ``--nproc`` its workers too) does not cut its closing short; SIGKILL still does."""
+
+    def stop(signum, frame):
+        signal.signal(signal.SIGTERM, lambda *_: None)
+        raise Terminated
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    except Terminated:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTERM)
+        raise typer.Exit(128 + signal.SIGTERM) from None  # as a shell reports it, should the signal come late
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _run(stage: Callable[[Params], object], params_path: Path) -> None:
@@ -77,23 +104,24 @@ def train(
     """Train the DCGAN; log to MLflow; write models/checkpoint.pt and reports/train/."""
     from stages.train import check_processes, run
 
-    if nproc > 1:
-        _run(lambda p: check_processes(p, nproc), params)
-        raise typer.Exit(
-            distributed.launch(
-                nproc,
-                [
-                    sys.executable,
-                    "-m",
-                    "stages.cli",
-                    "train",
-                    "--params",
-                    str(params),
-                    *({True: ["--extend"], False: ["--fresh"]}.get(extend, [])),
-                ],
+    with _sigterm_as_ctrl_c():
+        if nproc > 1:
+            _run(lambda p: check_processes(p, nproc), params)
+            raise typer.Exit(
+                distributed.launch(
+                    nproc,
+                    [
+                        sys.executable,
+                        "-m",
+                        "stages.cli",
+                        "train",
+                        "--params",
+                        str(params),
+                        *({True: ["--extend"], False: ["--fresh"]}.get(extend, [])),
+                    ],
+                )
             )
-        )
-    _run(lambda p: run(p, extend=extend), params)
+        _run(lambda p: run(p, extend=extend), params)
 
 
 @app.command()

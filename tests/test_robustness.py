@@ -3,6 +3,7 @@
 import dataclasses
 import os
 import random
+import re
 import shutil
 import signal
 import subprocess
@@ -132,6 +133,40 @@ def test_sigkill_at_a_random_moment_then_resume_is_bit_identical(tmp_path, empty
     grids = sorted(p.name for p in (killed / layout.GRIDS).glob("*.png"))
     assert grids == sorted(p.name for p in (straight / layout.GRIDS).glob("*.png")) and len(grids) == 5
     assert not list(killed.rglob(".*.tmp*")), "a temp file was left behind"
+
+
+@pytest.mark.slow
+def test_sigterm_ends_gan_train_in_one_line_with_its_mlflow_run_killed_and_resumable(tmp_path, empty_store):
+    """SIGTERM (what timeout, docker stop, scancel and systemd send) used to end `gan train` without a
+    line, its MLflow run left RUNNING; Ctrl-C was handled."""
+    root = _project(tmp_path / "p", empty_store, 40)
+    assert subprocess.run([GAN, "prepare"], cwd=root, capture_output=True).returncode == 0
+    proc = _gan_train(root)
+    ckpt = root / layout.CHECKPOINT
+    deadline = time.time() + 120
+    while not ckpt.exists() and time.time() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    output = proc.communicate(timeout=120)[0]
+    assert proc.returncode == -signal.SIGTERM, output  # closed, then dead of it, as its sender expects
+    killed = run_id(root)
+    said = [line for line in output.splitlines() if line.startswith("train: interrupted")]
+    assert len(said) == 1 and re.fullmatch(
+        rf"train: interrupted \(SIGTERM\) at [\d.]+ kimg: MLflow run {killed} marked KILLED; "
+        r"run `gan train` again to resume from the last checkpoint",
+        said[0],
+    ), output
+    assert "Traceback" not in output
+    client = MlflowClient(f"sqlite:///{root / 'mlflow.db'}")
+    assert client.get_run(killed).info.status == "KILLED"
+    interrupted = checkpoint.load(ckpt)
+    assert not interrupted["complete"], "the run finished before SIGTERM; make it longer"
+
+    resume = _gan_train(root)
+    output = resume.communicate(timeout=300)[0]
+    assert resume.returncode == 0, output
+    assert f"resuming from {layout.CHECKPOINT} at {interrupted['kimg']:g} kimg" in output
+    assert run_id(root) == killed and client.get_run(killed).info.status == "FINISHED"
 
 
 @pytest.mark.slow

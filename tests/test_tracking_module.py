@@ -6,8 +6,10 @@ import ast
 import json
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -189,6 +191,65 @@ def test_a_copied_store_is_rehomed_once_by_its_first_client(store, tmp_path, mon
     monkeypatch.chdir(tmp_path)
     tracking.project_client()  # the user's own store: not ours to rewrite
     assert "now points at" not in capsys.readouterr().out
+
+
+def _artifact_rows(db: Path) -> set[tuple]:
+    with closing(sqlite3.connect(db)) as con:
+        return {
+            (table, *row)
+            for table, column in (("experiments", "artifact_location"), ("runs", "artifact_uri"))
+            for row in con.execute(f"select experiment_id, {column} from {table}")
+        }
+
+
+@pytest.mark.parametrize("shared_by", ["a symbolic link", "a hard link", "MLFLOW_TRACKING_URI"])
+def test_two_projects_on_one_store_keep_their_runs_and_artifacts_in_their_own_folders(
+    store, tmp_path, monkeypatch, capsys, shared_by
+):
+    """A second project on a linked store used to re-home every run of the first to its own mlruns/ (the
+    first's UI lost every image and model); on a shared MLFLOW_TRACKING_URI, its artifacts landed in the
+    first project's mlruns/."""
+    from ganlab.io import tracking
+
+    first = tracking.TrainingRun("gan-lab", None, "first")
+    first.finish()
+    before = _artifact_rows(store / "mlflow.db")
+    second = tmp_path / "second"
+    second.mkdir()
+    if shared_by == "a symbolic link":
+        (second / "mlflow.db").symlink_to(store / "mlflow.db")
+    elif shared_by == "a hard link":
+        (second / "mlflow.db").hardlink_to(store / "mlflow.db")
+    else:
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{store / 'mlflow.db'}")
+    monkeypatch.chdir(second)
+    capsys.readouterr()
+    run = tracking.TrainingRun("gan-lab", None, "second")
+    (second / "history.csv").write_text("kimg\n")
+    run.log_artifact(second / "history.csv")
+    run.finish()
+    out = capsys.readouterr().out
+    assert "now points at" not in out
+    assert before <= _artifact_rows(store / "mlflow.db")  # the first project's rows, as they were
+    client = tracking.open_store(f"sqlite:///{store / 'mlflow.db'}")
+    own = client.get_experiment(run.experiment_id)
+    assert own.name == f"gan-lab ({second})" and own.artifact_location == (second / "mlruns" / "gan-lab").as_uri()
+    assert f"this project's runs go to experiment 'gan-lab ({second})'" in out
+    assert list(second.glob("mlruns/gan-lab/*/artifacts/history.csv")) and not list(store.rglob("history.csv"))
+    assert tracking.TrainingRun("gan-lab", None, "again").experiment_id == run.experiment_id
+    assert "note:" not in capsys.readouterr().out  # said once, when it was made
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.chdir(store)  # the first project again, on its own store
+    assert tracking.TrainingRun("gan-lab", None, "third").experiment_id == first.experiment_id
+    assert client.get_run(run.run_id).info.artifact_uri.startswith((second / "mlruns").as_uri())
+    copy = tmp_path / "copy"
+    shutil.copytree(store, copy)
+    monkeypatch.chdir(copy)  # a copy of it re-homes its own runs, not the second project's
+    tracking.project_client()
+    copied = tracking.open_store(f"sqlite:///{copy / 'mlflow.db'}")
+    assert copied.get_run(first.run_id).info.artifact_uri.startswith((copy / "mlruns").as_uri())
+    assert copied.get_run(run.run_id).info.artifact_uri.startswith((second / "mlruns").as_uri())
 
 
 def test_the_generator_is_logged_to_the_training_run_without_a_fluent_run_or_a_global_store(store, monkeypatch):

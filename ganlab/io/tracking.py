@@ -10,8 +10,12 @@ opened by ``open_store`` (no global tracking URI, no fluent active run).
 
 MLflow stores artifact locations as absolute paths. A project folder that was copied or moved
 still points at the old folder's ``mlruns/``, so every later write would land in the original;
-the first client of a relocated project's store rewrites those paths to its own ``mlruns/``
-(``_rehome``) and says so.
+the first client of a relocated project's own store rewrites those paths to its own ``mlruns/``
+(``_rehome``) and says so. Only its own store (``own_store``): one store for several projects, a
+linked ``mlflow.db`` or a shared ``MLFLOW_TRACKING_URI``, is never rewritten, and a project logs to
+it in an experiment whose artifacts are in its own ``mlruns/`` (``experiment_id``). MLflow's proxied
+artifacts (``mlflow server --artifacts-destination``) keep no path in the store, but every stage
+would then need a running server, and ``mlflow ui`` alone would no longer show the images.
 
 One training is one MLflow run; each later stage (sample, latent-study, make-video, evaluate)
 is a child run of it with its own params, replaced when the stage reruns, so nothing in MLflow
@@ -29,6 +33,7 @@ import math
 import os
 import re
 import sqlite3
+import stat
 import subprocess
 import sys
 import time
@@ -63,9 +68,16 @@ def tracking_uri() -> str:
 
 
 def own_store() -> Path | None:
-    """The project's ``mlflow.db`` when the store is the project's own, None when ``MLFLOW_TRACKING_URI`` names
-    the user's (not ours to rewrite)."""
-    return None if os.environ.get("MLFLOW_TRACKING_URI") else project_root() / "mlflow.db"
+    """The project's ``mlflow.db`` when the store is the project's alone, None when it is shared and so not ours
+    to rewrite: named by ``MLFLOW_TRACKING_URI``, or a link (symbolic or hard) to a file other projects use too."""
+    if os.environ.get("MLFLOW_TRACKING_URI"):
+        return None
+    db = project_root() / "mlflow.db"
+    try:
+        st = db.lstat()
+    except OSError:
+        return db  # not made yet: MLflow makes it here, the project's own
+    return None if stat.S_ISLNK(st.st_mode) or st.st_nlink > 1 else db
 
 
 # Opening a store: the one way into MLflow.
@@ -174,39 +186,46 @@ _ARTIFACT_COLUMNS = (
 
 
 def _rehome(client, db: Path) -> None:
-    """Point a copied or moved project's store at its own ``mlruns/`` (see the module's docstring)."""
+    """Point a copied or moved project's store at its own ``mlruns/`` (see the module's docstring): the
+    experiments made as the store's own, not those a project sharing it made (``PROJECT_TAG``), whose
+    artifacts are in that project's folder, which did not move."""
     from mlflow.entities import ViewType
 
-    home, olds, token = (db.parent / "mlruns").as_uri(), set(), None
+    home, moved, token = (db.parent / "mlruns").as_uri(), {}, None
     while True:
         page = client.search_experiments(view_type=ViewType.ALL, page_token=token)
         for exp in page:
             loc = exp.artifact_location
+            if PROJECT_TAG in exp.tags:
+                continue
             if loc and (m := re.match(r"(file://.*?/mlruns)(/[^/]+)?$", loc)) and m.group(1) != home:
-                olds.add(m.group(1))
+                moved.setdefault(m.group(1), []).append(exp.experiment_id)
         if not (token := page.token):
             break
-    if olds:
-        _rewrite_artifact_roots(db, olds, home)
-    for old in sorted(olds):
+    if moved:
+        _rewrite_artifact_roots(db, moved, home)
+    for old in sorted(moved):
         print(
             f"note: this project's MLflow store pointed at {old}; it now points at {home} (the project was copied or moved)"
         )
 
 
-def _rewrite_artifact_roots(db: Path, olds: set[str], home: str) -> None:
-    """Replace each prefix in ``olds`` by ``home`` in every artifact location of the SQLite store ``db``."""
+def _rewrite_artifact_roots(db: Path, moved: dict[str, list[str]], home: str) -> None:
+    """In the SQLite store ``db``, replace the prefix ``old`` by ``home`` in the artifact locations of the
+    experiments ``moved[old]``, their runs and their logged models."""
     # SQL on MLflow's tables, here only: MLflow has no API that changes an artifact location. It is fixed when an
     # experiment, run or logged model is created (create_experiment, create_run, create_logged_model), and no
     # update call of MlflowClient or of its stores (rename_experiment, update_run / update_run_info,
     # set_logged_model_tags, finalize_logged_model) takes one.
     with closing(sqlite3.connect(db)) as con, con:
-        for old in sorted(olds):
+        for old, experiments in sorted(moved.items()):
             for table, column in _ARTIFACT_COLUMNS:
-                con.execute(
-                    f"update {table} set {column} = ? || substr({column}, ?) where {column} like ? escape '\\'",
-                    (home, len(old) + 1, old.replace("%", r"\%").replace("_", r"\_") + "/%"),
-                )
+                for exp in experiments:
+                    con.execute(
+                        f"update {table} set {column} = ? || substr({column}, ?) "
+                        f"where experiment_id = ? and {column} like ? escape '\\'",
+                        (home, len(old) + 1, int(exp), old.replace("%", r"\%").replace("_", r"\_") + "/%"),
+                    )
 
 
 # Logging runs, each through a client of an explicit store.
@@ -214,23 +233,48 @@ def _rewrite_artifact_roots(db: Path, olds: set[str], home: str) -> None:
 
 @store_errors
 def experiment_id(client, name: str) -> str:
-    """Get or create the experiment, with artifacts under the project root's ``mlruns/``."""
+    """Get or create the experiment, with artifacts under the project root's ``mlruns/``.
+
+    In a store shared by several projects, ``name`` may be another project's, with its artifacts in that
+    project's ``mlruns/``: this project's runs then go to ``"name (root)"``, made once with artifacts in its own
+    ``mlruns/`` and said so, never silently into another folder. An experiment made in a shared store carries
+    ``PROJECT_TAG``: it stays where it is when the store's own project is copied or moved."""
     from mlflow.exceptions import MlflowException
 
-    exp = client.get_experiment_by_name(name)
-    if exp is not None:
-        return exp.experiment_id
-    folder = re.sub(r"[^\w.-]+", "_", name)
+    root, folder = project_root(), re.sub(r"[^\w.-]+", "_", name)
+    theirs = client.get_experiment_by_name(name)
+    if theirs is not None:
+        if not _another_projects(theirs.artifact_location, root):
+            return theirs.experiment_id
+        name = f"{name} ({root})"
+        if (ours := client.get_experiment_by_name(name)) is not None:
+            return ours.experiment_id
+    tags = {EXPERIMENT_KIND: "custom_model_development"}
+    if own_store() is None:
+        tags[PROJECT_TAG] = str(root)
+    home = (root / "mlruns" / folder).as_uri()
     try:  # the kind makes MLflow 3's UI open the experiment on its runs and models, not on GenAI traces
-        return client.create_experiment(
-            name,
-            artifact_location=(project_root() / "mlruns" / folder).as_uri(),
-            tags={EXPERIMENT_KIND: "custom_model_development"},
-        )
+        made = client.create_experiment(name, artifact_location=home, tags=tags)
     except MlflowException:  # another process created it first
         return client.get_experiment_by_name(name).experiment_id
+    if theirs is not None:  # said once, when it is made
+        print(
+            f"note: MLflow experiment '{theirs.name}' in {client.tracking_uri} keeps its artifacts in another folder "
+            f"({theirs.artifact_location}); this project's runs go to experiment '{name}', with artifacts in {home}"
+        )
+    return made
 
 
+def _another_projects(location: str | None, root: Path) -> bool:
+    """Whether ``location`` is a ``mlruns/`` folder on this machine other than ``root``'s (a server's or a
+    bucket's location, or any other folder, is the store's choice, and kept)."""
+    if not (location and re.match(r"(file://)?/.*/mlruns(/[^/]+)?$", location)):
+        return False
+    ours = ((root / "mlruns").as_uri(), str(root / "mlruns"))  # as the project writes it, as MLflow's default does
+    return not any(location == mine or location.startswith(f"{mine}/") for mine in ours)
+
+
+PROJECT_TAG = "gan-lab.project"  # on an experiment made in a shared store: the folder of the project that made it
 EXPERIMENT_KIND = "mlflow.experimentKind"  # the tag MLflow 3's UI reads (its values are in its JS bundle only)
 
 
