@@ -16,10 +16,17 @@ from tests.conftest import ROOT, TINY
 BIN = str(Path(sys.executable).parent)
 
 
-def run(cmd: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
+def run(cmd: list[str], cwd: Path, check: bool = True, starts_daemons: bool = False) -> subprocess.CompletedProcess:
+    """``starts_daemons``: the command leaves processes behind (`dvc queue start`'s workers), which
+    inherit its output; read through pipes, the call would wait for them (a worker that lingers
+    after its tasks held one open past 600 s), so their output is dropped instead."""
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "DVC_NO_ANALYTICS": "1"}
     env.pop("MLFLOW_TRACKING_URI", None)
-    out = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+    if starts_daemons:
+        out = subprocess.run(cmd, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=600)
+        out.stdout = out.stderr = ""
+    else:
+        out = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
     if check:
         assert out.returncode == 0, f"{' '.join(cmd)} failed:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}"
     return out
