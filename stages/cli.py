@@ -13,7 +13,7 @@ from pathlib import Path
 import typer
 
 from ganlab.data.demo_faces import write_demo_faces
-from ganlab.errors import UserError
+from ganlab.errors import UserError, printable
 from ganlab.params import ModelParams, Params, load_params
 from ganlab.render import dvc_plots
 from ganlab.training import distributed
@@ -32,7 +32,7 @@ def _run(stage: Callable[[Params], object], params_path: Path) -> None:
     try:
         stage(load_params(params_path))
     except (UserError, FloatingPointError) as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {printable(str(e))}", file=sys.stderr)  # a name in it may hold a newline
         raise typer.Exit(1) from None
 
 
@@ -173,7 +173,7 @@ def bench(
             return
         benchmark.main(config, trials, steps, device, json_output, tuple(n for n in size if n > 0), kimg or None, arch)
     except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {printable(str(e))}", file=sys.stderr)
         raise typer.Exit(1) from None
 
 
@@ -190,7 +190,7 @@ def plots(
         page, warnings = dvc_plots.render_page(revisions or [], out)
         svgs = dvc_plots.render_svgs(revisions or [], out / "svg") if svg else []
     except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {printable(str(e))}", file=sys.stderr)
         raise typer.Exit(1) from None
     if warnings:
         print(warnings, file=sys.stderr)
