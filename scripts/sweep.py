@@ -6,10 +6,10 @@ distance over time.
 
 Makes OUT/NAME/SET/ holding the shipped params.yaml with ``prepare.source`` set to SET and each
 ``key=value`` applied (values parsed as YAML: ``train.lr=0.0005``, ``train.diffaugment=[]``),
-prepares the set once per OUT (``gan prepare``, then ``gan attributes`` for the demo's labels or class
-subfolders; copied into each run), runs ``gan train`` and appends one JSON
-line to OUT/results.jsonl: the fd_ratio of every in-training evaluation, the best one, the wall
-time and the training's images/s. Lengths are in kimg, so two runs sharing this busy CPU still
+prepares the set once per OUT, its files and its prepare params (``gan prepare``, then ``gan
+attributes`` for the demo's labels or class subfolders; copied into each run), runs ``gan train``
+and appends one JSON line to OUT/results.jsonl: the fd_ratio of every in-training evaluation,
+the best one, the wall time and the training's images/s. Lengths are in kimg, so two runs sharing this busy CPU still
 compare: the wall times are the ones to re-measure alone. When OUT/code holds a copy of the
 code (``git archive HEAD ganlab stages | tar -x -C OUT/code``; its commit in OUT/code/COMMIT), the
 runs import it: editing the working tree while a sweep runs does not change its runs.
@@ -27,9 +27,11 @@ from __future__ import annotations
 import csv
 import errno
 import fcntl
+import hashlib
 import json
 import os
 import shutil
+import stat
 import subprocess
 import sys
 import time
@@ -52,6 +54,29 @@ def _prepare(prepared: Path, params: Path, env: dict | None) -> None:
     # fits it: the in-training evaluation then reports the attribute mix (attr_tv_mean)
     subprocess.run(["gan", "attributes"], cwd=tmp, check=True, env=env)
     tmp.rename(prepared)
+
+
+def _data_key(params: dict, src: Path) -> str:
+    """What the prepared data follows: the prepare params (source, crop, background, size...),
+    the device (``gan attributes`` fits on it) and every file of the set, path and bytes. Cached by
+    the folder's name alone, a second set of the same name trained on the first one's images, and
+    a crop or background override was ignored, silently."""
+    h = hashlib.sha256(json.dumps([params["prepare"], params.get("device")], sort_keys=True, default=str).encode())
+    if src.is_dir() and params["prepare"]["source"] != "demo":
+        for dirpath, dirnames, filenames in os.walk(src):  # as prepare lists them: folder links not followed
+            dirnames.sort()
+            for f in sorted(filenames):
+                path = Path(dirpath) / f
+                h.update(os.fsencode(path.relative_to(src)) + b"\0")
+                try:
+                    if stat.S_ISREG(path.stat().st_mode):  # a FIFO would block; prepare skips it anyway
+                        with open(path, "rb") as data:
+                            for block in iter(lambda data=data: data.read(1 << 20), b""):
+                                h.update(block)
+                except OSError as e:
+                    h.update(f"unreadable: {e.errno}".encode())
+                h.update(b"\0")
+    return h.hexdigest()[:16]
 
 
 def plain_name(name: str, what: str) -> str:
@@ -99,7 +124,7 @@ def main(out: str, image_set: str, name: str, *overrides: str) -> None:
     run.mkdir(parents=True)
     (run / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
-    prepared = out_dir / "_prepared" / f"{src.name}-{params['prepare']['image_size']}"
+    prepared = out_dir / "_prepared" / f"{src.name[:100]}-{params['prepare']['image_size']}-{_data_key(params, src)}"
     prepared.parent.mkdir(parents=True, exist_ok=True)
     with _append_no_link(out_dir / "_prepared" / ".lock") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # two sweeps starting on one set prepare it once
