@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ import torch
 from ganlab import layout
 from ganlab.errors import UserError
 from ganlab.io import checkpoint
+from ganlab.io.atomic import atomic_dir, write_text
 from ganlab.metrics.sampler import load_generator
 from ganlab.nets.archs import generator_for
 from stages import sample
@@ -56,3 +58,18 @@ def test_a_refused_file_is_named_without_torchs_advice_to_load_it_unsafely(tmp_p
         == f"{tmp_path}/evil.pt: refused to load: not a plain weights file (it names {os.system.__module__}.system, which loading would import and could run)"
     )
     assert not Path("PWNED").exists()
+
+
+def test_atomic_dir_makes_folders_with_the_mode_mkdir_would(tmp_path):
+    umask = os.umask(0o022)
+    try:
+        with atomic_dir(tmp_path / "out") as fresh:
+            (fresh / "inner").mkdir()
+            write_text(fresh / "a.txt", "x")
+    finally:
+        os.umask(umask)
+    modes = {
+        p.name: stat.S_IMODE(p.stat().st_mode)
+        for p in (tmp_path / "out", tmp_path / "out/inner", tmp_path / "out/a.txt")
+    }
+    assert modes == {"out": 0o755, "inner": 0o755, "a.txt": 0o644}  # "out" was 0700
