@@ -49,10 +49,12 @@ def _prepare(prepared: Path, params: Path, env: dict | None) -> None:
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     shutil.copy(params, tmp / "params.yaml")
-    subprocess.run(["gan", "prepare"], cwd=tmp, check=True, env=env)
-    # the classifier of the set's labels (the demo's attributes, class subfolders), as `dvc repro`
+    # then the classifier of the set's labels (the demo's attributes, class subfolders), as `dvc repro`
     # fits it: the in-training evaluation then reports the attribute mix (attr_tv_mean)
-    subprocess.run(["gan", "attributes"], cwd=tmp, check=True, env=env)
+    for stage in ("prepare", "attributes"):
+        done = subprocess.run(["gan", stage], cwd=tmp, env=env)
+        if done.returncode != 0:  # its own error line is above
+            sys.exit(f"error: `gan {stage}` of {params.parent.name} failed (exit code {done.returncode}); see above")
     tmp.rename(prepared)
 
 
@@ -104,21 +106,39 @@ def _append_no_link(path: Path):
         raise
 
 
+USAGE = "usage:\n" + "\n".join(line for line in __doc__.splitlines() if line.lstrip().startswith("python scripts/"))
+
+
+def _override(params: dict, item: str) -> None:
+    """``key=value`` applied to ``params``; a key whose sections are not in params.yaml is one line
+    (the last part may be new: ``gan train`` names a misspelt one, in train.log)."""
+    key, eq, value = item.partition("=")
+    if not eq or not key:
+        sys.exit(f"error: override {item!r}: not key=value (e.g. train.lr=0.0005)")
+    *path, last = key.split(".")
+    node = params
+    for i, part in enumerate(path):
+        node = node.get(part) if isinstance(node, dict) else None
+        if not isinstance(node, dict):
+            sys.exit(f"error: override {item!r}: params.yaml has no section {'.'.join(path[: i + 1])}")
+    try:
+        node[last] = yaml.safe_load(value)
+    except yaml.YAMLError as e:
+        sys.exit(f"error: override {item!r}: its value is not YAML ({' '.join(str(e).split())[:200]})")
+
+
 def main(out: str, image_set: str, name: str, *overrides: str) -> None:
     plain_name(name, "NAME")
     out_dir, src = Path(out).resolve(), Path(image_set).resolve()
     plain_name(src.name, "SET's folder name")
+    if image_set != "demo" and not src.is_dir():
+        sys.exit(f"error: SET {image_set!r}: no such folder (a folder of images, or demo)")
     code = out_dir / "code"
     env = {**os.environ, "PYTHONPATH": str(code)} if code.is_dir() else None
     params = yaml.safe_load(((code if (code / "params.yaml").is_file() else ROOT) / "params.yaml").read_text())
     params["prepare"]["source"] = "demo" if image_set == "demo" else str(src)  # the built-in faces by name
     for item in overrides:
-        key, value = item.split("=", 1)
-        *path, last = key.split(".")
-        node = params
-        for part in path:
-            node = node[part]
-        node[last] = yaml.safe_load(value)
+        _override(params, item)
     run = out_dir / name / src.name
     shutil.rmtree(run, ignore_errors=True)
     run.mkdir(parents=True)
@@ -174,8 +194,16 @@ def plot(out: str, png: str, *names: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = [json.loads(line) for line in open(Path(out) / "results.jsonl")]
-    rows = [r for r in rows if r["fd_ratio"] and (not names or r["name"] in names)]
+    results = Path(out) / "results.jsonl"
+    try:
+        rows = [json.loads(line) for line in results.read_text().splitlines() if line.strip()]
+    except (OSError, ValueError) as e:
+        sys.exit(f"error: {results}: {getattr(e, 'strerror', None) or e}")
+    rows = [r for r in rows if r.get("fd_ratio") and (not names or r.get("name") in names)]
+    if not rows:
+        sys.exit(
+            f"error: {results}: no run {'named ' + ', '.join(names) + ' ' if names else ''}with an fd_ratio to plot"
+        )
     families: dict[str, list[str]] = {}  # icons-20, icons-200 ... in a row per family, by size
     for name in sorted(
         {r["set"] for r in rows},
@@ -199,8 +227,18 @@ def plot(out: str, png: str, *names: str) -> None:
     fig.savefig(png, dpi=80)
 
 
-if __name__ == "__main__":
-    if sys.argv[1] == "--plot":
-        plot(*sys.argv[2:])
+def cli(argv: list[str]) -> None:
+    """No or too few arguments: the usage, exit code 2 (they were an IndexError or a TypeError)."""
+    if argv[:1] in (["-h"], ["--help"]):
+        print(USAGE)
+    elif argv[:1] == ["--plot"] and len(argv) >= 3:
+        plot(*argv[1:])
+    elif argv[:1] != ["--plot"] and len(argv) >= 3:
+        main(*argv)
     else:
-        main(*sys.argv[1:])
+        print(USAGE, file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    cli(sys.argv[1:])

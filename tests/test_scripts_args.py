@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import runpy
 import subprocess
+import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 from tests.conftest import ROOT
@@ -65,3 +68,63 @@ def test_sweep_prepares_again_for_another_set_of_the_same_folder_name_or_other_p
     sweep.main(str(out), str(sets["mine"]), "changed")
     assert data_of("changed")["image"] == "mine's new image"
     assert [json.loads(line)["set"] for line in (out / "results.jsonl").read_text().splitlines()] == ["icons"] * 5
+
+
+def _main(monkeypatch, capsys, script: str, *args: str) -> str:
+    """The script run as `python scripts/SCRIPT.py ARGS` (its __main__ block, in this process):
+    what it said on leaving, which must be its usage (exit code 2) or one error line."""
+    monkeypatch.setattr(sys, "argv", [script, *args])
+    with pytest.raises(SystemExit) as e:
+        runpy.run_path(str(ROOT / "scripts" / script), run_name="__main__")
+    if e.value.code == 2:
+        err = capsys.readouterr().err
+        assert err.startswith("usage:\n    python scripts/" + script), err
+        return "usage"
+    assert isinstance(e.value.code, str) and "\n" not in e.value.code, e.value.code
+    return e.value.code
+
+
+def test_scripts_answer_no_or_bad_arguments_with_usage_or_one_line(tmp_path, monkeypatch, capsys):
+    """They were IndexError, KeyError, FileNotFoundError, TypeError, an uncaught UserError, or
+    (panel_table.py with no run) two empty tables."""
+    run = tmp_path / "set"
+    run.mkdir()
+    (tmp_path / "scores.jsonl").write_text("not json\n")
+    said = {
+        args: _main(monkeypatch, capsys, *args)
+        for args in [
+            ("sweep.py",),
+            ("sweep.py", "--plot"),
+            ("sweep.py", str(tmp_path), str(run)),
+            ("sweep.py", "--plot", str(tmp_path), "curves.png"),
+            ("sweep.py", str(tmp_path / "out"), str(run), "n", "train"),
+            ("sweep.py", str(tmp_path / "out"), str(run), "n", "trian.lr=1"),
+            ("sweep.py", str(tmp_path / "out"), str(tmp_path / "missing"), "n"),
+            ("panel_table.py",),
+            ("panel_table.py", "--scores"),
+            ("panel_table.py", str(run)),
+            ("panel_table.py", "--scores", str(tmp_path / "scores.jsonl"), str(run)),
+            ("contact_sheet.py",),
+            ("contact_sheet.py", "sheet.png"),
+            ("contact_sheet.py", "sheet.png", str(run)),
+            ("contact_sheet.py", "sheet.png", str(run), "no caption"),
+        ]
+    }
+    assert list(said.values()) == [
+        "usage",
+        "usage",
+        "usage",
+        f"error: {tmp_path}/results.jsonl: No such file or directory",
+        "error: override 'train': not key=value (e.g. train.lr=0.0005)",
+        "error: override 'trian.lr=1': params.yaml has no section trian",
+        f"error: SET '{tmp_path}/missing': no such folder (a folder of images, or demo)",
+        "usage",
+        "usage",
+        f"error: {run}: no params.yaml: not a run folder scripts/sweep.py made (OUT/NAME/SET)",
+        f'error: --scores {tmp_path}/scores.jsonl: line 1 is not {{"run": ..., "rows": [...]}}',
+        "usage",
+        "usage",
+        f"error: {run}/data/prepared/dataset.pt: dataset not found (run `gan prepare` first)",
+        "error: 'no caption': not caption=RUN (or caption=RUN:last, caption=RUN@MINUTES)",
+    ]
+    assert not (tmp_path / "out").exists()  # refused before any run folder was made
