@@ -20,7 +20,7 @@ import torch
 from tqdm import tqdm
 
 from ganlab import layout
-from ganlab.data.folder import shown
+from ganlab.errors import printable
 from ganlab.io import checkpoint, run_checkpoint
 from ganlab.io.atomic import atomic_path, open_no_link, remove_stale_temp_files
 from ganlab.io.background import host_copy
@@ -122,7 +122,7 @@ def run_name(run: Run) -> str:
     """What a run is, as its MLflow name: data set, size, networks (model.arch, and the discriminator
     where it is not the arch's own pixel D) and length."""
     p = run.params
-    source = "demo" if p.prepare.source == "demo" else shown(Path(p.prepare.source).name)
+    source = "demo" if p.prepare.source == "demo" else printable(Path(p.prepare.source).name)
     t = p.train
     length = f"{t.minutes:g}min" if t.minutes else f"{t.epochs}ep" if t.epochs else f"{t.kimg:g}kimg"
     m = p.model

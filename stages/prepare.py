@@ -18,7 +18,7 @@ from ganlab.data.images import EXTENSIONS
 from ganlab.errors import UserError
 from ganlab.io import checkpoint
 from ganlab.io.atomic import atomic_dir, atomic_path, write_text
-from ganlab.metrics.attributes import metric_keys
+from ganlab.names import metric_keys
 from ganlab.params import Params
 
 
