@@ -325,7 +325,7 @@ class Evaluation(Hook):
     def check(self, run: Run) -> None:
         t = run.params.train
         if run.clock.evals:
-            self.net, why = attributes.load(layout.ATTRIBUTES, run.device)
+            self.net, why = attributes.load(layout.ATTRIBUTES, run.device, run.dataset_sha)
             self.features = FeatureNet().to(run.device)
             self.reference = Reference(
                 reference_features(self.features, layout.FEATURES, run.data.images, run.dataset_sha)
@@ -334,6 +334,8 @@ class Evaluation(Hook):
                 print(
                     f"note: best checkpoint by {t.best_metric} is unavailable ({why}); later stages get the last generator"
                 )
+            elif self.net is None and attributes.STALE in why:
+                print(f"note: no attribute metrics in the evaluations: {why}")
 
     def on_start(self, run: Run) -> None:
         self.said_not_finite = False

@@ -159,6 +159,12 @@ def bench(
     if unknown:
         print(f"error: --config: unknown {sorted(unknown)}; choose from {sorted(benchmark.CONFIGS)}", file=sys.stderr)
         raise typer.Exit(1)
+    if any(n < 0 for n in size):  # they were dropped, silently, with the 0 that means none
+        print(
+            f"error: --size: {min(size)} is negative; a data set size in images, or 0 for no end-to-end run",
+            file=sys.stderr,
+        )
+        raise typer.Exit(1)
     if device not in ("auto", "cpu", "cuda"):
         print(f"error: --device: {device!r} is not one of auto, cpu, cuda", file=sys.stderr)
         raise typer.Exit(1)

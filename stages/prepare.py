@@ -19,7 +19,7 @@ from ganlab.errors import UserError
 from ganlab.io import checkpoint
 from ganlab.io.atomic import atomic_dir, atomic_path, write_text
 from ganlab.names import metric_keys
-from ganlab.params import Params
+from ganlab.params import Params, excerpt
 
 
 def run(params: Params) -> dict:
@@ -30,11 +30,15 @@ def run(params: Params) -> dict:
             write_demo_faces(fresh, p.demo.count, p.demo.seed, size=max(128, p.image_size))
     else:
         root = Path(p.source)
-        if not root.is_dir():
+        try:
+            is_dir, exists = root.is_dir(), root.exists()
+        except OSError as e:  # a name too long for the file system, a folder on the way that may not be read
+            raise UserError(f"prepare.source: cannot open {excerpt(p.source)}: {e.strerror}") from None
+        if not is_dir:
             raise UserError(
-                f"prepare.source: folder '{root}' does not exist"
-                if not root.exists()
-                else f"prepare.source: '{root}' is not a folder"
+                f"prepare.source: folder '{shown(root)}' does not exist"
+                if not exists
+                else f"prepare.source: '{shown(root)}' is not a folder"
             )
         _not_an_output(root)
         if not root.resolve().is_relative_to(layout.RAW.resolve()):

@@ -104,12 +104,19 @@ def predict(net: AttributeNet, images: torch.Tensor, batch: int = 256) -> dict[s
     return {a: torch.cat([o[a] for o in outs]).float().softmax(1) for a in net.heads}
 
 
-def load(path: Path, device: torch.device) -> tuple[AttributeNet | None, str]:
-    """The classifier on ``device``, or None and the reason it is not available."""
+STALE = "was made for another data set"
+
+
+def load(path: Path, device: torch.device, dataset_sha: str | None = None) -> tuple[AttributeNet | None, str]:
+    """The classifier on ``device``, or None and the reason it is not available. ``dataset_sha``:
+    the prepared data's; a classifier of other data is not used (the demo's, left from an earlier
+    prepare, scored a folder of photos by hair colour: an ``attr_tv_mean`` that meant nothing)."""
     if not path.is_file():
         return None, f"no {path} (run `gan attributes`)"
     rebuild = "rebuild it with `gan attributes` (or `dvc repro`)"
     state = checkpoint.require(checkpoint.load(path), path, ("available",), rebuild)
+    if dataset_sha is not None and state.get("dataset_sha256") != dataset_sha:
+        return None, f"{path} {STALE} than data/prepared/ holds (run `gan attributes`)"
     if not state.get("available"):
         return None, state.get("reason", "no attribute classifier")
     net = new_net(state.get("names"))  # a classifier saved before the names were: the demo's
