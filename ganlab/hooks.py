@@ -21,7 +21,7 @@ import torch
 from tqdm import tqdm
 
 from ganlab import layout
-from ganlab.errors import Terminated
+from ganlab.errors import Terminated, printable
 from ganlab.io import checkpoint, run_checkpoint
 from ganlab.io.atomic import atomic_path, open_no_link, remove_stale_temp_files
 from ganlab.io.background import host_copy
@@ -132,7 +132,7 @@ def run_name(run: Run) -> str:
     """What a run is, as its MLflow name: data set, size, networks (model.arch, and the discriminator
     where it is not the arch's own pixel D) and length."""
     p = run.params
-    source = "demo" if p.prepare.source == "demo" else Path(p.prepare.source).name
+    source = "demo" if p.prepare.source == "demo" else printable(Path(p.prepare.source).name)
     t = p.train
     length = f"{t.minutes:g}min" if t.minutes else f"{t.epochs}ep" if t.epochs else f"{t.kimg:g}kimg"
     m = p.model
@@ -335,7 +335,7 @@ class Evaluation(Hook):
     def check(self, run: Run) -> None:
         t = run.params.train
         if run.clock.evals:
-            self.net, why = attributes.load(layout.ATTRIBUTES, run.device)
+            self.net, why = attributes.load(layout.ATTRIBUTES, run.device, run.dataset_sha)
             self.features = FeatureNet().to(run.device)
             self.reference = Reference(
                 reference_features(self.features, layout.FEATURES, run.data.images, run.dataset_sha)
@@ -344,6 +344,8 @@ class Evaluation(Hook):
                 print(
                     f"note: best checkpoint by {t.best_metric} is unavailable ({why}); later stages get the last generator"
                 )
+            elif self.net is None and attributes.STALE in why:
+                print(f"note: no attribute metrics in the evaluations: {why}")
 
     def on_start(self, run: Run) -> None:
         self.said_not_finite = False

@@ -10,6 +10,7 @@ unknown keys), never a traceback from deep inside a stage.
 from __future__ import annotations
 
 import difflib
+import re
 import reprlib
 from pathlib import Path
 from typing import Any, Literal, get_args
@@ -155,7 +156,7 @@ class TrainParams(_Section):
     d_steps: int = Field(1, ge=1, le=100)  # k discriminator updates per generator update
     seed: int = Field(0, ge=0, lt=SEED_LIMIT)
     tick_kimg: float = Field(2.0, gt=0)  # a history row and MLflow metrics every tick (the one read of the losses)
-    grids: int = Field(40, ge=1, le=500)  # fixed-latent grids (video frames) over the run, log-spaced in images seen
+    grids: int = Field(40, le=500)  # fixed-latent grids (video frames) over the run, log-spaced in images seen
     grid_seed: int = Field(42, ge=0, lt=SEED_LIMIT)  # the 64 fixed latents of the training grids
     checkpoint_kimg: float = Field(
         25.0, gt=0, json_schema_extra=RUNS
@@ -197,6 +198,17 @@ class TrainParams(_Section):
         if 0 < v < MIN_CADENCE_KIMG:
             raise ValueError(
                 f"must be at least {MIN_CADENCE_KIMG} (one image); anything up to one step's images is due at every step"
+            )
+        return v
+
+    @field_validator("grids")
+    @classmethod
+    def _two_ends(cls, v: int) -> int:
+        """The grids run from 1/500 of the run to its end, and the end always gets one: 1 gave the
+        early grid and the last (3 frames with the untrained one), as 2 does."""
+        if v < 2:
+            raise ValueError(
+                "must be at least 2: one early in the run and one at its end (the untrained grid comes on top)"
             )
         return v
 
@@ -256,6 +268,15 @@ class TrackingParams(_Section):
     experiment: str = Field(
         "gan-lab", min_length=1, max_length=200
     )  # a folder name under mlruns/: not empty, not too long for one
+
+    @field_validator("experiment")
+    @classmethod
+    def _a_folder(cls, v: str) -> str:
+        """Its artifacts go to mlruns/<the name, characters other than letters, digits, . and -
+        made _>: "." or ".." would put them in mlruns/ itself or in the project's root."""
+        if re.sub(r"[^\w.-]+", "_", v) in (".", ".."):  # as ganlab/io/tracking.py names the folder
+            raise ValueError("must name a folder under mlruns/ (its artifacts go there), not '.' or '..'")
+        return v
 
 
 class Params(_Section):

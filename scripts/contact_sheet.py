@@ -21,12 +21,18 @@ import torch
 from PIL import Image, ImageDraw
 
 from ganlab.data.dataset import load_images
+from ganlab.errors import UserError
 from ganlab.metrics.sampler import fixed_latents, generate, load_generator
 from ganlab.params import Params
 from ganlab.render.grids import to_grid, to_pil
 
+USAGE = "usage:\n" + "\n".join(line for line in __doc__.splitlines() if line.lstrip().startswith("python scripts/"))
+
 
 def main(out: str, real_run: str, *columns: str) -> None:
+    for column in columns:
+        if "=" not in column:
+            sys.exit(f"error: {column!r}: not caption=RUN (or caption=RUN:last, caption=RUN@MINUTES)")
     real = load_images(Path(real_run) / "data/prepared/dataset.pt")["images"]
     pick = torch.randperm(len(real), generator=torch.Generator().manual_seed(0))[:64]
     panels = [(f"real images ({len(real)})", to_pil(to_grid(real[pick].float(), padding=1)))]
@@ -35,7 +41,11 @@ def main(out: str, real_run: str, *columns: str) -> None:
         caption, run = column.split("=", 1)
         if "@" in run:
             run, minutes = run.rsplit("@", 1)
-            image, kimg, at = grid_at(Path(run), float(minutes))
+            try:
+                minutes = float(minutes)
+            except ValueError:
+                sys.exit(f"error: {column!r}: {minutes!r} after @ is not a number of minutes")
+            image, kimg, at = grid_at(Path(run), minutes)
             panels.append((f"{caption}|grid at {at:.1f} min: {kimg:.1f} kimg", image))
             continue
         run, _, which = run.partition(":")
@@ -61,9 +71,28 @@ def grid_at(run: Path, minutes: float) -> tuple[Image.Image, float, float]:
     seconds = [0.0] + [float(t["seconds"]) for t in timing]
     target = float(np.interp(minutes * 60, seconds, kimg))
     grids = {int(p.stem.split("_")[1]) / 1000: p for p in (run / "reports/train/grids").glob("images_*.png")}
+    if not grids:
+        sys.exit(f"error: {run}/reports/train/grids: no training grids (images_*.png)")
     near = min(grids, key=lambda k: abs(k - target))
     return Image.open(grids[near]).convert("RGB"), near, float(np.interp(near, kimg, seconds)) / 60
 
 
+def cli(argv: list[str]) -> None:
+    """No or too few arguments: the usage, exit code 2 (they were a TypeError); a run that is not
+    there or not finished: ``gan``'s one line (it was an uncaught UserError or FileNotFoundError)."""
+    if argv[:1] in (["-h"], ["--help"]):
+        print(USAGE)
+        return
+    if len(argv) < 2 or argv[0].startswith("-"):
+        print(USAGE, file=sys.stderr)
+        sys.exit(2)
+    try:
+        main(*argv)
+    except UserError as e:
+        sys.exit(f"error: {e}")
+    except OSError as e:
+        sys.exit(f"error: {e.filename}: {e.strerror}")
+
+
 if __name__ == "__main__":
-    main(*sys.argv[1:])
+    cli(sys.argv[1:])

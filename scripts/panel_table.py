@@ -41,8 +41,14 @@ def _floats(row: dict) -> dict[str, float]:
     return out
 
 
+USAGE = "usage:\n" + "\n".join(line for line in __doc__.splitlines() if line.lstrip().startswith("python scripts/"))
+
+
 def run_row(run: Path, scored: dict[str, list[dict]]) -> dict:
     """One run: its identity, CPU minutes and the panel at the generator the rule picks."""
+    for needed in ("params.yaml", "reports/train/timing.csv"):
+        if not (run / needed).is_file():
+            sys.exit(f"error: {run}: no {needed}: not a run folder scripts/sweep.py made (OUT/NAME/SET)")
     params = yaml.safe_load((run / "params.yaml").read_text())
     history = run / "reports/train/eval_history.csv"
     rows = [_floats(r) for r in csv.DictReader(history.open())] if history.is_file() else []
@@ -55,6 +61,8 @@ def run_row(run: Path, scored: dict[str, list[dict]]) -> dict:
     if pick is None:
         sys.exit(f"error: {run}: no evaluation with a finite swd and fd")
     timing = list(csv.DictReader((run / "reports/train/timing.csv").open()))
+    if not timing:
+        sys.exit(f"error: {run}/reports/train/timing.csv: no rows (did its training start?)")
     source = params["prepare"]["source"]
     return {
         "set": Path(source).name if source != "demo" else "demo",
@@ -120,13 +128,34 @@ def tables(runs: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str]) -> None:
-    scored: dict[str, list[dict]] = {}
-    if argv[:1] == ["--scores"]:
-        for line in Path(argv[1]).read_text().splitlines():
+def read_scores(path: Path) -> dict[str, list[dict]]:
+    """--scores: {run: its rows}, or one line naming the file and the line that is not one."""
+    try:
+        lines = path.read_text().splitlines()
+    except OSError as e:
+        sys.exit(f"error: --scores {path}: {e.strerror}")
+    scored = {}
+    for n, line in enumerate(lines, 1):
+        try:
             entry = json.loads(line)
-            scored[entry["run"]] = entry["rows"]
+            scored[entry["run"]] = list(entry["rows"])
+        except (ValueError, KeyError, TypeError):
+            sys.exit(f'error: --scores {path}: line {n} is not {{"run": ..., "rows": [...]}}')
+    return scored
+
+
+def main(argv: list[str]) -> None:
+    """No run folder: the usage, exit code 2 (it printed two empty tables; a bare --scores was an IndexError)."""
+    if argv[:1] in (["-h"], ["--help"]):
+        print(USAGE)
+        return
+    scored: dict[str, list[dict]] = {}
+    if argv[:1] == ["--scores"] and len(argv) >= 2:
+        scored = read_scores(Path(argv[1]))
         argv = argv[2:]
+    if not argv or argv[0].startswith("-"):
+        print(USAGE, file=sys.stderr)
+        sys.exit(2)
     runs = sorted(
         (run_row(Path(a), scored) for a in argv),
         key=lambda r: (r["set"].rsplit("-", 1)[0], len(r["set"]), r["set"], r["D"], r["seed"]),

@@ -6,10 +6,10 @@ distance over time.
 
 Makes OUT/NAME/SET/ holding the shipped params.yaml with ``prepare.source`` set to SET and each
 ``key=value`` applied (values parsed as YAML: ``train.lr=0.0005``, ``train.diffaugment=[]``),
-prepares the set once per OUT (``gan prepare``, then ``gan attributes`` for the demo's labels or class
-subfolders; copied into each run), runs ``gan train`` and appends one JSON
-line to OUT/results.jsonl: the fd_ratio of every in-training evaluation, the best one, the wall
-time and the training's images/s. Lengths are in kimg, so two runs sharing this busy CPU still
+prepares the set once per OUT, its files and its prepare params (``gan prepare``, then ``gan
+attributes`` for the demo's labels or class subfolders; copied into each run), runs ``gan train``
+and appends one JSON line to OUT/results.jsonl: the fd_ratio of every in-training evaluation,
+the best one, the wall time and the training's images/s. Lengths are in kimg, so two runs sharing this busy CPU still
 compare: the wall times are the ones to re-measure alone. When OUT/code holds a copy of the
 code (``git archive HEAD ganlab stages | tar -x -C OUT/code``; its commit in OUT/code/COMMIT), the
 runs import it: editing the working tree while a sweep runs does not change its runs.
@@ -27,9 +27,11 @@ from __future__ import annotations
 import csv
 import errno
 import fcntl
+import hashlib
 import json
 import os
 import shutil
+import stat
 import subprocess
 import sys
 import time
@@ -47,11 +49,36 @@ def _prepare(prepared: Path, params: Path, env: dict | None) -> None:
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     shutil.copy(params, tmp / "params.yaml")
-    subprocess.run(["gan", "prepare"], cwd=tmp, check=True, env=env)
-    # the classifier of the set's labels (the demo's attributes, class subfolders), as `dvc repro`
+    # then the classifier of the set's labels (the demo's attributes, class subfolders), as `dvc repro`
     # fits it: the in-training evaluation then reports the attribute mix (attr_tv_mean)
-    subprocess.run(["gan", "attributes"], cwd=tmp, check=True, env=env)
+    for stage in ("prepare", "attributes"):
+        done = subprocess.run(["gan", stage], cwd=tmp, env=env)
+        if done.returncode != 0:  # its own error line is above
+            sys.exit(f"error: `gan {stage}` of {params.parent.name} failed (exit code {done.returncode}); see above")
     tmp.rename(prepared)
+
+
+def _data_key(params: dict, src: Path) -> str:
+    """What the prepared data follows: the prepare params (source, crop, background, size...),
+    the device (``gan attributes`` fits on it) and every file of the set, path and bytes. Cached by
+    the folder's name alone, a second set of the same name trained on the first one's images, and
+    a crop or background override was ignored, silently."""
+    h = hashlib.sha256(json.dumps([params["prepare"], params.get("device")], sort_keys=True, default=str).encode())
+    if src.is_dir() and params["prepare"]["source"] != "demo":
+        for dirpath, dirnames, filenames in os.walk(src):  # as prepare lists them: folder links not followed
+            dirnames.sort()
+            for f in sorted(filenames):
+                path = Path(dirpath) / f
+                h.update(os.fsencode(path.relative_to(src)) + b"\0")
+                try:
+                    if stat.S_ISREG(path.stat().st_mode):  # a FIFO would block; prepare skips it anyway
+                        with open(path, "rb") as data:
+                            for block in iter(lambda data=data: data.read(1 << 20), b""):
+                                h.update(block)
+                except OSError as e:
+                    h.update(f"unreadable: {e.errno}".encode())
+                h.update(b"\0")
+    return h.hexdigest()[:16]
 
 
 def plain_name(name: str, what: str) -> str:
@@ -79,27 +106,45 @@ def _append_no_link(path: Path):
         raise
 
 
+USAGE = "usage:\n" + "\n".join(line for line in __doc__.splitlines() if line.lstrip().startswith("python scripts/"))
+
+
+def _override(params: dict, item: str) -> None:
+    """``key=value`` applied to ``params``; a key whose sections are not in params.yaml is one line
+    (the last part may be new: ``gan train`` names a misspelt one, in train.log)."""
+    key, eq, value = item.partition("=")
+    if not eq or not key:
+        sys.exit(f"error: override {item!r}: not key=value (e.g. train.lr=0.0005)")
+    *path, last = key.split(".")
+    node = params
+    for i, part in enumerate(path):
+        node = node.get(part) if isinstance(node, dict) else None
+        if not isinstance(node, dict):
+            sys.exit(f"error: override {item!r}: params.yaml has no section {'.'.join(path[: i + 1])}")
+    try:
+        node[last] = yaml.safe_load(value)
+    except yaml.YAMLError as e:
+        sys.exit(f"error: override {item!r}: its value is not YAML ({' '.join(str(e).split())[:200]})")
+
+
 def main(out: str, image_set: str, name: str, *overrides: str) -> None:
     plain_name(name, "NAME")
     out_dir, src = Path(out).resolve(), Path(image_set).resolve()
     plain_name(src.name, "SET's folder name")
+    if image_set != "demo" and not src.is_dir():
+        sys.exit(f"error: SET {image_set!r}: no such folder (a folder of images, or demo)")
     code = out_dir / "code"
     env = {**os.environ, "PYTHONPATH": str(code)} if code.is_dir() else None
     params = yaml.safe_load(((code if (code / "params.yaml").is_file() else ROOT) / "params.yaml").read_text())
     params["prepare"]["source"] = "demo" if image_set == "demo" else str(src)  # the built-in faces by name
     for item in overrides:
-        key, value = item.split("=", 1)
-        *path, last = key.split(".")
-        node = params
-        for part in path:
-            node = node[part]
-        node[last] = yaml.safe_load(value)
+        _override(params, item)
     run = out_dir / name / src.name
     shutil.rmtree(run, ignore_errors=True)
     run.mkdir(parents=True)
     (run / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
-    prepared = out_dir / "_prepared" / f"{src.name}-{params['prepare']['image_size']}"
+    prepared = out_dir / "_prepared" / f"{src.name[:100]}-{params['prepare']['image_size']}-{_data_key(params, src)}"
     prepared.parent.mkdir(parents=True, exist_ok=True)
     with _append_no_link(out_dir / "_prepared" / ".lock") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # two sweeps starting on one set prepare it once
@@ -149,8 +194,16 @@ def plot(out: str, png: str, *names: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = [json.loads(line) for line in open(Path(out) / "results.jsonl")]
-    rows = [r for r in rows if r["fd_ratio"] and (not names or r["name"] in names)]
+    results = Path(out) / "results.jsonl"
+    try:
+        rows = [json.loads(line) for line in results.read_text().splitlines() if line.strip()]
+    except (OSError, ValueError) as e:
+        sys.exit(f"error: {results}: {getattr(e, 'strerror', None) or e}")
+    rows = [r for r in rows if r.get("fd_ratio") and (not names or r.get("name") in names)]
+    if not rows:
+        sys.exit(
+            f"error: {results}: no run {'named ' + ', '.join(names) + ' ' if names else ''}with an fd_ratio to plot"
+        )
     families: dict[str, list[str]] = {}  # icons-20, icons-200 ... in a row per family, by size
     for name in sorted(
         {r["set"] for r in rows},
@@ -174,8 +227,18 @@ def plot(out: str, png: str, *names: str) -> None:
     fig.savefig(png, dpi=80)
 
 
-if __name__ == "__main__":
-    if sys.argv[1] == "--plot":
-        plot(*sys.argv[2:])
+def cli(argv: list[str]) -> None:
+    """No or too few arguments: the usage, exit code 2 (they were an IndexError or a TypeError)."""
+    if argv[:1] in (["-h"], ["--help"]):
+        print(USAGE)
+    elif argv[:1] == ["--plot"] and len(argv) >= 3:
+        plot(*argv[1:])
+    elif argv[:1] != ["--plot"] and len(argv) >= 3:
+        main(*argv)
     else:
-        main(*sys.argv[1:])
+        print(USAGE, file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    cli(sys.argv[1:])

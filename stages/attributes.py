@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 
 from ganlab import layout
-from ganlab.data.dataset import load_images
+from ganlab.data.dataset import dataset_sha, load_images
 from ganlab.data.demo_faces import read_labels
 from ganlab.device import resolve_device
 from ganlab.io import checkpoint
@@ -29,6 +29,7 @@ def _no_classes_note() -> str:
 
 def run(params: Params) -> None:
     data = load_images(layout.DATASET)
+    sha = dataset_sha(layout.MANIFEST)  # the file says which data it is of: a stale one is never used
     if params.prepare.source == "demo":
         labels, names, min_steps = read_labels(layout.DEMO_IMAGES, data["files"]), demo_names(), 0
     elif data.get("labels"):
@@ -36,14 +37,15 @@ def run(params: Params) -> None:
         names, min_steps = data["label_names"], CLASS_MIN_STEPS
     else:
         reason = f"attribute metrics need the demo's labels or class subfolders; prepare.source is a folder: {_no_classes_note()}"
-        checkpoint.save({"available": False, "reason": reason}, layout.ATTRIBUTES)
+        checkpoint.save({"available": False, "reason": reason, "dataset_sha256": sha}, layout.ATTRIBUTES)
         write_text(layout.ATTRIBUTES_REPORT, json.dumps({"available": False, "reason": reason}, indent=1))
         print(f"attributes: skipped ({reason})")
         return
     net, accuracy = fit(data["images"], labels, resolve_device(params.device), names=names, min_steps=min_steps)
     weights = {k: v.cpu() for k, v in net.state_dict().items()}
     checkpoint.save(
-        {"available": True, "weights": weights, "accuracy": accuracy, "names": net.names}, layout.ATTRIBUTES
+        {"available": True, "weights": weights, "accuracy": accuracy, "names": net.names, "dataset_sha256": sha},
+        layout.ATTRIBUTES,
     )
     report = {
         "available": True,

@@ -16,7 +16,7 @@ from pathlib import Path
 import typer
 
 from ganlab.data.demo_faces import write_demo_faces
-from ganlab.errors import Terminated, UserError
+from ganlab.errors import Terminated, UserError, printable
 from ganlab.params import ModelParams, Params, load_params
 from ganlab.render import dvc_plots
 from ganlab.training import distributed
@@ -59,7 +59,7 @@ def _run(stage: Callable[[Params], object], params_path: Path) -> None:
     try:
         stage(load_params(params_path))
     except (UserError, FloatingPointError) as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {printable(str(e))}", file=sys.stderr)  # a name in it may hold a newline
         raise typer.Exit(1) from None
 
 
@@ -188,6 +188,12 @@ def bench(
     if unknown:
         print(f"error: --config: unknown {sorted(unknown)}; choose from {sorted(benchmark.CONFIGS)}", file=sys.stderr)
         raise typer.Exit(1)
+    if any(n < 0 for n in size):  # they were dropped, silently, with the 0 that means none
+        print(
+            f"error: --size: {min(size)} is negative; a data set size in images, or 0 for no end-to-end run",
+            file=sys.stderr,
+        )
+        raise typer.Exit(1)
     if device not in ("auto", "cpu", "cuda"):
         print(f"error: --device: {device!r} is not one of auto, cpu, cuda", file=sys.stderr)
         raise typer.Exit(1)
@@ -202,7 +208,7 @@ def bench(
             return
         benchmark.main(config, trials, steps, device, json_output, tuple(n for n in size if n > 0), kimg or None, arch)
     except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {printable(str(e))}", file=sys.stderr)
         raise typer.Exit(1) from None
 
 
@@ -219,7 +225,7 @@ def plots(
         page, warnings = dvc_plots.render_page(revisions or [], out)
         svgs = dvc_plots.render_svgs(revisions or [], out / "svg") if svg else []
     except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {printable(str(e))}", file=sys.stderr)
         raise typer.Exit(1) from None
     if warnings:
         print(warnings, file=sys.stderr)

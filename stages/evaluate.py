@@ -40,9 +40,9 @@ def run(params: Params) -> dict[str, float]:
     device = resolve_device(params.device)
     G, _ = load_generator(layout.CHECKPOINT, device, which=params.generator)
     real = load_images(layout.DATASET)["images"]
-    net, why_not = attributes.load(layout.ATTRIBUTES, device)
-    feature_net = FeatureNet().to(device)
     sha = dataset_sha(layout.MANIFEST)
+    net, why_not = attributes.load(layout.ATTRIBUTES, device, sha)
+    feature_net = FeatureNet().to(device)
     reference = Reference(reference_features(feature_net, layout.FEATURES, real, sha))
     result = evaluate_generator(
         G, real, e.samples, e.seed, feature_net, reference, net, fid_weights=e.inception_weights if e.fid else None

@@ -18,7 +18,8 @@ from ganlab.data.images import EXTENSIONS
 from ganlab.errors import UserError
 from ganlab.io import checkpoint
 from ganlab.io.atomic import atomic_dir, atomic_path, write_text
-from ganlab.params import Params
+from ganlab.names import metric_keys
+from ganlab.params import Params, excerpt
 
 
 def run(params: Params) -> dict:
@@ -29,15 +30,19 @@ def run(params: Params) -> dict:
             write_demo_faces(fresh, p.demo.count, p.demo.seed, size=max(128, p.image_size))
     else:
         root = Path(p.source)
-        if not root.is_dir():
+        try:
+            is_dir, exists = root.is_dir(), root.exists()
+        except OSError as e:  # a name too long for the file system, a folder on the way that may not be read
+            raise UserError(f"prepare.source: cannot open {excerpt(p.source)}: {e.strerror}") from None
+        if not is_dir:
             raise UserError(
-                f"prepare.source: folder '{root}' does not exist"
-                if not root.exists()
-                else f"prepare.source: '{root}' is not a folder"
+                f"prepare.source: folder '{shown(root)}' does not exist"
+                if not exists
+                else f"prepare.source: '{shown(root)}' is not a folder"
             )
         _not_an_output(root)
         if not root.resolve().is_relative_to(layout.RAW.resolve()):
-            print(f"note: {root} is outside {layout.RAW}/, so DVC will not notice when its images change")
+            print(f"note: {shown(root)} is outside {layout.RAW}/, so DVC will not notice when its images change")
 
     data, kept, skipped, ignored = read_folder(root, p.image_size, p.crop, p.background)
     for s in skipped:
@@ -67,7 +72,7 @@ def run(params: Params) -> dict:
     checkpoint.save(dataset, layout.DATASET)
     manifest = {
         "source": p.source,
-        "root": root.as_posix(),
+        "root": shown(root.as_posix()),
         "image_size": p.image_size,
         "count": len(kept),
         "dataset_sha256": hashlib.sha256(data.numpy().view(np.uint8)).hexdigest(),  # the bytes, not a copy
@@ -77,7 +82,14 @@ def run(params: Params) -> dict:
     }
     if p.source != "demo":  # the demo's manifest stays as it was; its labels are in its labels.csv
         manifest["classes"] = (
-            None if classes is None else {"attribute": CLASS, "names": classes["names"], "counts": classes["counts"]}
+            None
+            if classes is None
+            else {
+                "attribute": CLASS,
+                "names": classes["names"],
+                "counts": classes["counts"],
+                "metric_keys": metric_keys(classes["names"]),  # MLflow keys and CSV columns: class_share/<key>
+            }
         )
         if classes is None:
             manifest["classes_note"] = no_classes
@@ -87,7 +99,9 @@ def run(params: Params) -> dict:
     if classes is not None:
         mix = ", ".join(f"{n} {c}" for n, c in zip(classes["names"], classes["counts"]))
         print(f"prepare: {len(classes['names'])} classes (the first subfolder of each image): {mix}")
-    print(f"prepare: {len(kept)} images at {p.image_size} px from {root}, {len(skipped)} skipped -> {layout.DATASET}")
+    print(
+        f"prepare: {len(kept)} images at {p.image_size} px from {shown(root)}, {len(skipped)} skipped -> {layout.DATASET}"
+    )
     return manifest
 
 

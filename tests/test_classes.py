@@ -66,7 +66,12 @@ def test_a_folder_of_classes_gives_a_classifier_and_the_class_mix_of_the_samples
     )  # red against blue needs few; the shipped 100 steps cost 7 s on 2 cores
     params = tiny(prepare={"source": str(class_folder(workdir / "raw")), "image_size": 32})
     manifest = prepare.run(params)
-    assert manifest["classes"] == {"attribute": "class", "names": ["Class 1", "Class 2"], "counts": [20, 20]}
+    assert manifest["classes"] == {
+        "attribute": "class",
+        "names": ["Class 1", "Class 2"],
+        "counts": [20, 20],
+        "metric_keys": {"Class_1": "Class 1", "Class_2": "Class 2"},
+    }
     data = checkpoint.load(layout.DATASET)
     assert data["label_names"] == {"class": ["Class 1", "Class 2"]}
     assert data["labels"]["class"].tolist() == [0 if f.startswith("Class 1/") else 1 for f in data["files"]]

@@ -123,3 +123,23 @@ def test_outside_a_project_one_line(tmp_path, monkeypatch):
     result = CliRunner().invoke(app, ["plots"])
     assert result.exit_code == 1
     assert result.stderr.strip() == "error: no .dvc/ or dvc.yaml here: run `gan plots` from the project's root"
+
+
+def test_a_revision_named_like_html_is_escaped_in_the_page(project, tmp_path, monkeypatch):
+    """A git ref may hold `<`, `>` and `/`: DVC writes the revision into each plot's spec, inside a
+    <script>, unescaped; `x</script><script>alert(1)</script>` ran its script in the page 9 times."""
+    evil = "x</script><script>alert(1)</script>"
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-c", "commit.gpgsign=false"]
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
+    subprocess.run([sys.executable, "-m", "dvc", "init", "-q"], cwd=tmp_path, check=True)
+    shutil.copy(project / "dvc.yaml", tmp_path)
+    for folder in ("reports", dvc_plots.TEMPLATE_DIR):  # the template: built once, by the module's fixture
+        shutil.copytree(project / folder, tmp_path / folder)
+    subprocess.run(["git", "add", "dvc.yaml", "reports", ".dvc/config"], cwd=tmp_path, check=True)
+    subprocess.run([*git, "commit", "-qm", "curves"], cwd=tmp_path, check=True)
+    subprocess.run(["git", "branch", evil], cwd=tmp_path, check=True)
+    monkeypatch.chdir(tmp_path)
+    html = dvc_plots.render_page([evil])[0].read_text()
+    assert "<script>alert" not in html and html.lower().count("</script") == html.lower().count("<script")
+    spec = re.search(r"var spec = (.*);\s*vegaEmbed\('#Losses', spec\);", html).group(1)
+    assert evil in json.dumps(json.loads(spec))  # still the revision, for the legend

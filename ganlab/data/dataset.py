@@ -17,6 +17,7 @@ import torch
 
 from ganlab.errors import UserError
 from ganlab.io import checkpoint
+from ganlab.params import IMAGE_SIZES
 
 # the one attribute of a folder of class subfolders: the dataset file's labels[CLASS], label_names[CLASS]
 
@@ -48,6 +49,10 @@ def load_images(path: Path, mmap: bool = False) -> dict:
         raise UserError(f"{path}: images of shape {tuple(images.shape)}, not (N, 3, S, S); {rebuild}")
     if len(images) == 0:
         raise UserError(f"{path}: no images in it; {rebuild}")
+    if images.shape[2] not in IMAGE_SIZES:  # training's networks would end in a ValueError
+        raise UserError(
+            f"{path}: images of {images.shape[2]} px; the networks take {', '.join(map(str, IMAGE_SIZES))} px; {rebuild}"
+        )
     return state
 
 

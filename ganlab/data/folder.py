@@ -12,6 +12,7 @@ import torch
 
 from ganlab.data.dataset import to_tensor
 from ganlab.data.images import EXTENSIONS, SkipImage, load_image
+from ganlab.errors import printable
 
 
 def list_files(root: Path) -> list[Path]:
@@ -24,8 +25,10 @@ def list_files(root: Path) -> list[Path]:
 
 
 def shown(path: Path | str) -> str:
-    """A printable file name, even when it is not valid UTF-8."""
-    return os.fsencode(path).decode("utf-8", "backslashreplace")
+    """A printable file name, even when it is not valid UTF-8 or holds control characters: the
+    name goes into the manifest, class names, metric keys and printed lines, none of which may
+    break a line."""
+    return printable(os.fsencode(path).decode("utf-8", "backslashreplace"))
 
 
 MIN_CLASS_IMAGES = 4  # fewer in a subfolder and it is no class a classifier can learn (or be checked on)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import pickle
 import random
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -49,9 +50,20 @@ def load(
     try:
         return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as e:
-        raise UserError(f"{path}: refused to load: not a plain weights file ({str(e).splitlines()[0]})") from None
+        raise UserError(f"{path}: refused to load: not a plain weights file ({_what_it_holds(e)})") from None
     except (RuntimeError, EOFError, OSError) as e:
         raise UserError(f"{path}: not a readable checkpoint ({str(e).splitlines()[0]})") from None
+
+
+def _what_it_holds(e: pickle.UnpicklingError) -> str:
+    """What made torch refuse the file, without torch's advice to load it with ``weights_only=False``
+    (which would run whatever the file holds: the very thing the refusal protects against)."""
+    m = re.search(r"GLOBAL (\S+)", str(e))
+    return (
+        f"it names {m.group(1)}, which loading would import and could run"
+        if m
+        else "it holds more than tensors and plain containers"
+    )
 
 
 def require(state: Any, path: Path, keys: tuple[str, ...], rebuild: str) -> dict[str, Any]:

@@ -11,7 +11,6 @@ their source, with the names of each attribute's classes.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from torch import nn
 from ganlab.data.demo_faces import ATTRIBUTES
 from ganlab.device import autocast_for, device_of
 from ganlab.io import checkpoint
+from ganlab.names import metric_names  # noqa: F401 - where scores.py takes it from
 
 SIZE = 64  # the classifier looks at every data set at 64 px
 
@@ -104,27 +104,21 @@ def predict(net: AttributeNet, images: torch.Tensor, batch: int = 256) -> dict[s
     return {a: torch.cat([o[a] for o in outs]).float().softmax(1) for a in net.heads}
 
 
-def load(path: Path, device: torch.device) -> tuple[AttributeNet | None, str]:
-    """The classifier on ``device``, or None and the reason it is not available."""
+STALE = "was made for another data set"
+
+
+def load(path: Path, device: torch.device, dataset_sha: str | None = None) -> tuple[AttributeNet | None, str]:
+    """The classifier on ``device``, or None and the reason it is not available. ``dataset_sha``:
+    the prepared data's; a classifier of other data is not used (the demo's, left from an earlier
+    prepare, scored a folder of photos by hair colour: an ``attr_tv_mean`` that meant nothing)."""
     if not path.is_file():
         return None, f"no {path} (run `gan attributes`)"
     rebuild = "rebuild it with `gan attributes` (or `dvc repro`)"
     state = checkpoint.require(checkpoint.load(path), path, ("available",), rebuild)
+    if dataset_sha is not None and state.get("dataset_sha256") != dataset_sha:
+        return None, f"{path} {STALE} than data/prepared/ holds (run `gan attributes`)"
     if not state.get("available"):
         return None, state.get("reason", "no attribute classifier")
     net = new_net(state.get("names"))  # a classifier saved before the names were: the demo's
     checkpoint.load_weights(net, checkpoint.require(state, path, ("weights",), rebuild)["weights"], path, rebuild)
     return net.to(device).eval(), ""
-
-
-def metric_names(names: Sequence[str]) -> list[str]:
-    """Class names as MLflow metric-key parts: letters, digits (any script), ``_`` and ``-`` (anything else,
-    dots included, becomes ``_``), never empty, never two alike."""
-    out: list[str] = []
-    for i, name in enumerate(names):
-        key = re.sub(r"[^\w-]", "_", name).strip("_") or f"class{i}"
-        base, n = key, 2
-        while key in out:
-            key, n = f"{base}_{n}", n + 1
-        out.append(key)
-    return out

@@ -67,4 +67,11 @@ def load_generator(path: Path, device: torch.device, which: str = "last") -> tup
     except (ValueError, TypeError, RuntimeError, KeyError) as e:
         raise UserError(f"{path}: its 'model' describes no generator this project builds ({e}); {rebuild}") from None
     checkpoint.load_weights(g, weights, path, rebuild)
+    state = g.state_dict()
+    bad = [k for k, t in state.items() if t.is_floating_point() and not torch.isfinite(t).all()]
+    if bad:  # every image would be NaN, and saved as black: 64 black samples, no word
+        raise UserError(
+            f"{path}: the generator's weights at {kimg:g} kimg are not finite (NaN or inf in {len(bad)} of {len(state)} "
+            f"tensors, first {bad[0]}): the run diverged or the file is damaged; {rebuild}"
+        )
     return g.to(device).eval().requires_grad_(False), kimg

@@ -116,10 +116,37 @@ def render_page(revisions: list[str], out: Path = PLOTS_DIR) -> tuple[Path, str]
     done = _dvc([*_plots_command(revisions), "--html-template", str(template), "-o", str(out)])
     if not page.is_file():
         raise UserError("no plot data (reports/train/history.csv): run `dvc repro` or `dvc pull` first")
+    html = page.read_text(encoding="utf-8")
+    with atomic_path(page) as tmp:
+        tmp.write_text(safe_specs(html), encoding="utf-8")
     warnings = done.stderr.strip()
     if "failed to load some plots" in warnings:
         warnings += " (`dvc plots show --json` names them; reports/train/timing.csv is no output: it exists where `gan train` ran)"
     return page, warnings
+
+
+SPEC = "var spec = "  # how DVC's div starts each plot's data, inside a <script>
+
+
+def safe_specs(html: str) -> str:
+    """The page with each plot's spec written again so that no string in it can end its <script>.
+
+    DVC writes the specs with ``json.dumps``, which leaves ``<`` as it is, and a spec holds the
+    revisions compared: a git ref may be ``x</script><script>alert(1)</script>``. Each spec is
+    read back as JSON (its extent is the JSON's, whatever its strings say) and ``<``, ``>`` and
+    ``&`` become ``\\u003c``, ``\\u003e`` and ``\\u0026``: the same strings to JavaScript, nothing to
+    the HTML parser. Only the body is searched: the inlined bundle in the head is ours."""
+    decoder = json.JSONDecoder()
+    head = html.find("<script>")
+    body = 0 if head < 0 else max(0, html.lower().find("</script", head))  # the bundle has no "</script" of its own
+    out, pos = [html[:body]], body
+    while (start := html.find(SPEC, pos)) != -1:
+        start += len(SPEC)
+        spec, end = decoder.raw_decode(html, start)
+        text = json.dumps(spec).replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+        out += [html[pos:start], text]
+        pos = end
+    return "".join(out) + html[pos:]
 
 
 def _file_name(title: str) -> str:
