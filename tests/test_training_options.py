@@ -12,7 +12,7 @@ from ganlab.nets.dcgan import Discriminator, init_dcgan_
 from ganlab.training import augment
 from ganlab.training.clock import Clock
 from ganlab.training.ema import make_ema, update_ema
-from ganlab.training.loop import build, train_steps
+from ganlab.training.loop import build, divergence, train_steps
 from ganlab.training.loss import (
     LOSSES,
     gradient_penalty,
@@ -101,6 +101,15 @@ def test_the_pairing_loss_scores_each_real_against_its_fake():
     torch.testing.assert_close(rp.g(fake, real), softplus(torch.tensor([2.0, -1.0])).mean())
     torch.testing.assert_close(rp.d(real + 5, fake + 5), rp.d(real, fake))  # relativistic: only differences count
     assert rp.pairs and not LOSSES["bce"].pairs
+
+
+def test_both_scores_near_zero_is_divergence_for_bce_but_not_for_the_pairing_loss():
+    """RpGAN reads only D(x) - D(G(z)): the level of both drifts freely, and a D scoring every image
+    near 0 with reals well above fakes is healthy there; loss_d above 10 is divergence for both."""
+    calm = [{"kimg": k, "loss_d": 0.31, "real_score": 0.0024, "fake_score": 0.0004} for k in (22.0, 24.8)]
+    assert divergence(calm, 0.001) is not None and divergence(calm, 0.001, paired=True) is None
+    lost = [{**r, "loss_d": 12.0} for r in calm]
+    assert "loss_d above 10" in divergence(lost, 0.001, paired=True)
 
 
 def test_each_arch_trains_with_its_own_loss_unless_train_loss_says_otherwise():

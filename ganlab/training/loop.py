@@ -245,15 +245,18 @@ def summarise(log: torch.Tensor, first_step: int, d_steps: int, clock: Clock) ->
 DIVERGED_LOSS_D = 10.0
 
 
-def divergence(history: list[dict[str, float]], lr: float) -> str | None:
+def divergence(history: list[dict[str, float]], lr: float, paired: bool = False) -> str | None:
     """Why the run has diverged, judged on its last two ticks, or None. A diverged run stops
-    rather than spend its length on noise (train.lr 1 went on to loss_d 869 with both scores 0)."""
+    rather than spend its length on noise (train.lr 1 went on to loss_d 869 with both scores 0).
+    ``paired``: the loss reads only the difference of D's real and fake scores (RpGAN), so their
+    common level drifts freely: both near 0 is a healthy D there (a resize run on 200 photos sat at
+    D(x) 0.002, D(G(z)) 0.0004, loss_d 0.31, and was stopped as diverged), and only loss_d counts."""
     if len(history) < 2:
         return None
     last = history[-2:]
     if all(r["loss_d"] > DIVERGED_LOSS_D for r in last):
         why = f"loss_d above {DIVERGED_LOSS_D:g} for two ticks"
-    elif all(
+    elif not paired and all(
         max(r["real_score"], r["fake_score"]) < 0.01 or min(r["real_score"], r["fake_score"]) > 0.99 for r in last
     ):
         why = "D gives real and generated images the same extreme score for two ticks"
@@ -563,7 +566,7 @@ def _run_stops(run: Run, hooks: Hooks, rank: int) -> None:
         if ticked:
             row, timing = tick_rows(clock, progress, means, tick_start)
             progress.history.append(row)
-            if why := divergence(progress.history, t.lr_d or t.lr):
+            if why := divergence(progress.history, t.lr_d or t.lr, objective(gan.arch, t)[0].pairs):
                 raise FloatingPointError(why)
             logs, tick_start = [], (stop, progress.seconds)
         noise_states = ()
