@@ -233,11 +233,14 @@ class SweepParams(_Section):
     base: Literal["random", "zeros", "ones"] = "random"
 
 
+STUDY_IMAGES = 256  # per list of the latent study: one image each on one page (120000 constants took 4.85 GB)
+
+
 class LatentStudyParams(_Section):
-    constants: list[float] = [0.0, 1.0, -1.0, 0.5, 0.3]
-    one_hot_dims: list[int] = [0, 3, 64, 123]
+    constants: list[float] = Field([0.0, 1.0, -1.0, 0.5, 0.3], max_length=STUDY_IMAGES)
+    one_hot_dims: list[int] = Field([0, 3, 64, 123], max_length=STUDY_IMAGES)
     feature_base: Literal["zeros", "ones", "neg_ones"] = "ones"
-    features: dict[int, float] = {3: 50.0, 123: -50.0}  # dimension -> large value
+    features: dict[int, float] = Field({3: 50.0, 123: -50.0}, max_length=STUDY_IMAGES)  # dimension -> large value
     sweep: SweepParams = SweepParams()
     seed: int = Field(7, ge=0, lt=SEED_LIMIT)  # base latent of a "random" sweep
 
@@ -384,6 +387,8 @@ def _no_duplicate_keys(node: yaml.Node, prefix: str = "") -> None:
         for key, value in node.value:
             name = key.value if isinstance(key, yaml.ScalarNode) else "?"
             line = key.start_mark.line + 1
+            if key.tag == "tag:yaml.org,2002:int":  # `3:` and `03:` are one dimension of latent_study.features
+                name = str(yaml.constructor.SafeConstructor().construct_yaml_int(key))
             if name in seen:
                 raise _Refused(
                     f"{prefix}{name}: duplicate key at line {line} (first at line {seen[name]}); YAML would keep the last silently"

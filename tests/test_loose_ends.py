@@ -139,3 +139,25 @@ def test_a_classifier_left_from_another_data_set_gives_no_attribute_metrics(work
     assert "note: no attribute metrics in the evaluations: models/attributes.pt was made for another data set" in (
         capsys.readouterr().out
     )
+
+
+def test_latent_study_dimensions_written_twice_or_lists_too_long_are_refused_in_one_line(tmp_path):
+    from ganlab.params import load_params
+
+    path = tmp_path / "params.yaml"
+    path.write_text("latent_study:\n  features:\n    3: 50.0\n    03: -50.0\n")  # one dimension: the last won
+    with pytest.raises(UserError, match=r"latent_study\.features\.3: duplicate key at line 4 \(first at line 3\)"):
+        load_params(path)
+    with pytest.raises(UserError, match=r"^params.yaml: latent_study.constants: List should have at most 256 items"):
+        parse_params({"latent_study": {"constants": [0.0] * 120_000}})  # took 4.85 GB
+
+
+def test_latent_study_dimensions_beyond_an_older_generators_latent_are_one_line():
+    """params.yaml's dimensions were checked against model.latent_size; a checkpoint trained with a
+    smaller one ended in an IndexError."""
+    from ganlab.params import LatentStudyParams
+    from ganlab.render.latent_study import build_studies
+
+    with pytest.raises(UserError, match=r"^latent_study.one_hot_dims: dimension 64 is outside the generator's latent"):
+        build_studies(LatentStudyParams(), latent_size=16)
+    assert len(build_studies(LatentStudyParams(one_hot_dims=[0], features={3: 5.0}), latent_size=16)) == 4

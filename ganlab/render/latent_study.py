@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ganlab.errors import UserError
 from ganlab.io.atomic import atomic_path, write_text
 from ganlab.metrics.sampler import fixed_latents
 from ganlab.params import LatentStudyParams
@@ -34,7 +35,16 @@ class Study:
 
 
 def build_studies(p: LatentStudyParams, latent_size: int) -> list[Study]:
-    """Every non-empty study, in page order."""
+    """Every non-empty study, in page order. params.yaml's dimensions were checked against
+    ``model.latent_size``; the generator may be older than that setting, so they are checked again
+    against the one it has."""
+    dims = [("one_hot_dims", d) for d in p.one_hot_dims] + [("features", d) for d in p.features]
+    for key, dim in [*dims, ("sweep.dim", p.sweep.dim)]:
+        if not 0 <= dim < latent_size:
+            raise UserError(
+                f"latent_study.{key}: dimension {dim} is outside the generator's latent vector of {latent_size} "
+                "(models/checkpoint.pt was trained with another model.latent_size: train again, or choose dimensions below it)"
+            )
 
     def full(value: float, n: int = 1) -> torch.Tensor:
         return torch.full((n, latent_size), float(value))
