@@ -92,7 +92,7 @@ def test_damaged_inputs_are_one_line_errors(tmp_path, command, setup, message):
     if command == "features":
         (tmp_path / "params.yaml").write_text("{}\n")
         torch.save(
-            {"images": torch.zeros(2, 3, 8, 8, dtype=torch.float16), "files": ["a", "b"]},
+            {"images": torch.zeros(2, 3, 32, 32, dtype=torch.float16), "files": ["a", "b"]},
             tmp_path / "data/prepared/dataset.pt",
         )
     out = gan(command, cwd=tmp_path)
