@@ -114,6 +114,14 @@ def test_the_best_generator_is_the_later_one_inside_the_noise_and_never_a_nan():
     assert pick_best(_history([(45.0, 300.0), (40.0, 320.0)]), PANEL) == 0
 
 
+def test_a_later_generator_better_on_both_than_the_kept_one_is_kept_though_the_lows_fell_elsewhere():
+    """The low swd (evaluation 1, refused for its fd) and the low fd (evaluation 2, refused for its
+    swd) fell on generators never kept; evaluation 3 beats the kept one on both beyond the noise."""
+    evals = _history([(300.0, 700.0), (100.0, 900.0), (310.0, 600.0), (105.0, 650.0)])
+    assert pick_best(evals, PANEL) == 3
+    assert pick_best(evals[:3], PANEL) == 0  # each alone fails a guard against the kept one
+
+
 def test_patience_counts_evaluations_since_the_last_gain_beyond_the_noise():
     flat = _history([(60.0, 400.0), (45.0, 300.0), (45.5, 300.0), (44.6, 299.0), (45.2, 300.0)])
     assert last_gain(flat, PANEL) == 1 and pick_best(flat, PANEL) == 4
