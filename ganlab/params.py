@@ -244,6 +244,14 @@ class LatentStudyParams(_Section):
     sweep: SweepParams = SweepParams()
     seed: int = Field(7, ge=0, lt=SEED_LIMIT)  # base latent of a "random" sweep
 
+    def dimensions(self) -> list[tuple[str, int]]:
+        """(key, latent dimension) of every dimension the study names."""
+        return [
+            *(("one_hot_dims", d) for d in self.one_hot_dims),
+            *(("features", d) for d in self.features),
+            ("sweep.dim", self.sweep.dim),
+        ]
+
 
 class VideoParams(_Section):
     fps: float = Field(8.0, gt=0, le=120)
@@ -296,13 +304,12 @@ class Params(_Section):
 
     @model_validator(mode="after")
     def _latent_dims_in_range(self) -> Params:
-        size, ls = self.model.latent_size, self.latent_study
-        checks = [("latent_study.one_hot_dims", d) for d in ls.one_hot_dims]
-        checks += [("latent_study.features", d) for d in ls.features]
-        checks += [("latent_study.sweep.dim", ls.sweep.dim)]
-        for key, dim in checks:
+        size = self.model.latent_size
+        for key, dim in self.latent_study.dimensions():
             if not 0 <= dim < size:
-                raise ValueError(f"{key}: dimension {dim} is outside 0..{size - 1} (model.latent_size is {size})")
+                raise ValueError(
+                    f"latent_study.{key}: dimension {dim} is outside 0..{size - 1} (model.latent_size is {size})"
+                )
         return self
 
 

@@ -38,8 +38,7 @@ def build_studies(p: LatentStudyParams, latent_size: int) -> list[Study]:
     """Every non-empty study, in page order. params.yaml's dimensions were checked against
     ``model.latent_size``; the generator may be older than that setting, so they are checked again
     against the one it has."""
-    dims = [("one_hot_dims", d) for d in p.one_hot_dims] + [("features", d) for d in p.features]
-    for key, dim in [*dims, ("sweep.dim", p.sweep.dim)]:
+    for key, dim in p.dimensions():
         if not 0 <= dim < latent_size:
             raise UserError(
                 f"latent_study.{key}: dimension {dim} is outside the generator's latent vector of {latent_size} "
