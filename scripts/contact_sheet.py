@@ -1,5 +1,5 @@
 """Contact sheet for docs/quality_panel.md: 64 real images beside 64 samples of each run's kept
-generator, captioned, so that runs at equal CPU time are judged by eye side by side (issue 23).
+generator, captioned, so that runs at equal CPU time are judged by eye side by side.
 
     python scripts/contact_sheet.py OUT.png OUT/NAME/SET "caption=OUT/NAME/SET" ...
 
