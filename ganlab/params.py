@@ -1,7 +1,9 @@
 """``params.yaml`` parsed once, at the edge, into typed and validated settings.
 
 The defaults here are the shipped params.yaml, value for value (a test compares them), so an
-empty or partial file means what the shipped one means.
+empty or partial file means what the shipped one means. What each setting means is said once, beside
+it in params.yaml, where users read and change it; here only the values are checked
+(tests/test_param_docs.py).
 
 Every mistake becomes one line naming the file and the dotted key (with a did-you-mean for
 unknown keys), never a traceback from deep inside a stage.
@@ -49,10 +51,10 @@ class DemoParams(_Section):
 
 
 class PrepareParams(_Section):
-    source: str = "demo"  # "demo", or a folder of images (put yours under data/raw/)
+    source: str = "demo"
     image_size: int = 64
     crop: Literal["center", "pad"] = "center"
-    background: tuple[int, int, int] = (255, 255, 255)  # for transparent pixels and padding
+    background: tuple[int, int, int] = (255, 255, 255)
     demo: DemoParams = DemoParams()
 
     @field_validator("source")
@@ -77,30 +79,40 @@ class PrepareParams(_Section):
         return v
 
 
-ARCHS = ("dcgan", "resize", "r3gan")  # ganlab/nets/factory.py's table (a test keeps them equal)
-LOSS_NAMES = ("bce", "hinge", "rpgan")  # ganlab/training/loss.py's table (a test keeps them equal)
+# The names of the tables that run each choice, which import this module: a test keeps each equal to
+# its table, so that a name accepted here never ends in a KeyError there.
+ARCHS = ("dcgan", "resize", "r3gan")  # ganlab/nets/archs.py: ARCHS
+DISCRIMINATORS = ("dcgan", "projected", "dcgan+projected", "dcgan+shallow")  # ganlab/nets/factory.py: DISCRIMINATORS
+LOSS_NAMES = ("bce", "hinge", "rpgan")  # ganlab/training/loss.py: LOSSES
+AUGMENTS = ("color", "translation", "cutout")  # ganlab/training/augment.py: POLICIES
+FEATURE_BASES = ("zeros", "ones", "neg_ones")  # ganlab/render/latent_study.py: BASES
+BEST_METRICS = (  # ganlab/training/best.py: DIRECTIONS
+    "panel",
+    "swd",
+    "ndb",
+    "fd",
+    "kid",
+    "recall",
+    "attr_tv_mean",
+    "attr_confident_mean",
+    "attr_confident_all",
+)
 
 
 class ModelParams(_Section):
-    # the networks and the loss they train with: dcgan (the lecture's: transposed convolutions,
-    # BatchNorm, BCE) | resize (the lecture's nets with resize-convolutions in G, relativistic pairing
-    # with R1 + R2) | r3gan (residual, no normalisation, relativistic pairing with R1 + R2)
     arch: Literal[ARCHS] = "dcgan"
     latent_size: int = Field(128, ge=1, le=4096)
-    g_width: int = Field(16, ge=1, le=1024)  # G's last hidden width; doubles towards the input
-    d_width: int = Field(32, ge=1, le=1024)  # D's first width; doubles towards the score
-    # spectral normalisation of the dcgan D's convolutions (the projected D's heads always have it)
+    g_width: int = Field(16, ge=1, le=1024)
+    d_width: int = Field(32, ge=1, le=1024)
     d_spectral_norm: bool = False
-    # projected: heads on a frozen ImageNet network's features; dcgan+projected: both, weighted equally;
-    # dcgan+shallow: both, the features' two shallow scales only (docs/quality_panel.md)
-    discriminator: Literal["dcgan", "projected", "dcgan+projected", "dcgan+shallow"] = "dcgan"
+    discriminator: Literal[DISCRIMINATORS] = "dcgan"
 
 
 class StopParams(_Section):
     """When a run ends before its length: a plateau, or a budget of wall time."""
 
-    patience: int = Field(4, ge=0)  # evaluations in a row without a new best generator; 0 = never stop early
-    minutes: float | None = Field(None, gt=0)  # the training's wall time (across resumes), checked at every tick
+    patience: int = Field(4, ge=0)
+    minutes: float | None = Field(None, gt=0)
 
 
 # The roles of train's fields. Every field not marked RUNS shapes the checkpoint (its weights, the
@@ -115,69 +127,41 @@ RUNS = {"role": "runs"}
 
 
 class TrainParams(_Section):
-    kimg: float = Field(
-        150.0, gt=0, le=MAX_KIMG, json_schema_extra=LENGTH
-    )  # training length: thousands of real images shown to D
-    stop: StopParams = Field(
-        StopParams(), json_schema_extra=RUNS
-    )  # an earlier end; the later stages use the best generator either way
-    # a finished run whose length or train.stop grew continues from its checkpoint (in a new MLflow run);
-    # false: it retrains from zero, so that the outputs follow from the params alone, as on a fresh clone
+    kimg: float = Field(150.0, gt=0, le=MAX_KIMG, json_schema_extra=LENGTH)
+    stop: StopParams = Field(StopParams(), json_schema_extra=RUNS)
     extend: bool = Field(True, json_schema_extra=RUNS)
-    epochs: int | None = Field(
-        None, ge=1, le=1_000_000, json_schema_extra=LENGTH
-    )  # overrides kimg: epochs x the data set's size
-    # overrides kimg and epochs: the run's wall time on this machine, planned in kimg from the training
-    # speed measured at its start (training/budget.py); cadences keep their shares of train.kimg
+    epochs: int | None = Field(None, ge=1, le=1_000_000, json_schema_extra=LENGTH)
     minutes: float | None = Field(None, gt=0, le=MAX_MINUTES, json_schema_extra=LENGTH)
     batch_size: int = Field(64, ge=1)
     lr: float = Field(1e-3, gt=0, le=1)
-    lr_g: float | None = Field(None, gt=0, le=1)  # overrides lr for G
-    lr_d: float | None = Field(None, gt=0, le=1)  # overrides lr for D
-    loss: Literal[LOSS_NAMES] | None = None  # null: model.arch's own (dcgan: bce, r3gan: rpgan)
-    diffaugment: list[Literal["color", "translation", "cutout"]] = [
-        "color",
-        "translation",
-        "cutout",
-    ]  # applied to reals and fakes, D and G steps
-    # adaptive augmentation (ADA): each transform on a share p of the images, p holding D's mean sign
-    # on reals near this target; null: every transform on every image (DiffAugment's fixed strength)
+    lr_g: float | None = Field(None, gt=0, le=1)
+    lr_d: float | None = Field(None, gt=0, le=1)
+    loss: Literal[LOSS_NAMES] | None = None
+    diffaugment: list[Literal[AUGMENTS]] = list(AUGMENTS)
     ada_target: float | None = Field(None, gt=0, lt=1)
-    ada_kimg: float = Field(50.0, gt=0)  # p moves by at most 1 per this many kimg
-    flip: bool = True  # mirror real images at random
-    ema: float = Field(
-        0.999, ge=0, lt=1
-    )  # the cap of the moving average's decay (ramped as (1+s)/(10+s) over G steps s); 0 = off
-    # zero-centred gradient penalties on reals (R1) and fakes (R2); null: model.arch's own; 0 = off
+    ada_kimg: float = Field(50.0, gt=0)
+    flip: bool = True
+    ema: float = Field(0.999, ge=0, lt=1)
     r1_gamma: float | None = Field(None, ge=0)
     r2_gamma: float | None = Field(None, ge=0)
-    r1_every: int = Field(16, ge=1)  # lazy R1 and R2: every N discriminator steps, scaled by N
+    r1_every: int = Field(16, ge=1)
     betas: tuple[float, float] = (0.5, 0.999)
-    d_steps: int = Field(1, ge=1, le=100)  # k discriminator updates per generator update
+    d_steps: int = Field(1, ge=1, le=100)
     seed: int = Field(0, ge=0, lt=SEED_LIMIT)
-    tick_kimg: float = Field(2.0, gt=0)  # a history row and MLflow metrics every tick (the one read of the losses)
-    grids: int = Field(40, le=500)  # fixed-latent grids (video frames) over the run, log-spaced in images seen
-    grid_seed: int = Field(42, ge=0, lt=SEED_LIMIT)  # the 64 fixed latents of the training grids
-    checkpoint_kimg: float = Field(
-        25.0, gt=0, json_schema_extra=RUNS
-    )  # resumable checkpoints, written in the background
+    tick_kimg: float = Field(2.0, gt=0)
+    grids: int = Field(40, le=500)
+    grid_seed: int = Field(42, ge=0, lt=SEED_LIMIT)
+    checkpoint_kimg: float = Field(25.0, gt=0, json_schema_extra=RUNS)
     channels_last: bool = True
-    amp: bool = True  # bf16 autocast on CUDA and on CPUs with native bf16 (AVX512-BF16/AMX)
-    log_checkpoint: bool = Field(
-        False, json_schema_extra=RUNS
-    )  # also copy the final checkpoint (G, D, both optimizers) into the MLflow run
-    compile: bool = False  # torch.compile: +5% on this CPU for ~30 s of compiling (measured), so off
-    data_on_device: Literal["auto", "always", "never"] = "auto"  # never: stream batches from the file
-    eval_kimg: float = Field(25.0, ge=0)  # in-training evaluations, and one at the end; 0 = off
-    eval_samples: int = Field(256, ge=16, le=50_000)  # as evaluate.samples: all are generated at once
-    eval_seed: int = Field(
-        2024, ge=0, lt=SEED_LIMIT
-    )  # the latents of the in-training evaluation (train's own: evaluate.seed reruns evaluate only)
-    # keep the generator that scores best on this (directions in ganlab/training/best.py; a test keeps them equal)
-    best_metric: Literal[
-        "panel", "swd", "ndb", "fd", "kid", "recall", "attr_tv_mean", "attr_confident_mean", "attr_confident_all"
-    ] = "panel"
-    sync_batchnorm: bool = False  # multi-GPU only: BatchNorm statistics over the global batch
+    amp: bool = True
+    log_checkpoint: bool = Field(False, json_schema_extra=RUNS)
+    compile: bool = False
+    data_on_device: Literal["auto", "always", "never"] = "auto"
+    eval_kimg: float = Field(25.0, ge=0)
+    eval_samples: int = Field(256, ge=16, le=50_000)
+    eval_seed: int = Field(2024, ge=0, lt=SEED_LIMIT)
+    best_metric: Literal[BEST_METRICS] = "panel"
+    sync_batchnorm: bool = False
 
     @property
     def budget(self) -> tuple[float, str] | None:
@@ -239,10 +223,10 @@ STUDY_IMAGES = 256  # per list of the latent study: one image each on one page (
 class LatentStudyParams(_Section):
     constants: list[float] = Field([0.0, 1.0, -1.0, 0.5, 0.3], max_length=STUDY_IMAGES)
     one_hot_dims: list[int] = Field([0, 3, 64, 123], max_length=STUDY_IMAGES)
-    feature_base: Literal["zeros", "ones", "neg_ones"] = "ones"
-    features: dict[int, float] = Field({3: 50.0, 123: -50.0}, max_length=STUDY_IMAGES)  # dimension -> large value
+    feature_base: Literal[FEATURE_BASES] = "ones"
+    features: dict[int, float] = Field({3: 50.0, 123: -50.0}, max_length=STUDY_IMAGES)
     sweep: SweepParams = SweepParams()
-    seed: int = Field(7, ge=0, lt=SEED_LIMIT)  # base latent of a "random" sweep
+    seed: int = Field(7, ge=0, lt=SEED_LIMIT)
 
     def dimensions(self) -> list[tuple[str, int]]:
         """(key, latent dimension) of every dimension the study names."""
@@ -255,10 +239,10 @@ class LatentStudyParams(_Section):
 
 class VideoParams(_Section):
     fps: float = Field(8.0, gt=0, le=120)
-    codec: str = "MJPG"  # a four-character OpenCV fourcc: MJPG, XVID, DIVX (.avi), mp4v (.mp4)
+    codec: str = "MJPG"
     container: Literal["avi", "mp4"] = "avi"
-    gif: bool = True  # an animated GIF of the same frames, which browsers and MLflow show
-    gif_scale: float = Field(0.5, gt=0, le=1)  # GIF frames are large: noisy grids compress poorly
+    gif: bool = True
+    gif_scale: float = Field(0.5, gt=0, le=1)
 
     @field_validator("codec")
     @classmethod
@@ -272,19 +256,18 @@ class EvaluateParams(_Section):
     samples: int = Field(1000, ge=16, le=50_000)
     seed: int = Field(2024, ge=0, lt=SEED_LIMIT)
     fid: bool = True
-    inception_weights: str = ""  # a local weights-inception-2015-12-05-6726825d.pth, or "download"
+    inception_weights: str = ""
 
 
 class TrackingParams(_Section):
-    experiment: str = Field(
-        "gan-lab", min_length=1, max_length=200
-    )  # a folder name under mlruns/: not empty, not too long for one
+    experiment: str = Field("gan-lab", min_length=1, max_length=200)
 
     @field_validator("experiment")
     @classmethod
     def _a_folder(cls, v: str) -> str:
         """Its artifacts go to mlruns/<the name, characters other than letters, digits, . and -
-        made _>: "." or ".." would put them in mlruns/ itself or in the project's root."""
+        made _>: "." or ".." would put them in mlruns/ itself or in the project's root (and its
+        length limits keep it a folder name)."""
         if re.sub(r"[^\w.-]+", "_", v) in (".", ".."):  # as ganlab/io/tracking.py names the folder
             raise ValueError("must name a folder under mlruns/ (its artifacts go there), not '.' or '..'")
         return v
@@ -299,8 +282,8 @@ class Params(_Section):
     video: VideoParams = VideoParams()
     evaluate: EvaluateParams = EvaluateParams()
     tracking: TrackingParams = TrackingParams()
-    generator: Literal["best", "last"] = "best"  # which generator sample, latent-study and evaluate use
-    device: Literal["auto", "cpu", "cuda"] = "auto"  # every stage's device; auto: CUDA when there is one
+    generator: Literal["best", "last"] = "best"
+    device: Literal["auto", "cpu", "cuda"] = "auto"
 
     @model_validator(mode="after")
     def _latent_dims_in_range(self) -> Params:

@@ -1,7 +1,7 @@
 """Contact sheet for docs/quality_panel.md: 64 real images beside 64 samples of each run's kept
-generator, captioned, so that runs at equal CPU time are judged by eye side by side (issue 23).
+generator, captioned, so that runs at equal CPU time are judged by eye side by side.
 
-    python scripts/contact_sheet.py OUT.png OUT/NAME/SET "caption=OUT/NAME/SET" ...
+    python scripts/contact_sheet.py OUT.jpg OUT/NAME/SET "caption=OUT/NAME/SET" ...
 
 The first run folder gives the real images (64 at random, seed 0, from its prepared data set);
 each ``caption=RUN`` adds a panel of RUN's best generator (the one its later stages would use)
@@ -60,7 +60,7 @@ def main(out: str, real_run: str, *columns: str) -> None:
         sheet.paste(image, (i * (w + 10), top))
         for j, line in enumerate(caption.split("|")):
             draw.text((i * (w + 10) + 4, 4 + 14 * j), line, fill="black")
-    sheet.save(out)
+    sheet.save(out, quality=90)  # JPEG: a fifth of the PNG's bytes for photos and samples
     print(out, sheet.size)
 
 

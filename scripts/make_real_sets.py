@@ -1,4 +1,4 @@
-"""Real small image sets for choosing defaults (issue 14): never the procedural demo faces.
+"""Real small image sets for choosing defaults: never the procedural demo faces.
 
 Built from Debian packages of real artwork, fetched with `apt-get download` (no other network),
 so anyone can rebuild the same sets and none is committed:

@@ -1,5 +1,5 @@
 """The quality table of docs/quality_panel.md from sweep runs: each run's pick by the training's own
-rule, then the mean and spread over seeds per set and discriminator (issue 23).
+rule, then the mean and spread over seeds per set and discriminator.
 
     python scripts/panel_table.py OUT/NAME/SET ...                    # runs from scripts/sweep.py
     python scripts/panel_table.py --scores scores.jsonl OUT/NAME/SET ...

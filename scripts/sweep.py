@@ -1,4 +1,4 @@
-"""One row of a defaults sweep on a real image set (issue 14): train with overrides, report the
+"""One row of a defaults sweep on a real image set: train with overrides, report the
 distance over time.
 
     python scripts/sweep.py OUT data/benchmarks/icons-200 NAME [key=value ...]

@@ -23,7 +23,7 @@ from ganlab.metrics.sampler import fixed_latents
 from ganlab.params import LatentStudyParams
 from ganlab.render.annotate import to_uint8, upscale, with_caption
 
-_BASES = {"zeros": 0.0, "ones": 1.0, "neg_ones": -1.0}
+BASES = {"zeros": 0.0, "ones": 1.0, "neg_ones": -1.0}  # latent_study.feature_base: the value of every dimension
 
 
 @dataclass
@@ -52,7 +52,7 @@ def build_studies(p: LatentStudyParams, latent_size: int) -> list[Study]:
     one_hot = full(0.0, len(p.one_hot_dims))
     for row, dim in enumerate(p.one_hot_dims):
         one_hot[row, dim] = 1.0
-    base_value = _BASES[p.feature_base]
+    base_value = BASES[p.feature_base]
     features = full(base_value, 1 + len(p.features))
     for row, (dim, value) in enumerate(p.features.items(), start=1):
         features[row, dim] = value
@@ -61,7 +61,7 @@ def build_studies(p: LatentStudyParams, latent_size: int) -> list[Study]:
     base = fixed_latents(p.seed, latent_size, 1) if sw.base == "random" else full(1.0 if sw.base == "ones" else 0.0)
     sweep = base.repeat(sw.steps, 1)
     sweep[:, sw.dim] = values
-    base_name = {"zeros": "all 0", "ones": "all 1", "neg_ones": "all -1"}[p.feature_base]
+    base_name = f"all {base_value:g}"
     studies = [
         Study("constants", "Constant latent vectors", [f"all {c:g}" for c in p.constants], constants),
         Study(

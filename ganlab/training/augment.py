@@ -18,8 +18,6 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-POLICIES = ("color", "translation", "cutout")
-
 
 def _rand(x: torch.Tensor, rng: torch.Generator, *shape: int) -> torch.Tensor:
     return torch.rand(x.shape[0], *shape, device=x.device, generator=rng, dtype=x.dtype)
@@ -65,6 +63,7 @@ def cutout(x: torch.Tensor, rng: torch.Generator, ratio: float = 0.5) -> torch.T
 
 
 _OPS = {"color": color, "translation": translation, "cutout": cutout}
+POLICIES = tuple(_OPS)  # train.diffaugment's choices
 
 
 def diff_augment(
