@@ -194,11 +194,12 @@ def bench(
             file=sys.stderr,
         )
         raise typer.Exit(1)
-    if device not in ("auto", "cpu", "cuda"):
-        print(f"error: --device: {device!r} is not one of auto, cpu, cuda", file=sys.stderr)
-        raise typer.Exit(1)
-    for option, value, field in (("--discriminator", discriminator, "discriminator"), ("--arch", arch, "arch")):
-        choices = typing.get_args(ModelParams.model_fields[field].annotation)
+    for option, value, fields in (
+        ("--device", device, Params.model_fields),
+        ("--discriminator", discriminator, ModelParams.model_fields),
+        ("--arch", arch, ModelParams.model_fields),
+    ):
+        choices = typing.get_args(fields[option.removeprefix("--")].annotation)
         if value is not None and value not in choices:
             print(f"error: {option}: {value!r} is not one of {', '.join(choices)}", file=sys.stderr)
             raise typer.Exit(1)
