@@ -3,6 +3,7 @@ from the defaults, and at the end its length is what trained (stopped early, ext
 ``ran`` tag in words. A newcomer's run named ``raw-64px-dcgan-150kimg`` had stopped at 74 kimg, and
 its changed param was not in the name."""
 
+import pytest
 from mlflow.tracking import MlflowClient
 
 from ganlab.hooks import changed_params
@@ -37,6 +38,7 @@ def test_a_stopped_run_is_renamed_for_what_it_trained(workdir, capsys):
     assert f"/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}?workflowType=machine_learning" in out
 
 
+@pytest.mark.slow  # two trainings: the fast lane keeps to one
 def test_an_extended_run_is_named_from_where_it_took_over(workdir):
     short = tiny(train={"kimg": 0.032})
     prepare.run(short)
