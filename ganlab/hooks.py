@@ -21,16 +21,17 @@ import torch
 from tqdm import tqdm
 
 from ganlab import layout
+from ganlab.data.dataset import StreamedData
 from ganlab.errors import Terminated, printable
 from ganlab.io import checkpoint, run_checkpoint
 from ganlab.io.atomic import atomic_path, open_no_link, remove_stale_temp_files
 from ganlab.io.background import host_copy
-from ganlab.io.tracking import TrainingRun, git_commit, mark_killed, run_name_and_links
+from ganlab.io.tracking import TrainingRun, git_commit, mark_killed, own_store, run_name_and_links
 from ganlab.metrics import attributes
 from ganlab.metrics.evaluator import CONSTANTS, HEADLINE, Reference, evaluate_generator
 from ganlab.metrics.features import FeatureNet, reference_features
 from ganlab.metrics.sampler import fixed_latents, generate
-from ganlab.params import flatten
+from ganlab.params import Params, flatten
 from ganlab.render.grids import save_png, to_grid, to_pil
 from ganlab.training import state
 from ganlab.training.best import best_key, pick_best
@@ -52,6 +53,7 @@ class Tracking(Hook):
         recorded = state.recorded_run_id()
         if recorded and recorded != run.progress.run_id and mark_killed(recorded):
             print(f"note: MLflow run {recorded} was left RUNNING by a killed training: marked KILLED")
+        self.started_kimg = run.kimg  # where an extended run took over from its finished predecessor
         name, links = run_name_and_links(run_name(run))
         self.tracker = TrainingRun(p.tracking.experiment, run.progress.run_id, name)
         self.run = run
@@ -70,7 +72,7 @@ class Tracking(Hook):
                     "image_size": str(run.image_size),
                     "device": str(run.device),
                     "processes": str(run.world),
-                    "data": type(run.data).__name__,
+                    "dataset_held": "host memory, streamed" if isinstance(run.data, StreamedData) else "device memory",
                     "batch": str(run.clock.batch),
                     "steps": str(run.clock.total),
                 },
@@ -107,8 +109,17 @@ class Tracking(Hook):
             self.tracker.log_artifact(layout.CHECKPOINT, "checkpoint")
         self.tracker.log_artifact(layout.HISTORY)
         self.tracker.log_artifact(layout.TIMING)
+        name = run_name_and_links(run_name(run, self.started_kimg, ended=True))[0]
+        self.tracker.set_tags(
+            {"mlflow.runName": name, "ran": what_ran(run, self.started_kimg)}
+        )  # MLflow renames the run
         self.tracker.finish()
-        print(f"train: MLflow run {self.tracker.run_id}")
+        print(f'train: MLflow run {self.tracker.run_id}, "{name}"')
+        if own_store() is not None:  # MLflow 3.17's UI opens on GenAI traces unless the link asks for runs
+            print(
+                f"train: to see it, `mlflow ui --port 5000` here, then http://127.0.0.1:5000/#/experiments/"
+                f"{self.tracker.experiment_id}/runs/{self.tracker.run_id}?workflowType=machine_learning"
+            )
 
     def on_failure(self, run: Run, error: BaseException) -> None:
         run.writer.close()
@@ -128,22 +139,65 @@ class Tracking(Hook):
             )
 
 
-def run_name(run: Run) -> str:
-    """What a run is, as its MLflow name: data set, size, networks (model.arch, and the discriminator
-    where it is not the arch's own pixel D) and length."""
+NAME_CHANGES = 4  # changed params in a run's name; every param is on the run page
+NOT_IN_NAME = {"prepare.source", "prepare.image_size", "train.kimg"}  # the name's head and its length say them
+
+
+def changed_params(params: Params) -> list[str]:
+    """What a run changed against the defaults (``Params()``, the shipped params.yaml) among the params
+    that shape training, as ``key=value`` with the section left off (``lr=0.002``, ``stop.minutes=8``)."""
+    default = flatten(Params(), ("prepare", "model", "train"))
+    out = []
+    for key, value in flatten(params, ("prepare", "model", "train")).items():
+        if key not in NOT_IN_NAME and value != default.get(key):
+            out.append(f"{key.split('.', 1)[1]}={_shown(value)}")
+    return out
+
+
+def _shown(value: Any) -> str:
+    """A value as it is typed after ``-S key=``: 8 not 8.0, lists comma-separated, null."""
+    if isinstance(value, list):
+        return ",".join(map(_shown, value))
+    if isinstance(value, bool) or value is None:
+        return {True: "true", False: "false", None: "null"}[value]
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _kimg(kimg: float) -> str:
+    return f"{kimg:.0f}" if kimg >= 10 else f"{kimg:.3g}"
+
+
+def run_name(run: Run, started_kimg: float = 0.0, ended: bool = False) -> str:
+    """What a run is, as its MLflow name: data set, size, what it changed against the defaults (at most
+    ``NAME_CHANGES``: runs differ by those, not by the networks every run shares) and its length in kimg.
+    At its end the name says what ran, since a name that promised 150 kimg misled on a run that stopped
+    at 74 (``raw-64px lr=0.002 74 of 150kimg (stopped)``; an extended run: ``150→300kimg``)."""
     p = run.params
     source = "demo" if p.prepare.source == "demo" else printable(Path(p.prepare.source).name)
-    t = p.train
-    length = f"{t.minutes:g}min" if t.minutes else f"{t.epochs}ep" if t.epochs else f"{t.kimg:g}kimg"
-    m = p.model
-    nets = (
-        m.arch
-        if m.discriminator == "dcgan"
-        else m.discriminator
-        if m.arch == "dcgan"
-        else f"{m.arch}/{m.discriminator}"
+    changes = changed_params(p)
+    if len(changes) > NAME_CHANGES:
+        changes = [*changes[:NAME_CHANGES], f"+{len(changes) - NAME_CHANGES} more"]
+    planned = run.clock.kimg(run.clock.total)
+    length = f"{_kimg(planned)}kimg"
+    if ended and run.progress.step < run.clock.total:
+        length = f"{_kimg(run.kimg)} of {length} (stopped)"
+    if run.extended:
+        length = f"{_kimg(started_kimg)}→{length}"
+    return " ".join([f"{source}-{run.image_size}px", *changes, length])
+
+
+def what_ran(run: Run, started_kimg: float) -> str:
+    """The run's end in words (its ``ran`` tag): the whole length, or where and why it stopped."""
+    t, planned = run.params.train, run.clock.kimg(run.clock.total)
+    since = f" (continuing a finished run of {started_kimg:g} kimg)" if run.extended else ""
+    if run.progress.step >= run.clock.total:
+        return f"all {planned:g} kimg{since}"
+    by = (
+        f"{t.budget[1]} {t.budget[0]:g} (minutes of training)"
+        if t.budget is not None and run.progress.seconds >= t.budget[0] * 60
+        else f"train.stop.patience {t.stop.patience} (no gain in that many evaluations)"
     )
-    return f"{source}-{run.image_size}px-{nets}-{length}"
+    return f"stopped at {run.kimg:g} of {planned:g} kimg by {by}{since}"
 
 
 def tick_metrics(run: Run, due: Due) -> dict[str, float]:

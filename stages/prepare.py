@@ -21,6 +21,8 @@ from ganlab.io.atomic import atomic_dir, atomic_path, write_text
 from ganlab.names import metric_keys
 from ganlab.params import Params, excerpt
 
+IGNORED_SHOWN, IGNORED_NAMED = 5, 100  # files without an image extension: named in prepare's note, in the manifest
+
 
 def run(params: Params) -> dict:
     p = params.prepare
@@ -50,9 +52,15 @@ def run(params: Params) -> dict:
     for k in kept:
         if "note" in k:
             print(f"note: {shown(root)}/{k['file']}: {k['note']}")
+    if ignored and p.source != "demo":  # the demo's one is its labels.csv
+        more = f" and {len(ignored) - IGNORED_SHOWN} more" if len(ignored) > IGNORED_SHOWN else ""
+        print(
+            f"note: {shown(root)}: ignored {len(ignored)} file{'s' * (len(ignored) != 1)} without an image extension: "
+            f"{', '.join(ignored[:IGNORED_SHOWN])}{more} (in {layout.MANIFEST})"
+        )
     if not kept and not skipped:
         raise UserError(
-            f"prepare.source: no image files in '{shown(root)}' ({ignored} other files; extensions read: {' '.join(sorted(EXTENSIONS))})"
+            f"prepare.source: no image files in '{shown(root)}' ({len(ignored)} other files; extensions read: {' '.join(sorted(EXTENSIONS))})"
         )
     if not kept:
         first = skipped[0]
@@ -78,8 +86,10 @@ def run(params: Params) -> dict:
         "dataset_sha256": hashlib.sha256(data.numpy().view(np.uint8)).hexdigest(),  # the bytes, not a copy
         "images": kept,
         "skipped": skipped,
-        "ignored_other_files": ignored,
+        "ignored_other_files": len(ignored),
     }
+    if ignored:  # named, so that a count of 1 says which file; bounded for a folder of a million stray files
+        manifest["ignored_other_file_names"] = ignored[:IGNORED_NAMED]
     if p.source != "demo":  # the demo's manifest stays as it was; its labels are in its labels.csv
         manifest["classes"] = (
             None

@@ -149,8 +149,10 @@ def test_mlflow_run_has_metrics_model_and_stage_outputs(project):
     assert not any(
         k.startswith(("sample.", "video.", "evaluate.", "latent_study.")) for k in run_info.data.params
     )  # the children's
-    p = run_info.data.params  # no DVC experiment: named after what it is
-    assert run_info.info.run_name == f"demo-32px-{p['model.discriminator']}-{float(p['train.kimg']):g}kimg"
+    p = run_info.data.params  # no DVC experiment: named after what it changed and how long it ran
+    assert run_info.info.run_name.startswith("demo-32px ") and run_info.info.run_name.endswith(
+        f" {float(p['train.kimg']):g}kimg"
+    )
     assert run_info.data.tags["mlflow.source.git.commit"]
     for key in ("train/loss_d", "train/loss_g", "train/real_score", "train/fake_score", "speed/images_per_s"):
         assert [m.step for m in client.get_metric_history(run_id, key)] == [16, 32, 48, 64]  # images seen
@@ -371,7 +373,9 @@ def test_own_images_tracked_by_dvc_run_as_temp_and_queued_experiments(project):
         assert r.info.status == "FINISHED" and r.data.tags["dataset_size"] == "24"
         assert r.info.artifact_uri.startswith((project / "mlruns").as_uri())
         assert (
-            r.info.run_name.startswith(r.data.tags["dvc.experiment"] + " raw-32px-") and r.data.tags["dvc.baseline_rev"]
+            r.info.run_name.startswith(r.data.tags["dvc.experiment"] + " raw-32px ")
+            and f"lr={float(lr):g}" in r.info.run_name
+            and r.data.tags["dvc.baseline_rev"]
         )
         kids = children(client, r)
         assert kids["sample"].info.artifact_uri.startswith((project / "mlruns").as_uri())
@@ -384,7 +388,9 @@ def test_own_images_tracked_by_dvc_run_as_temp_and_queued_experiments(project):
 def test_the_mlflow_ui_shows_the_headline_metric_and_the_model_on_the_run_page(project, tmp_path):
     """What a newcomer sees: `mlflow ui` on loopback, the training run's page opened in headless
     Chromium, which runs the page's JavaScript; the final headline metric and the logged model
-    are on it. The screenshot is kept in the test's folder."""
+    are on it. The experiment's link as docs/mlflow.md gives it lists the runs (MLflow 3.17 opens
+    an experiment on GenAI traces, whatever its experimentKind tag, unless the link asks for runs).
+    The screenshots are kept in the test's folder."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -404,9 +410,13 @@ def test_the_mlflow_ui_shows_the_headline_metric_and_the_model_on_the_run_page(p
         chrome += ["--virtual-time-budget=20000", "--window-size=1400,1000"]
         dom = subprocess.run([*chrome, "--dump-dom", url], capture_output=True, text=True, timeout=180).stdout
         subprocess.run([*chrome, f"--screenshot={tmp_path / 'run.png'}", url], capture_output=True, timeout=180)
+        runs = f"http://127.0.0.1:{port}/#/experiments/{record['experiment_id']}?workflowType=machine_learning"
+        runs_dom = subprocess.run([*chrome, "--dump-dom", runs], capture_output=True, text=True, timeout=180).stdout
+        subprocess.run([*chrome, f"--screenshot={tmp_path / 'runs.png'}", runs], capture_output=True, timeout=180)
     finally:
         server.terminate()
         server.wait(timeout=30)
     assert "final/fd_ratio" in dom and "eval/fd_ratio" in dom
     assert "Logged models (1)" in dom
+    assert "matching runs" in runs_dom and "demo-32px " in runs_dom  # the runs table, with the training run
     assert (tmp_path / "run.png").stat().st_size > 10_000

@@ -80,6 +80,20 @@ def test_mixed_folder(mixed_folder, tmp_path, monkeypatch):
     assert layout.PREVIEW.is_file() and json.loads(layout.MANIFEST.read_text())["count"] == 14
 
 
+def test_files_without_an_image_extension_are_named_not_only_counted(mixed_folder, tmp_path, monkeypatch, capsys):
+    """The manifest said `ignored_other_files: 1` and nowhere which file; a folder of stray files stays bounded."""
+    monkeypatch.chdir(tmp_path)
+    for i in range(prepare.IGNORED_NAMED + 1):
+        (mixed_folder / "stray" / f"{i:03d}.txt").parent.mkdir(exist_ok=True)
+        (mixed_folder / "stray" / f"{i:03d}.txt").write_text("x")
+    manifest = prepare.run(parse_params({"prepare": {"source": str(mixed_folder), "image_size": 32}}))
+    assert manifest["ignored_other_files"] == prepare.IGNORED_NAMED + 2
+    names = manifest["ignored_other_file_names"]
+    assert len(names) == prepare.IGNORED_NAMED and names[0] == "readme.txt" and names[1] == "stray/000.txt"
+    note = f"ignored {prepare.IGNORED_NAMED + 2} files without an image extension: readme.txt, stray/000.txt,"
+    assert note in capsys.readouterr().out
+
+
 def pixels(path, size=32, **kw):
     return load_image(path, size, **kw)[0].astype(int)
 

@@ -246,7 +246,7 @@ def test_streamed_data_trains_exactly_like_data_on_the_device(workdir):
     streamed = checkpoint.load(layout.CHECKPOINT)
     for name, tensor in on_device["generator"].items():
         assert torch.equal(tensor, streamed["generator"][name]), name
-    assert MlflowClient(tracking_uri()).get_run(run_id()).data.tags["data"] == "StreamedData"
+    assert MlflowClient(tracking_uri()).get_run(run_id()).data.tags["dataset_held"] == "host memory, streamed"
 
 
 @pytest.mark.slow
@@ -404,13 +404,15 @@ def test_a_run_a_kill_left_running_is_marked_killed_when_the_next_training_start
 
 
 def test_the_training_run_is_named_and_its_metrics_grouped_for_the_mlflow_ui(workdir):
-    """Named from what it is; metrics in sections (train/, speed/, eval/, eval_detail/), the
+    """Named from what it changed and how long it ran; metrics in sections (train/, speed/, eval/, eval_detail/), the
     evaluation's constants as params; augment_p (constant without ADA) not a chart; the experiment
     marked as model training."""
     train.run(prepared(train={"kimg": 0.048, "eval_kimg": 0.032, "eval_samples": 16}))
     client = MlflowClient(tracking_uri())
     run = client.get_run(run_id())
-    assert run.info.run_name == "demo-32px-dcgan-0.048kimg"
+    assert re.fullmatch(
+        r"demo-32px demo\.count=40 latent_size=16 g_width=8 d_width=8 \+\d+ more 0\.048kimg", run.info.run_name
+    )
     metrics = set(run.data.metrics)
     assert {"train/loss_d", "speed/images_per_s", "eval/fd_ratio", "eval/swd", "speed/eval_seconds"} <= metrics
     assert all(k.split("/")[0] in {"train", "speed", "eval", "eval_detail"} for k in metrics), metrics

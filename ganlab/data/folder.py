@@ -85,18 +85,18 @@ def read_bytes(path: Path) -> bytes:
 
 def read_folder(
     root: Path, size: int, crop: str, background: tuple[int, int, int]
-) -> tuple[torch.Tensor, list[dict], list[dict], int]:
+) -> tuple[torch.Tensor, list[dict], list[dict], list[str]]:
     """(N, 3, S, S) float16 images in [-1, 1], the kept files (hash, note), the skipped files
-    (reason), and how many files were ignored for not having an image extension.
+    (reason), and the files ignored for not having an image extension (their names, relative to ``root``).
 
     Each image goes straight into a tensor sized for every candidate file, so memory stays near
     the output's size (a list of arrays, a stack and a float32 copy took 13x the pixel bytes)."""
-    files, ignored = [], 0
+    files, ignored = [], []
     for path in list_files(root):
         if path.suffix.lower() in EXTENSIONS:
             files.append(path)
         else:
-            ignored += 1
+            ignored.append(shown(path.relative_to(root).as_posix()))
     out = torch.empty((len(files), 3, size, size), dtype=torch.float16)
     kept, skipped, seen = [], [], {}
     for path in files:

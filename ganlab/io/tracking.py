@@ -253,7 +253,7 @@ def experiment_id(client, name: str) -> str:
     if own_store() is None:
         tags[PROJECT_TAG] = str(root)
     home = (root / "mlruns" / folder).as_uri()
-    try:  # the kind makes MLflow 3's UI open the experiment on its runs and models, not on GenAI traces
+    try:  # the kind opened the experiment on its runs until MLflow's UI got its GenAI / Model training switch
         made = client.create_experiment(name, artifact_location=home, tags=tags)
     except MlflowException:  # another process created it first
         return client.get_experiment_by_name(name).experiment_id
