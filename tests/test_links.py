@@ -165,3 +165,46 @@ def test_a_linked_grids_folder_is_refused_before_training(workdir):
         train.run(params)
     assert (elsewhere / "images_000000000.png").read_text() == "precious\n"
     assert not layout.CHECKPOINT.exists() and not layout.HISTORY.exists()
+
+
+def test_dvc_output_folders_are_the_folders_of_every_cached_output_in_dvc_yaml():
+    from tests.conftest import ROOT
+
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    cached = [
+        out if isinstance(out, str) else next(iter(out))
+        for stage in stages.values()
+        for out in stage.get("outs", [])
+        if isinstance(out, str) or next(iter(out.values())).get("cache", True)
+    ]
+    assert {Path(out).parent for out in cached} == set(layout.DVC_OUTPUT_FOLDERS)
+
+
+def test_under_dvc_a_linked_models_folder_is_refused_before_the_stage_runs(
+    workdir, tmp_path_factory, monkeypatch, capsys
+):
+    """DVC itself refuses outputs in a folder linked outside a git repository, but only after the
+    stage ran (measured: `gan attributes` trained, then "'.../models/attributes.pt' is outside of
+    git repository"). Run directly, or in a repository without git, the link is followed."""
+    import typer
+
+    from stages import cli
+
+    (workdir / ".dvc").mkdir()
+    (workdir / ".dvc/config").write_text("[core]\n    autostage = true\n")
+    Path("params.yaml").write_text("{}\n")
+    Path("models").symlink_to(tmp_path_factory.mktemp("disk"), target_is_directory=True)
+    ran = []
+    cli._run(ran.append, Path("params.yaml"))
+    assert len(ran) == 1
+    monkeypatch.setenv("DVC_ROOT", str(workdir))
+    with pytest.raises(typer.Exit):
+        cli._run(ran.append, Path("params.yaml"))
+    assert len(ran) == 1
+    assert capsys.readouterr().err == (
+        "error: models: leads outside the repository through a link, where DVC refuses outputs once the stage has run; "
+        "to keep outputs on another disk, move DVC's cache there instead (dvc cache dir DIR; dvc config cache.type symlink)\n"
+    )
+    (workdir / ".dvc/config").write_text("[core]\n    no_scm = True\n")
+    cli._run(ran.append, Path("params.yaml"))
+    assert len(ran) == 2

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import configparser
 import errno
 import os
 import shutil
@@ -10,6 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from ganlab import layout
 from ganlab.errors import UserError
 
 
@@ -113,3 +115,21 @@ def remove_stale_temp_files(folder: Path | str) -> int:
 def write_text(target: Path | str, text: str) -> None:
     with atomic_path(target) as tmp:
         tmp.write_text(text)
+
+
+def dvc_output_folders_inside(root: Path | str) -> None:
+    """Under `dvc repro` in a git repository (``root``: DVC_ROOT), the folders of DVC's cached outputs
+    resolve inside it. DVC writes a .gitignore beside each output and refuses one outside the
+    repository ("... is outside of git repository"), but only once the stage has run: a linked
+    ``models`` would cost a whole training first. Run directly, ``gan`` follows such links."""
+    root = Path(root).resolve()
+    config = configparser.ConfigParser()
+    config.read(root / ".dvc" / "config")
+    if config.getboolean("core", "no_scm", fallback=False):
+        return
+    for folder in layout.DVC_OUTPUT_FOLDERS:
+        if not (root / folder).resolve().is_relative_to(root):
+            raise UserError(
+                f"{folder}: leads outside the repository through a link, where DVC refuses outputs once the stage has run; "
+                "to keep outputs on another disk, move DVC's cache there instead (dvc cache dir DIR; dvc config cache.type symlink)"
+            )
