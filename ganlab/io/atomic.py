@@ -117,16 +117,21 @@ def write_text(target: Path | str, text: str) -> None:
         tmp.write_text(text)
 
 
-def dvc_output_folders_inside(root: Path | str) -> None:
-    """Under `dvc repro` in a git repository (``root``: DVC_ROOT), the folders of DVC's cached outputs
-    resolve inside it. DVC writes a .gitignore beside each output and refuses one outside the
-    repository ("... is outside of git repository"), but only once the stage has run: a linked
-    ``models`` would cost a whole training first. Run directly, ``gan`` follows such links."""
-    root = Path(root).resolve()
+def dvc_output_folders_inside() -> None:
+    """Under `dvc repro` in a git repository, the folders of DVC's cached outputs resolve inside it
+    (the working folder: DVC runs a stage at the root, a temp or queued experiment in its own copy,
+    while DVC_ROOT names the project it came from). DVC writes a .gitignore beside each output and
+    refuses one outside the repository ("... is outside of git repository"), but only once the stage
+    has run: a linked ``models`` would cost a whole training first. Run directly, ``gan`` follows such
+    links."""
+    root = Path.cwd().resolve()
     config = configparser.ConfigParser()
-    config.read(root / ".dvc" / "config")
-    if config.getboolean("core", "no_scm", fallback=False):
-        return
+    try:
+        config.read(root / ".dvc" / "config")
+        if config.getboolean("core", "no_scm", fallback=False):
+            return  # `dvc init --no-scm`: no .gitignore, and DVC takes outputs through links
+    except (configparser.Error, ValueError):
+        pass  # a config DVC reads and configparser does not: as with git, the usual case
     for folder in layout.DVC_OUTPUT_FOLDERS:
         if not (root / folder).resolve().is_relative_to(root):
             raise UserError(
