@@ -68,7 +68,7 @@ def test_class1_links_a_symlinked_folder_that_a_stage_replaces_whole_is_left_alo
     (elsewhere / "notes.txt").write_text("precious\n")
     Path("reports").mkdir()
     Path("reports/samples").symlink_to(elsewhere, target_is_directory=True)
-    with pytest.raises(UserError, match=r"^reports/samples: is a symbolic link; this folder is replaced whole"):
+    with pytest.raises(UserError, match=r"^reports/samples: is a symbolic link; a stage replaces this folder whole"):
         with atomic_dir(layout.SAMPLES) as out:
             (out / "x.png").write_bytes(b"")
     assert (elsewhere / "notes.txt").read_text() == "precious\n" and layout.SAMPLES.is_symlink()

@@ -24,12 +24,13 @@ def _is_a_link(path: Path) -> UserError:
 def refuse_link(path: Path | str) -> Path:
     """``path`` unless it is a symbolic link: for a folder a stage replaces or empties whole. A link
     to a folder on the way to an output (``models``, ``reports``) is followed, since the outputs keep
-    their own names inside it; but emptying a linked folder itself would empty whatever folder it
-    names, one a repository could point at the user's files."""
+    their own names inside it; but a linked output folder would be either replaced, silently undoing
+    the link, or emptied through it, in whatever folder it names (one a repository could point at
+    the user's files)."""
     path = Path(path)
     if path.is_symlink():
         raise UserError(
-            f"{path}: is a symbolic link; this folder is replaced whole, which would empty the folder the link names: "
+            f"{path}: is a symbolic link; a stage replaces this folder whole, never through a link: "
             "remove the link (a link in place of the folder above it is followed), then run again"
         )
     return path
