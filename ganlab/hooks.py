@@ -24,7 +24,7 @@ from ganlab import layout
 from ganlab.data.dataset import StreamedData
 from ganlab.errors import Terminated, printable
 from ganlab.io import checkpoint, run_checkpoint
-from ganlab.io.atomic import atomic_path, open_no_link, remove_stale_temp_files
+from ganlab.io.atomic import atomic_path, open_no_link, refuse_link, remove_stale_temp_files
 from ganlab.io.background import host_copy
 from ganlab.io.tracking import TrainingRun, git_commit, mark_killed, own_store, run_name_and_links
 from ganlab.metrics import attributes
@@ -302,7 +302,9 @@ def write_history(history: list[dict[str, float]]) -> None:
 
 def append_history(row: dict[str, float], timing: dict[str, float]) -> None:
     """One row at the end of each file: a tick costs two short writes, however long the run.
-    A kill mid-write can leave a partial last line; a resume rewrites both files."""
+    A kill mid-write can leave a partial last line; a resume rewrites both files. Appending
+    never writes through a link into DVC's cache: ``History.on_start`` made both files afresh
+    by rename in this run."""
     for path, keys, values in ((layout.HISTORY, HISTORY_KEYS, row), (layout.TIMING, TIMING_KEYS, timing)):
         with os.fdopen(open_no_link(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT), "a", newline="") as f:
             csv.DictWriter(f, fieldnames=keys).writerow(values)
@@ -355,6 +357,9 @@ class Grids(Hook):
     ``MLFLOW_GRIDS`` and always the last; the video holds them all."""
 
     MLFLOW_GRIDS = 9
+
+    def check(self, run: Run) -> None:
+        refuse_link(layout.GRIDS)  # a fresh run empties it: before the history or MLflow run is touched
 
     def on_start(self, run: Run) -> None:
         self.z = fixed_latents(run.params.train.grid_seed, run.params.model.latent_size)

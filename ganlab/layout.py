@@ -37,3 +37,5 @@ FEATURES = Path(
 ATTRIBUTES_REPORT = Path("reports/attributes.json")
 METRICS = Path("reports/metrics.json")
 EVALUATE = Path("reports/evaluate")
+# the folders that hold DVC's cached outputs (and the .gitignore DVC writes beside each): see dvc_output_folders_inside
+DVC_OUTPUT_FOLDERS = (PREPARED.parent, CHECKPOINT.parent, SAMPLES.parent, GRIDS.parent)

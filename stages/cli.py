@@ -17,6 +17,7 @@ import typer
 
 from ganlab.data.demo_faces import write_demo_faces
 from ganlab.errors import Terminated, UserError, printable
+from ganlab.io.atomic import dvc_output_folders_inside
 from ganlab.params import ModelParams, Params, load_params
 from ganlab.render import dvc_plots
 from ganlab.training import distributed
@@ -57,6 +58,8 @@ def _sigterm_as_ctrl_c() -> Iterator[None]:
 def _run(stage: Callable[[Params], object], params_path: Path) -> None:
     """User mistakes (bad params, bad input, a diverged run) end as one line on stderr and exit code 1."""
     try:
+        if os.environ.get("DVC_ROOT"):  # set by `dvc repro` and `dvc exp run` for the stage's command
+            dvc_output_folders_inside()
         stage(load_params(params_path))
     except (UserError, FloatingPointError) as e:
         print(f"error: {printable(str(e))}", file=sys.stderr)  # a name in it may hold a newline

@@ -16,7 +16,7 @@ from ganlab import layout
 from ganlab.data.dataset import dataset_sha, load_images
 from ganlab.device import resolve_device
 from ganlab.io import tracking
-from ganlab.io.atomic import atomic_dir, write_text
+from ganlab.io.atomic import atomic_dir, refuse_link, write_text
 from ganlab.metrics import attributes
 from ganlab.metrics.evaluator import HEADLINE, Reference, evaluate_generator
 from ganlab.metrics.features import FeatureNet, reference_features
@@ -37,6 +37,7 @@ def closest_pairs(fake: torch.Tensor, real: torch.Tensor, table: torch.Tensor, n
 
 def run(params: Params) -> dict[str, float]:
     e = params.evaluate
+    refuse_link(layout.EVALUATE)  # before the evaluation's minutes, not after
     device = resolve_device(params.device)
     G, _ = load_generator(layout.CHECKPOINT, device, which=params.generator)
     real = load_images(layout.DATASET)["images"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import configparser
 import errno
 import os
 import shutil
@@ -10,6 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from ganlab import layout
 from ganlab.errors import UserError
 
 
@@ -20,11 +22,17 @@ def _is_a_link(path: Path) -> UserError:
 
 
 def refuse_link(path: Path | str) -> Path:
-    """``path`` unless it is a symbolic link. A link committed into a repository in place of a
-    folder the project cleans or replaces would point those deletions and writes elsewhere."""
+    """``path`` unless it is a symbolic link: for a folder a stage replaces or empties whole. A link
+    to a folder on the way to an output (``models``, ``reports``) is followed, since the outputs keep
+    their own names inside it; but a linked output folder would be either replaced, silently undoing
+    the link, or emptied through it, in whatever folder it names (one a repository could point at
+    the user's files)."""
     path = Path(path)
     if path.is_symlink():
-        raise _is_a_link(path)
+        raise UserError(
+            f"{path}: is a symbolic link; a stage replaces this folder whole, never through a link: "
+            "remove the link (a link in place of the folder above it is followed), then run again"
+        )
     return path
 
 
@@ -52,7 +60,9 @@ def atomic_path(target: Path | str) -> Iterator[Path]:
     """Yield a temp path in the target's folder; rename it onto ``target`` only on success.
 
     The temp file keeps the target's suffix so that writers choosing a format by extension
-    (Pillow, OpenCV, torch) behave as they would for the real name.
+    (Pillow, OpenCV, torch) behave as they would for the real name. The rename replaces a link
+    at ``target`` rather than writing through it: with DVC's symlink or hardlink cache every
+    output is one, and writing into it would change a cache file under its hash.
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -71,8 +81,9 @@ def atomic_path(target: Path | str) -> Iterator[Path]:
 def atomic_dir(target: Path | str) -> Iterator[Path]:
     """Yield an empty temp folder beside ``target``; on success it replaces ``target`` whole, on
     any error it is deleted and ``target`` keeps its old contents (a bad param never empties
-    the last good outputs). Folders a killed writer left are removed first. A ``target`` that
-    is a link is refused: the user put it there, and replacing it would silently undo that."""
+    the last good outputs). Folders a killed writer left are removed first. Links into DVC's
+    cache inside ``target`` are unlinked, their cache files untouched; a ``target`` that is itself
+    a link is refused (``refuse_link``)."""
     target = refuse_link(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     for stale in target.parent.glob(f".{target.name}.*.tmp"):
@@ -94,9 +105,9 @@ def atomic_dir(target: Path | str) -> Iterator[Path]:
 def remove_stale_temp_files(folder: Path | str) -> int:
     """Delete temp files that a killed writer left (SIGKILL gives ``atomic_path`` no chance to
     clean up); run before resuming in a folder that DVC keeps between runs. A linked folder is
-    refused: its deletions would land in the folder the link names."""
+    followed: only names that ``atomic_path`` makes are deleted."""
     removed = 0
-    for stale in refuse_link(folder).glob(".*.tmp*"):
+    for stale in Path(folder).glob(".*.tmp*"):
         stale.unlink(missing_ok=True)
         removed += 1
     return removed
@@ -105,3 +116,26 @@ def remove_stale_temp_files(folder: Path | str) -> int:
 def write_text(target: Path | str, text: str) -> None:
     with atomic_path(target) as tmp:
         tmp.write_text(text)
+
+
+def dvc_output_folders_inside() -> None:
+    """Under `dvc repro` in a git repository, the folders of DVC's cached outputs resolve inside it
+    (the working folder: DVC runs a stage at the root, a temp or queued experiment in its own copy,
+    while DVC_ROOT names the project it came from). DVC writes a .gitignore beside each output and
+    refuses one outside the repository ("... is outside of git repository"), but only once the stage
+    has run: a linked ``models`` would cost a whole training first. Run directly, ``gan`` follows such
+    links."""
+    root = Path.cwd().resolve()
+    config = configparser.ConfigParser()
+    try:
+        config.read(root / ".dvc" / "config")
+        if config.getboolean("core", "no_scm", fallback=False):
+            return  # `dvc init --no-scm`: no .gitignore, and DVC takes outputs through links
+    except (configparser.Error, ValueError):
+        pass  # a config DVC reads and configparser does not: as with git, the usual case
+    for folder in layout.DVC_OUTPUT_FOLDERS:
+        if not (root / folder).resolve().is_relative_to(root):
+            raise UserError(
+                f"{folder}: leads outside the repository through a link, where DVC refuses outputs once the stage has run; "
+                "to keep outputs on another disk, move DVC's cache there instead (dvc cache dir DIR; dvc config cache.type symlink)"
+            )
