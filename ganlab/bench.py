@@ -44,7 +44,7 @@ from torchvision.datasets import ImageFolder
 from ganlab.data.dataset import DeviceData, to_tensor
 from ganlab.data.demo_faces import write_demo_faces
 from ganlab.device import autocast_for, resolve_device
-from ganlab.io import checkpoint, run_checkpoint
+from ganlab.io import run_checkpoint
 from ganlab.io.tracking import create_store
 from ganlab.nets.dcgan import Discriminator, Generator, init_dcgan_
 from ganlab.params import Params, parse_params
@@ -380,9 +380,7 @@ def end_to_end(
         shown = float(timing[-1]["kimg"]) * 1000
         written = _folder_bytes(root)
         grids = len(list((root / "reports/train/grids").glob("*.png")))
-        checkpoints = (
-            run_checkpoint.checkpoint_count(checkpoint.load(root / "models/checkpoint.pt")) + 1
-        )  # + the final one
+        checkpoints = len(run_checkpoint.load(root / "models/checkpoint.pt", "").checkpoints) + 1  # + the final one
     pure = pure_steps(
         config, images, trials, steps, device, shipped["model"]["discriminator"], shipped["model"]["arch"]
     )

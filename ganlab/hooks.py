@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from ganlab import layout
 from ganlab.errors import Terminated, printable
-from ganlab.io import checkpoint, run_checkpoint
+from ganlab.io import run_checkpoint
 from ganlab.io.atomic import atomic_path, open_no_link, remove_stale_temp_files
 from ganlab.io.background import host_copy
 from ganlab.io.tracking import TrainingRun, git_commit, mark_killed, run_name_and_links
@@ -384,7 +384,7 @@ class Evaluation(Hook):
 
     def on_end(self, run: Run, end: Ended) -> None:
         p, t = run.progress, run.params.train
-        if p.best_generator is not None:
+        if p.generator_best is not None:
             run.reports.tags(state.best_tags(p.best_kimg, p.best_value, best_key(t.best_metric)))
             print(
                 f"train: best generator at {p.best_kimg:g} kimg ({best_key(t.best_metric)}={p.best_value:.4g}, by {t.best_metric})"
@@ -410,7 +410,7 @@ class Checkpoints(Hook):
 
     def on_step(self, run: Run, due: Due) -> None:
         if due.checkpoint:
-            run.writer.submit(checkpoint.save, host_copy(run.snapshot(due.noise_states)), layout.CHECKPOINT)
+            run.writer.submit(run_checkpoint.save, host_copy(run.snapshot(due.noise_states)), layout.CHECKPOINT)
             run.reports.checkpoint(
                 due.step, run.progress.seconds
             )  # after it: a resume never takes a later clock than its weights
@@ -423,13 +423,12 @@ class Checkpoints(Hook):
             end.noise_states
         )  # first: building the eval generator draws from the global random states it keeps
         G_eval = run.gan.eval_generator(seed=run.params.train.grid_seed)
-        final = run_checkpoint.finish(
-            final,
+        final = final.finish(
             state.shared_eval_state(run.gan.generator_for_images, G_eval),
             list(end.digests),
-            best_is_last=run.progress.best_generator is not None and run.progress.best_kimg == run.kimg,
+            best_is_last=run.progress.generator_best is not None and run.progress.best_kimg == run.kimg,
         )
-        checkpoint.save(final, layout.CHECKPOINT)
+        run_checkpoint.save(final, layout.CHECKPOINT)
         run.reports.checkpoint(run.progress.step, run.progress.seconds)
 
 

@@ -159,7 +159,7 @@ class Run:
         object.__setattr__(self, "planned_kimg", planned_kimg)
         return clock
 
-    def snapshot(self, noise_states) -> dict:
+    def snapshot(self, noise_states) -> state.RunCheckpoint:
         return state.snapshot(
             self.gan, self.params, self.image_size, self.progress, list(noise_states), self.fp, self.kimg
         )
@@ -207,5 +207,5 @@ class Hooks:
 def take(progress: state.Progress, e: Evaluated) -> None:
     progress.evals.append(e.row)
     if e.best is not None:
-        progress.best_value, progress.best_generator = e.best
+        progress.best_value, progress.generator_best = e.best
         progress.best_kimg = e.row["kimg"]

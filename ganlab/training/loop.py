@@ -26,7 +26,8 @@ from ganlab import layout
 from ganlab.data.dataset import DeviceData, StreamedData, dataset_sha, open_dataset
 from ganlab.device import autocast_for
 from ganlab.errors import UserError
-from ganlab.io import lock, run_checkpoint
+from ganlab.io import lock
+from ganlab.io.run_checkpoint import RunCheckpoint
 from ganlab.io.tracking import finish_left_open
 from ganlab.nets.dcgan import recalibrate_batchnorm
 from ganlab.nets.factory import networks
@@ -313,15 +314,14 @@ def tick_rows(
     )
 
 
-def left_open(state: dict | None, fp: str, t: TrainParams) -> dict[str, float] | None:
+def left_open(state: RunCheckpoint | None, fp: str, t: TrainParams) -> dict[str, float] | None:
     """The last history row of ``state``, a complete checkpoint of this very run whose MLflow run
     was left open (killed or failed after the checkpoint, before ``end_run``), after finishing that
     MLflow run; None otherwise. Nothing is retrained: every report was written before the checkpoint."""
     run_id, _ = recorded_run(fp)
-    if not run_checkpoint.is_complete(state) or run_checkpoint.fingerprint(state) != fp or run_id is None:
+    if state is None or not state.complete or state.fingerprint != fp or run_id is None:
         return None
-    ended = run_checkpoint.ended(state)
-    tags = best_tags(ended.best_kimg, ended.best_value, best_key(t.best_metric))
+    tags = best_tags(state.best_kimg, state.best_value, best_key(t.best_metric))
     status = finish_left_open(run_id, [layout.HISTORY, layout.TIMING], tags)
     if status is None:
         return None
@@ -329,11 +329,11 @@ def left_open(state: dict | None, fp: str, t: TrainParams) -> dict[str, float] |
         f"train: {layout.CHECKPOINT} is this run's complete result; its MLflow run {run_id} was left {status} "
         "after the checkpoint was written (interrupted): finished it, nothing retrained"
     )
-    return run_checkpoint.last_row(state)
+    return state.history[-1]
 
 
 def extension(
-    state: dict | None, fp: str, lineage: str, clock: Clock, t: TrainParams, asked: bool = False
+    state: RunCheckpoint | None, fp: str, lineage: str, clock: Clock, t: TrainParams, asked: bool = False
 ) -> tuple[bool, str] | None:
     """Whether a finished checkpoint is extended by these params: (True, the line that says so)
     to continue it, (False, why not) when there is nothing to train (its stop still applies and
@@ -344,9 +344,9 @@ def extension(
 
     A run of the same fingerprint continues when train.stop no longer ends it where it ended; one
     that differs only in its length (run.json's lineage) when it is longer."""
-    if not run_checkpoint.is_complete(state) or (step := run_checkpoint.step(state)) is None:
+    if state is None or not state.complete:
         return None
-    old = run_checkpoint.fingerprint(state)
+    step, old = state.step, state.fingerprint
     same = old == fp
     if not same and recorded_lineage(old) != lineage:
         return None
@@ -364,8 +364,9 @@ def extension(
             "shorter run from zero"
         )
     run_id, seconds = recorded_run(old)
-    e = run_checkpoint.ended(state)
-    ended = Progress(e.step, evals=e.evals, best_value=e.best_value, best_kimg=e.best_kimg, seconds=seconds)
+    ended = Progress(
+        state.step, evals=state.evals, best_value=state.best_value, best_kimg=state.best_kimg, seconds=seconds
+    )
     why = out_of_time(ended, t) or plateaued(ended, t)
     here, there = clock.kimg(ended.step), clock.kimg(clock.total)
     if why:
@@ -469,7 +470,7 @@ def _open_run(
     extended = extension(existing, fp, lineage, clock, t, asked=extend is True)
     if extended is not None and not (t.extend if extend is None else extend):  # train.extend false, or --fresh
         say(
-            f"train: starting fresh: {layout.CHECKPOINT} is a finished run of {clock.kimg(run_checkpoint.step(existing)):g} kimg; "
+            f"train: starting fresh: {layout.CHECKPOINT} is a finished run of {clock.kimg(existing.step):g} kimg; "
             f"train.extend (or `gan train --extend`) would continue it instead"
         )
         extended = None
@@ -477,7 +478,7 @@ def _open_run(
     if extended is not None:
         say(extended[1])
         if not extended[0]:
-            return None, run_checkpoint.last_row(existing) if rank == 0 else None
+            return None, existing.history[-1] if rank == 0 else None
     resumed = existing if extended else resumable(existing, layout.CHECKPOINT, fp, say)
     progress = restore(gan, resumed, streams, rank) if resumed else Progress(seconds=spent)
     if extended:  # a new MLflow run: the old one's params (train.kimg, train.stop) stay true to what it ran

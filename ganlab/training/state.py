@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ from ganlab import layout
 from ganlab.errors import UserError
 from ganlab.io import checkpoint, run_checkpoint
 from ganlab.io.atomic import write_text
+from ganlab.io.run_checkpoint import RunCheckpoint
 from ganlab.params import LENGTH, RUNS, Params, TrainParams
 from ganlab.training import distributed
 
@@ -50,13 +51,16 @@ class Streams:
 
 @dataclass
 class Progress:
+    """What the loop advances. A field named as one of ``RunCheckpoint``'s is saved in every
+    checkpoint and restored from it (``snapshot``, ``restore``); the others live for one process."""
+
     step: int = 0  # D updates so far; the clock turns it into images seen
     history: list[dict[str, float]] = field(default_factory=list)
     run_id: str | None = None
     evals: list[dict[str, float]] = field(default_factory=list)
     best_value: float | None = None
     best_kimg: float = 0.0
-    best_generator: dict[str, torch.Tensor] | None = None  # on the CPU
+    generator_best: dict[str, torch.Tensor] | None = None  # on the CPU
     checkpoints: list[float] = field(default_factory=list)  # the kimg of every checkpoint written
     seconds: float = 0.0  # wall time of the training so far, across resumes
     continues: str | None = None  # the MLflow run of the finished run this one extends (not in checkpoints)
@@ -72,12 +76,18 @@ def fingerprint(params: Params, dataset_sha: str, world: int, length: bool = Tru
     return hashlib.sha256(json.dumps(shaping, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def _saved(source: Progress | RunCheckpoint) -> dict[str, Any]:
+    """The fields that progress and the checkpoint share, by name, from either."""
+    names = {f.name for f in fields(RunCheckpoint)} & {f.name for f in fields(Progress)}
+    return {name: getattr(source, name) for name in names}
+
+
 def snapshot(
     gan, params: Params, image_size: int, progress: Progress, noise_states: list, fp: str, kimg: float
-) -> dict[str, Any]:
+) -> RunCheckpoint:
     """Everything needed to continue exactly, as references to the live tensors (``host_copy``
     it before training goes on)."""
-    return run_checkpoint.make(
+    return RunCheckpoint(
         model={**params.model.model_dump(), "image_size": image_size},
         generator=distributed.unwrap(gan.G).state_dict(),
         discriminator=distributed.unwrap(gan.D).state_dict(),
@@ -85,44 +95,40 @@ def snapshot(
         opt_g=gan.opt_g.state_dict(),
         opt_d=gan.opt_d.state_dict(),
         augment_p=gan.augment_p,
-        step=progress.step,
         kimg=kimg,
-        history=progress.history,
         rng=checkpoint.capture_rng({"noise": noise_states}),
         fingerprint=fp,
-        evals=progress.evals,
-        best_value=progress.best_value,
-        best_kimg=progress.best_kimg,
-        generator_best=progress.best_generator,
-        checkpoints=progress.checkpoints,
+        **_saved(progress),
     )
 
 
 REBUILD = "move it aside, then `gan train` starts fresh"
 
 
-def read(path: Path, say) -> dict[str, Any] | None:
-    """The checkpoint's state on the CPU; None when there is none or it cannot be read (said)."""
+def read(path: Path, say) -> RunCheckpoint | None:
+    """The checkpoint on the CPU; None when there is none or it cannot be read (said). A file of
+    another version or with parts missing is one line: it is not overwritten unasked."""
     if not path.is_file():
         return None
     try:
-        return checkpoint.load(path)
+        state = checkpoint.load(path)
     except UserError as e:
         say(f"starting fresh: {e}")
         return None
+    return run_checkpoint.read(state, path, REBUILD)
 
 
-def resumable(state: dict[str, Any] | None, path: Path, fp: str, say) -> dict[str, Any] | None:
-    """``state`` if this run may continue it, else None, saying why."""
-    if state is None:
+def resumable(c: RunCheckpoint | None, path: Path, fp: str, say) -> RunCheckpoint | None:
+    """``c`` if this run may continue it, else None, saying why."""
+    if c is None:
         return None
-    if run_checkpoint.fingerprint(state) != fp:
+    if c.fingerprint != fp:
         say(f"starting fresh: {path} was made with other params or data")
         return None
-    if run_checkpoint.is_complete(state):
+    if c.complete:
         say(f"starting fresh: {path} is a finished run")
         return None
-    return state
+    return c
 
 
 def best_tags(kimg: float, value: float | None, metric: str) -> dict[str, str]:
@@ -130,12 +136,11 @@ def best_tags(kimg: float, value: float | None, metric: str) -> dict[str, str]:
     return {"best_kimg": f"{kimg:g}", f"best_{metric}": f"{value:.6g}"} if value is not None else {}
 
 
-def restore(gan, state: dict[str, Any], streams: Streams, rank: int) -> Progress:
-    """Load a CPU state into the networks and optimizers (which copy it to their device) and the
-    streams. A finished run's state has no optimizer moments (``Checkpoints``): extending it
-    starts Adam afresh, as StyleGAN2-ADA's ``--resume`` does."""
+def restore(gan, r: RunCheckpoint, streams: Streams, rank: int) -> Progress:
+    """Load a CPU checkpoint into the networks and optimizers (which copy it to their device) and
+    the streams. A finished run's has no optimizer moments (``RunCheckpoint.finish``): extending
+    it starts Adam afresh, as StyleGAN2-ADA's ``--resume`` does."""
     path = layout.CHECKPOINT
-    r = run_checkpoint.resume(state, path, REBUILD)
     checkpoint.load_weights(distributed.unwrap(gan.G), r.generator, path, REBUILD)
     checkpoint.load_weights(distributed.unwrap(gan.D), r.discriminator, path, REBUILD)
     if gan.ema is not None:
@@ -152,17 +157,7 @@ def restore(gan, state: dict[str, Any], streams: Streams, rank: int) -> Progress
             f"{path}: its random-number states do not fit this run ({type(e).__name__}); {REBUILD}"
         ) from None
     run_id, seconds = recorded_run(r.fingerprint)
-    return Progress(
-        r.step,
-        r.history,
-        run_id,
-        r.evals,
-        r.best_value,
-        r.best_kimg,
-        r.generator_best,
-        r.checkpoints,
-        seconds,
-    )
+    return Progress(**_saved(r), run_id=run_id, seconds=seconds)
 
 
 def write_record(
