@@ -38,7 +38,7 @@ from ganlab.training.best import PANEL, best_key, last_gain
 from ganlab.training.clock import Clock
 from ganlab.training.ema import make_ema, update_ema
 from ganlab.training.events import Due, Ended, Hook, Hooks, Run
-from ganlab.training.loss import gradient_penalty, objective
+from ganlab.training.loss import Loss, gradient_penalty, objective
 from ganlab.training.state import (
     Progress,
     Streams,
@@ -104,6 +104,44 @@ def build(m: ModelParams, t: TrainParams, image_size: int, device: torch.device,
     )
 
 
+@dataclass(frozen=True)
+class Recipe:
+    """What every step of a run shares: its loss and penalties, its augmentation, its noise."""
+
+    t: TrainParams
+    loss: Loss
+    r1_gamma: float
+    r2_gamma: float
+    rng: torch.Generator  # the run's noise stream (Streams.noise): z, flips and augmentations
+    p: torch.Tensor | None  # ADA's strength, adapted in place
+    strength: torch.Tensor  # what the log shows of it: a view of p, or 1 or 0 for fixed DiffAugment
+    autocast: Callable
+    world: int
+
+    @classmethod
+    def of(cls, gan: GAN, t: TrainParams, streams: Streams, autocast, world: int = 1) -> Recipe:
+        loss, r1_gamma, r2_gamma = objective(gan.arch, t)
+        p = gan.augment_p
+        strength = (
+            p if p is not None else torch.tensor(float(bool(t.diffaugment)), device=streams.noise.device)
+        ).reshape(1)
+        return cls(t, loss, r1_gamma, r2_gamma, streams.noise, p, strength, autocast, world)
+
+    def aug(self, x: torch.Tensor) -> torch.Tensor:
+        return diff_augment(x, self.t.diffaugment, self.rng, self.p) if self.t.diffaugment else x
+
+    def noise(self, gan: GAN, m: int) -> torch.Tensor:
+        return torch.randn(m, gan.latent_size, device=self.rng.device, generator=self.rng)
+
+
+@dataclass
+class DStep:
+    loss: torch.Tensor
+    real_in: torch.Tensor  # the reals as D saw them (augmented): G's step pairs its fakes with them
+    real_logits: torch.Tensor
+    fake_logits: torch.Tensor
+
+
 def train_steps(
     gan: GAN,
     data: DeviceData | StreamedData,
@@ -121,83 +159,82 @@ def train_steps(
     Returns a (steps, len(METRICS)) device tensor of per-step METRICS (loss_g is NaN where G did not
     update). Nothing here waits for the device.
     """
-    G, D, dev = gan.G, gan.D, streams.noise.device
+    r = Recipe.of(gan, t, streams, autocast, world)
+    log = torch.full((stop - first, len(METRICS)), float("nan"), device=r.rng.device)
     batches = clock.batch_indices(first, stop, streams.perm, streams.seed)
-    log = torch.full((stop - first, len(METRICS)), float("nan"), device=dev)
-    fmt = torch.channels_last if t.channels_last else torch.contiguous_format
-    loss, r1_gamma, r2_gamma = objective(gan.arch, t)
-    rng, p = streams.noise, gan.augment_p
-    strength = (p if p is not None else torch.tensor(float(bool(t.diffaugment)), device=dev)).reshape(1)
-
-    def aug(x: torch.Tensor) -> torch.Tensor:
-        return diff_augment(x, t.diffaugment, rng, p) if t.diffaugment else x
-
-    d_updates = first
-    for i, idx in enumerate(batches):
-        with phase("data"):
-            real = data.batch(idx[rank::world]).contiguous(memory_format=fmt)
-            if t.flip:
-                real = random_flip(real, rng)
-            m = real.shape[0]
+    for i, (step, idx) in enumerate(zip(range(first, stop), batches)):
+        real = real_batch(data, idx[rank::world], r)
         # Step 1: fix G, update D to maximise log D(x) + log(1 - D(G(z)))
-        with autocast():
-            with phase("D step: G forward"), torch.no_grad():
-                z = torch.randn(m, gan.latent_size, device=dev, generator=rng)
-                fake = G(z)
-            with phase("D step: augment"):
-                real_in, fake_in = aug(real), aug(fake)
-            with phase("D step: D forward"):
-                real_logits, fake_logits = D(real_in), D(fake_in)
-                loss_d = loss.d(real_logits.float(), fake_logits.float())
-        if (
-            r1_gamma or r2_gamma
-        ) and d_updates % t.r1_every == 0:  # lazy R1 and R2, in fp32 for a stable double backward
-            with phase("D step: R1 and R2"):
-                for gamma, images in ((r1_gamma, real), (r2_gamma, fake)):
-                    if gamma:
-                        x = images.detach().float().requires_grad_(True)  # fakes were drawn under autocast
-                        loss_d = loss_d + (gamma / 2 * t.r1_every) * gradient_penalty(D(aug(x)).float(), x)
-        with phase("D step: backward"):
-            gan.opt_d.zero_grad(set_to_none=True)
-            loss_d.backward()
-        with phase("D step: optimizer"):
-            gan.opt_d.step()
-        d_updates += 1
-        with phase("logging"):
-            r_t = distributed.average(sign_agreement(real_logits), world)
-            log[i, 0] = loss_d.detach()
-            log[i, 2:] = torch.cat(
-                [
-                    torch.sigmoid(real_logits.detach().float()).mean().reshape(1),
-                    torch.sigmoid(fake_logits.detach().float()).mean().reshape(1),
-                    strength,
-                    r_t.reshape(1),
-                ]
-            )
-            if p is not None:  # after logging: the row shows the strength this step trained with
-                adapt_(p, r_t, t.ada_target, m * world, t.ada_kimg)
-        if d_updates % t.d_steps:
+        with phase("D step"):
+            d = d_step(gan, real, r, penalties=step % t.r1_every == 0)
+        log[i, 0], log[i, 2:] = d.loss.detach(), d_metrics(d, r, real.shape[0])
+        if (step + 1) % t.d_steps:  # k D steps per G step
             continue
         # Step 2: fix D, update G to maximise log D(G(z)) on fresh noise
-        with autocast():
-            with phase("G step: G forward"):
-                z = torch.randn(m, gan.latent_size, device=dev, generator=rng)
-                fake = G(z)
-            with phase("G step: augment"):
-                fake_in = aug(fake)
-            with phase("G step: D forward"), frozen(D) if world == 1 else nullcontext():
-                paired = D(real_in).float() if loss.pairs else None  # the D step's reals, as augmented there
-                loss_g = loss.g(D(fake_in).float(), paired)
-        with phase("G step: backward"):
-            gan.opt_g.zero_grad(set_to_none=True)
-            loss_g.backward()
-        with phase("G step: optimizer"):
-            gan.opt_g.step()
-        if gan.ema is not None:
-            with phase("G step: EMA"):
-                update_ema(gan.ema, distributed.unwrap(G), t.ema, d_updates // t.d_steps)
-        log[i, 1] = loss_g.detach()
+        with phase("G step"):
+            log[i, 1] = g_step(gan, d.real_in, r, g_updates=(step + 1) // t.d_steps).detach()
     return log
+
+
+def real_batch(data: DeviceData | StreamedData, idx: torch.Tensor, r: Recipe) -> torch.Tensor:
+    fmt = torch.channels_last if r.t.channels_last else torch.contiguous_format
+    real = data.batch(idx).contiguous(memory_format=fmt)
+    return random_flip(real, r.rng) if r.t.flip else real
+
+
+def d_step(gan: GAN, real: torch.Tensor, r: Recipe, penalties: bool) -> DStep:
+    """One update of D on a batch of reals and as many fakes; R1 and R2 (lazy, every
+    ``train.r1_every`` steps) in fp32, for a stable double backward."""
+    G, D = gan.G, gan.D
+    with r.autocast():
+        with torch.no_grad():
+            fake = G(r.noise(gan, real.shape[0]))
+        real_in, fake_in = r.aug(real), r.aug(fake)
+        real_logits, fake_logits = D(real_in), D(fake_in)
+        loss_d = r.loss.d(real_logits.float(), fake_logits.float())
+    if penalties:
+        for gamma, images in ((r.r1_gamma, real), (r.r2_gamma, fake)):
+            if gamma:
+                x = images.detach().float().requires_grad_(True)  # fakes were drawn under autocast
+                loss_d = loss_d + (gamma / 2 * r.t.r1_every) * gradient_penalty(D(r.aug(x)).float(), x)
+    gan.opt_d.zero_grad(set_to_none=True)
+    loss_d.backward()
+    gan.opt_d.step()
+    return DStep(loss_d, real_in, real_logits, fake_logits)
+
+
+def d_metrics(d: DStep, r: Recipe, m: int) -> torch.Tensor:
+    """The step's real_score, fake_score, augment_p and r_t; then ADA's strength moves (the row
+    shows the strength this step trained with)."""
+    r_t = distributed.average(sign_agreement(d.real_logits), r.world)
+    row = torch.cat(
+        [
+            torch.sigmoid(d.real_logits.detach().float()).mean().reshape(1),
+            torch.sigmoid(d.fake_logits.detach().float()).mean().reshape(1),
+            r.strength,
+            r_t.reshape(1),
+        ]
+    )
+    if r.p is not None:
+        adapt_(r.p, r_t, r.t.ada_target, m * r.world, r.t.ada_kimg)
+    return row
+
+
+def g_step(gan: GAN, real_in: torch.Tensor, r: Recipe, g_updates: int) -> torch.Tensor:
+    """One update of G on fresh noise, D frozen (``frozen``); the pairing loss also reads D's
+    scores of the D step's reals, as augmented there. Then the EMA follows G."""
+    G, D = gan.G, gan.D
+    with r.autocast():
+        fake_in = r.aug(G(r.noise(gan, real_in.shape[0])))
+        with frozen(D) if r.world == 1 else nullcontext():
+            paired = D(real_in).float() if r.loss.pairs else None
+            loss_g = r.loss.g(D(fake_in).float(), paired)
+    gan.opt_g.zero_grad(set_to_none=True)
+    loss_g.backward()
+    gan.opt_g.step()
+    if gan.ema is not None:
+        update_ema(gan.ema, distributed.unwrap(G), r.t.ema, g_updates)
+    return loss_g
 
 
 @contextmanager
