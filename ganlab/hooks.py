@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from ganlab import layout
 from ganlab.errors import Terminated, printable
-from ganlab.io import run_checkpoint
+from ganlab.io import run_checkpoint, run_record
 from ganlab.io.atomic import atomic_path, open_no_link, remove_stale_temp_files
 from ganlab.io.background import host_copy
 from ganlab.io.tracking import TrainingRun, git_commit, mark_killed, run_name_and_links
@@ -49,9 +49,9 @@ class Tracking(Hook):
 
     def on_start(self, run: Run) -> None:
         p = run.params
-        recorded = state.recorded_run_id()
-        if recorded and recorded != run.progress.run_id and mark_killed(recorded):
-            print(f"note: MLflow run {recorded} was left RUNNING by a killed training: marked KILLED")
+        stale = run.start.stale_run
+        if stale and mark_killed(stale):
+            print(f"note: MLflow run {stale} was left RUNNING by a killed training: marked KILLED")
         name, links = run_name_and_links(run_name(run))
         self.tracker = TrainingRun(p.tracking.experiment, run.progress.run_id, name)
         self.run = run
@@ -92,7 +92,7 @@ class Tracking(Hook):
 
     def checkpoint(self, step: int, seconds: float) -> None:
         r = self.run
-        state.write_record(
+        run_record.write(
             self.tracker.run_id, self.tracker.experiment_id, r.fp, step, seconds, r.lineage, r.planned_kimg
         )
 
@@ -400,7 +400,7 @@ class Checkpoints(Hook):
     background (atomically: a kill mid-write keeps the last good one), and the final one,
     marked complete only once everything else is written.
 
-    A finished run is never resumed (``state.resumable``), so the final file drops the
+    A finished run is never resumed (``session.decide``), so the final file drops the
     optimizers' moments (2/3 of a resumable one: 120 of 210 MB at 128 px with the lecture's
     widths) and stores the eval generator's weights once, shared with the EMA (and with the best
     generator when the last is the best)."""

@@ -405,10 +405,9 @@ class TrainingRun:
 
 
 @store_errors
-def finish_left_open(run_id: str, artifacts: list[Path], tags: dict[str, str], client=None) -> str | None:
-    """Finish a training's MLflow run that its end did not close (a kill or error between the
-    final checkpoint and ``finish``): log what the end logs, mark it FINISHED. Returns the
-    status it had, or None when it is finished already or not in this store."""
+def open_status(run_id: str, client=None) -> str | None:
+    """The status of a training's MLflow run that its end did not close (a kill or error between
+    the final checkpoint and ``finish``); None when it is finished, deleted or not in this store."""
     client = client or project_client()
     from mlflow.exceptions import MlflowException
 
@@ -416,15 +415,19 @@ def finish_left_open(run_id: str, artifacts: list[Path], tags: dict[str, str], c
         run = client.get_run(run_id)
     except MlflowException:
         return None
-    if run.info.status == "FINISHED" or run.info.lifecycle_stage != "active":
-        return None
+    return None if run.info.status == "FINISHED" or run.info.lifecycle_stage != "active" else run.info.status
+
+
+@store_errors
+def finish_left_open(run_id: str, artifacts: list[Path], tags: dict[str, str], client=None) -> None:
+    """Finish a run that ``open_status`` found open: log what its end logs, mark it FINISHED."""
+    client = client or project_client()
     for path in artifacts:
         if path.is_file():
             client.log_artifact(run_id, str(path))
     for key, value in tags.items():
         client.set_tag(run_id, key, value)
     client.set_terminated(run_id, "FINISHED")
-    return run.info.status
 
 
 @store_errors

@@ -10,6 +10,7 @@ host reads the metrics once per tick, not once per step.
 from __future__ import annotations
 
 import copy
+import functools
 import os
 import random
 import time
@@ -26,31 +27,20 @@ from ganlab import layout
 from ganlab.data.dataset import DeviceData, StreamedData, dataset_sha, open_dataset
 from ganlab.device import autocast_for
 from ganlab.errors import UserError
-from ganlab.io import lock
-from ganlab.io.run_checkpoint import RunCheckpoint
-from ganlab.io.tracking import finish_left_open
+from ganlab.io import lock, run_record
+from ganlab.io.tracking import finish_left_open, open_status
 from ganlab.nets.dcgan import recalibrate_batchnorm
 from ganlab.nets.factory import networks
 from ganlab.params import ModelParams, Params, TrainParams
-from ganlab.training import budget, distributed
+from ganlab.training import budget, distributed, session
 from ganlab.training.augment import adapt_, diff_augment, random_flip, sign_agreement
-from ganlab.training.best import PANEL, best_key, last_gain
+from ganlab.training.best import plateaued
+from ganlab.training.budget import out_of_time
 from ganlab.training.clock import Clock
 from ganlab.training.ema import make_ema, update_ema
 from ganlab.training.events import Due, Ended, Hook, Hooks, Run
 from ganlab.training.loss import Loss, gradient_penalty, objective
-from ganlab.training.state import (
-    Progress,
-    Streams,
-    best_tags,
-    fingerprint,
-    read,
-    recorded_lineage,
-    recorded_plan,
-    recorded_run,
-    restore,
-    resumable,
-)
+from ganlab.training.state import Progress, Streams, fingerprint, read, restore
 
 METRICS = ("loss_d", "loss_g", "real_score", "fake_score", "augment_p", "r_t")
 
@@ -307,33 +297,6 @@ def divergence(history: list[dict[str, float]], lr: float, paired: bool = False)
     )
 
 
-def out_of_time(progress: Progress, t: TrainParams) -> str | None:
-    """The wall-time budget, checked at ticks (the history then ends on a full row)."""
-    if t.budget is not None and progress.seconds >= (limit := t.budget)[0] * 60:
-        return f"{progress.seconds / 60:.1f} minutes of training ({limit[1]} {limit[0]:g})"
-    return None
-
-
-def plateaued(progress: Progress, t: TrainParams) -> str | None:
-    """No gain beyond the noise in the last ``train.stop.patience`` evaluations (a metric that
-    is unavailable, e.g. attributes without a classifier, never stops a run)."""
-    gain = last_gain(progress.evals, t.best_metric)
-    if not t.stop.patience or gain is None:
-        return None
-    since = len(progress.evals) - 1 - gain
-    if since < t.stop.patience:
-        return None
-    what, which = (
-        ("swd gain beyond its spread", "the last")
-        if t.best_metric == PANEL
-        else (f"better {t.best_metric}", "the best")
-    )
-    return (
-        f"no {what} in {since} evaluations ({which} at {progress.evals[gain]['kimg']:g} kimg; "
-        f"train.stop.patience {t.stop.patience})"
-    )
-
-
 def tick_rows(
     clock: Clock, progress: Progress, means: dict[str, float], tick_start: tuple[int, float]
 ) -> tuple[dict, dict]:
@@ -348,78 +311,6 @@ def tick_rows(
             "images_per_s": (progress.step - step) * clock.batch / (progress.seconds - seconds),
             "seconds": progress.seconds,
         },
-    )
-
-
-def left_open(state: RunCheckpoint | None, fp: str, t: TrainParams) -> dict[str, float] | None:
-    """The last history row of ``state``, a complete checkpoint of this very run whose MLflow run
-    was left open (killed or failed after the checkpoint, before ``end_run``), after finishing that
-    MLflow run; None otherwise. Nothing is retrained: every report was written before the checkpoint."""
-    run_id, _ = recorded_run(fp)
-    if state is None or not state.complete or state.fingerprint != fp or run_id is None:
-        return None
-    tags = best_tags(state.best_kimg, state.best_value, best_key(t.best_metric))
-    status = finish_left_open(run_id, [layout.HISTORY, layout.TIMING], tags)
-    if status is None:
-        return None
-    print(
-        f"train: {layout.CHECKPOINT} is this run's complete result; its MLflow run {run_id} was left {status} "
-        "after the checkpoint was written (interrupted): finished it, nothing retrained"
-    )
-    return state.history[-1]
-
-
-def extension(
-    state: RunCheckpoint | None, fp: str, lineage: str, clock: Clock, t: TrainParams, asked: bool = False
-) -> tuple[bool, str] | None:
-    """Whether a finished checkpoint is extended by these params: (True, the line that says so)
-    to continue it, (False, why not) when there is nothing to train (its stop still applies and
-    only the length grew; or, ``asked`` by `gan train --extend`, it already has the length asked),
-    None when it is not a shorter run of this one (today's rules then apply: a rerun of the very
-    same params retrains, which a code change needs). Asked to extend a longer run, it refuses:
-    training cannot be undone.
-
-    A run of the same fingerprint continues when train.stop no longer ends it where it ended; one
-    that differs only in its length (run.json's lineage) when it is longer."""
-    if state is None or not state.complete:
-        return None
-    step, old = state.step, state.fingerprint
-    same = old == fp
-    if not same and recorded_lineage(old) != lineage:
-        return None
-    if step >= clock.total:
-        if not asked:
-            return None
-        if step == clock.total:
-            return False, (
-                f"train: nothing to train: {layout.CHECKPOINT} is a finished run of {clock.kimg(step):g} kimg, the "
-                "length asked; it is kept (raise train.kimg, train.minutes or train.epochs to extend it)"
-            )
-        raise UserError(
-            f"train: {layout.CHECKPOINT} is a finished run of {clock.kimg(step):g} kimg, longer than the "
-            f"{clock.kimg(clock.total):g} kimg asked, and training cannot be undone; `gan train --fresh` trains the "
-            "shorter run from zero"
-        )
-    run_id, seconds = recorded_run(old)
-    ended = Progress(
-        state.step, evals=state.evals, best_value=state.best_value, best_kimg=state.best_kimg, seconds=seconds
-    )
-    why = out_of_time(ended, t) or plateaued(ended, t)
-    here, there = clock.kimg(ended.step), clock.kimg(clock.total)
-    if why:
-        return (
-            None
-            if same
-            else (
-                False,
-                f"train: {layout.CHECKPOINT} stopped at {here:g} kimg and train.stop still ends it there "
-                f"({why}); nothing to train: raise train.stop to extend it to {there:g} kimg",
-            )
-        )
-    link = f"a new MLflow run tagged continues_run={run_id}" if run_id else "a new MLflow run"
-    return True, (
-        f"train: continuing {layout.CHECKPOINT} from {here:g} kimg to {there:g} kimg: a finished run whose length or "
-        f"train.stop changed; Adam's moments restart (a finished checkpoint does not keep them), in {link}"
     )
 
 
@@ -484,8 +375,8 @@ def _train(
 def _open_run(
     params: Params, rank: int, world: int, device: torch.device, extend: bool | None
 ) -> tuple[Run | None, dict[str, float] | None]:
-    """The run to train: fresh, resumed from its checkpoint or extending a finished one; or
-    (None, the result) when the checkpoint already holds it."""
+    """The run to train as ``session.decide`` says what this start is; or (None, the result) when
+    the checkpoint already holds it."""
     t = params.train
     data = open_dataset(layout.DATASET, device, t.data_on_device)
     if min(t.batch_size, len(data)) < world:  # torchrun; `gan train --nproc` says so before it starts the processes
@@ -495,47 +386,39 @@ def _open_run(
     sha = dataset_sha(layout.MANIFEST)
     gan = build(params.model, t, data.images.shape[-1], device, t.seed, world)
     streams = Streams.seeded(t.seed, device, rank, data.index_device)
-    fp = fingerprint(params, sha, world)
+    fp, lineage = fingerprint(params, sha, world), fingerprint(params, sha, world, length=False)
     say = print if rank == 0 else lambda *_: None
+
+    @functools.cache
+    def planned() -> tuple[Clock, float | None, float]:
+        plan, spent = _plan(t, gan, data, streams, fp, rank, world, device, say)
+        return Clock.of(t, len(data), plan), plan, spent
+
+    def left_open(run_id: str | None) -> str | None:  # rank 0 asks the store; every rank takes its answer
+        status = open_status(run_id) if rank == 0 and run_id else None
+        return (status or "open") if distributed.rank0_says(status is not None, world, device) else None
+
     existing = read(layout.CHECKPOINT, say)
-    final = left_open(existing, fp, t) if rank == 0 else None
-    if distributed.rank0_says(final is not None, world, device):
-        return None, final
-    plan, spent = _plan(t, gan, data, streams, fp, rank, world, device, say)
-    clock = Clock.of(t, len(data), plan)
-    lineage = fingerprint(params, sha, world, length=False)
-    extended = extension(existing, fp, lineage, clock, t, asked=extend is True)
-    if extended is not None and not (t.extend if extend is None else extend):  # train.extend false, or --fresh
-        say(
-            f"train: starting fresh: {layout.CHECKPOINT} is a finished run of {clock.kimg(existing.step):g} kimg; "
-            f"train.extend (or `gan train --extend`) would continue it instead"
-        )
-        extended = None
-        existing = None
-    if extended is not None:
-        say(extended[1])
-        if not extended[0]:
-            return None, existing.history[-1] if rank == 0 else None
-    resumed = existing if extended else resumable(existing, layout.CHECKPOINT, fp, say)
-    progress = restore(gan, resumed, streams, rank) if resumed else Progress(seconds=spent)
-    if extended:  # a new MLflow run: the old one's params (train.kimg, train.stop) stay true to what it ran
-        progress.continues, progress.run_id = progress.run_id, None
-    run = Run(
-        params,
-        gan,
-        data,
-        clock,
-        streams,
-        progress,
-        fp,
-        sha,
-        device,
-        world,
-        resumed=resumed is not None,
-        lineage=lineage,
-        extended=bool(extended),
-        planned_kimg=plan,
-    )
+    start = session.decide(existing, fp, lineage, t, extend, lambda: planned()[0], left_open)
+    if start.kind == session.CLOSE and rank == 0:
+        finish_left_open(start.mlflow_run, [layout.HISTORY, layout.TIMING], start.tags)
+    if start.trains:
+        planned()  # train.minutes measures here: its line comes before this start's
+    if start.why:
+        say(start.why)
+    if not start.trains:
+        return None, start.result if rank == 0 else None
+    clock, plan, spent = planned()
+    if start.checkpoint is None:
+        progress = Progress(seconds=spent)
+    else:
+        progress = restore(gan, start.checkpoint, streams, rank)
+        progress.seconds = start.seconds
+        if start.kind == session.RESUME:
+            progress.run_id = start.mlflow_run
+        else:  # a new MLflow run: the old one's params (train.kimg, train.stop) stay true to what it ran
+            progress.continues = start.mlflow_run
+    run = Run(params, gan, data, clock, streams, progress, fp, sha, device, world, start, lineage, planned_kimg=plan)
     return run, None  # a finished or foreign checkpoint is not held in memory for the whole run
 
 
@@ -546,7 +429,7 @@ def _plan(
     when it resumes, else measured now on rank 0 (budget.py); (None, 0) without ``train.minutes``."""
     if t.minutes is None:
         return None, 0.0
-    kimg, spent = (recorded_plan(fp), 0.0) if rank == 0 else (0.0, 0.0)
+    kimg, spent = (run_record.plan(fp), 0.0) if rank == 0 else (0.0, 0.0)
     if rank == 0 and kimg is None:
         clock = Clock.of(t, len(data))  # its batch and batch order only
         autocast = autocast_for(device, t.amp)

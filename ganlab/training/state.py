@@ -1,12 +1,13 @@
 """Resumable state: the progress a run carries, whether a checkpoint may be resumed, and how it is
-restored (what a checkpoint file holds is ``io/run_checkpoint.py``).
+restored (what a checkpoint file holds is ``io/run_checkpoint.py``; which run a start is,
+``session.py``).
 
 A checkpoint resumes only under the same fingerprint (everything that shapes it), so a
 changed param or data set starts fresh instead of silently continuing another run.
 
 The checkpoint holds only what the training computes, so the same params and data give the
 same bytes (and DVC sees no change where there is none). What differs on every run (the MLflow
-run id, the wall time) lives beside it in ``models/run.json``, which no stage declares.
+run id, the wall time) lives beside it in ``models/run.json`` (``io/run_record.py``).
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ from torch import nn
 from ganlab import layout
 from ganlab.errors import UserError
 from ganlab.io import checkpoint, run_checkpoint
-from ganlab.io.atomic import write_text
 from ganlab.io.run_checkpoint import RunCheckpoint
 from ganlab.params import LENGTH, RUNS, Params, TrainParams
 from ganlab.training import distributed
@@ -118,19 +118,6 @@ def read(path: Path, say) -> RunCheckpoint | None:
     return run_checkpoint.read(state, path, REBUILD)
 
 
-def resumable(c: RunCheckpoint | None, path: Path, fp: str, say) -> RunCheckpoint | None:
-    """``c`` if this run may continue it, else None, saying why."""
-    if c is None:
-        return None
-    if c.fingerprint != fp:
-        say(f"starting fresh: {path} was made with other params or data")
-        return None
-    if c.complete:
-        say(f"starting fresh: {path} is a finished run")
-        return None
-    return c
-
-
 def best_tags(kimg: float, value: float | None, metric: str) -> dict[str, str]:
     """The MLflow tags that say where the best generator is: the same whether the run ended or was closed later."""
     return {"best_kimg": f"{kimg:g}", f"best_{metric}": f"{value:.6g}"} if value is not None else {}
@@ -156,72 +143,7 @@ def restore(gan, r: RunCheckpoint, streams: Streams, rank: int) -> Progress:
         raise UserError(
             f"{path}: its random-number states do not fit this run ({type(e).__name__}); {REBUILD}"
         ) from None
-    run_id, seconds = recorded_run(r.fingerprint)
-    return Progress(**_saved(r), run_id=run_id, seconds=seconds)
-
-
-def write_record(
-    run_id: str | None,
-    experiment_id: str | None,
-    fp: str,
-    step: int,
-    seconds: float,
-    lineage: str | None = None,
-    planned_kimg: float | None = None,
-) -> None:
-    """``models/run.json``: the MLflow run and wall time of the run that wrote the checkpoint;
-    written after each checkpoint, so a resume continues the same MLflow run and clock. Its
-    ``lineage`` (the fingerprint without the length) lets a longer run extend a finished one:
-    here, not in the checkpoint, whose bytes stay what the training computed; so is the kimg that
-    ``train.minutes`` was planned as, which a resume reads back instead of measuring again."""
-    record = {
-        "run_id": run_id,
-        "experiment_id": experiment_id,
-        "fingerprint": fp,
-        "step": step,
-        "seconds": round(seconds, 3),
-        "lineage": lineage,
-        "planned_kimg": planned_kimg,
-    }
-    write_text(layout.RUN_INFO, json.dumps(record, indent=1))
-
-
-def _read_record() -> dict[str, Any]:
-    try:
-        record = json.loads(layout.RUN_INFO.read_text())
-        return record if isinstance(record, dict) else {}
-    except (OSError, ValueError):
-        return {}
-
-
-def recorded_run_id() -> str | None:
-    """The MLflow run of the last training in this folder, whatever its params."""
-    run_id = _read_record().get("run_id")
-    return run_id if isinstance(run_id, str) else None
-
-
-def recorded_lineage(fp: str) -> str | None:
-    """The lineage of the run with fingerprint ``fp`` in run.json; None when it is not recorded there."""
-    record = _read_record()
-    return record.get("lineage") if record.get("fingerprint") == fp else None
-
-
-def recorded_plan(fp: str) -> float | None:
-    """The kimg that ``train.minutes`` was planned as for the run with fingerprint ``fp``; None when
-    run.json is missing, belongs to another run, or has no plan."""
-    record = _read_record()
-    kimg = record.get("planned_kimg")
-    return float(kimg) if record.get("fingerprint") == fp and isinstance(kimg, (int, float)) and kimg > 0 else None
-
-
-def recorded_run(fp: str) -> tuple[str | None, float]:
-    """(MLflow run id, seconds) of the interrupted run with this fingerprint; (None, 0) when
-    run.json is missing or belongs to another run: the resume then opens a new MLflow run."""
-    record = _read_record()
-    if record.get("fingerprint") != fp or not isinstance(record.get("run_id"), str):
-        return None, 0.0
-    seconds = record.get("seconds")
-    return record["run_id"], float(seconds) if isinstance(seconds, (int, float)) else 0.0
+    return Progress(**_saved(r))  # the MLflow run and wall time are the start's (training/session.py)
 
 
 def shared_eval_state(G: nn.Module, G_eval: nn.Module) -> dict[str, torch.Tensor]:
