@@ -146,7 +146,7 @@ class Run:
     @property
     def resumed(self) -> bool:
         """Continues a checkpoint: an interrupted run, or a finished one extended."""
-        return self.start.checkpoint is not None
+        return self.start.resumes
 
     @property
     def extended(self) -> bool:

@@ -16,7 +16,7 @@ import random
 import time
 from collections.abc import Callable
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -418,8 +418,9 @@ def _open_run(
             progress.run_id = start.mlflow_run
         else:  # a new MLflow run: the old one's params (train.kimg, train.stop) stay true to what it ran
             progress.continues = start.mlflow_run
+    start = replace(start, checkpoint=None)  # restored: a checkpoint is not held in memory for the whole run
     run = Run(params, gan, data, clock, streams, progress, fp, sha, device, world, start, lineage, planned_kimg=plan)
-    return run, None  # a finished or foreign checkpoint is not held in memory for the whole run
+    return run, None
 
 
 def _plan(

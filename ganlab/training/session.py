@@ -49,6 +49,11 @@ class Start:
     tags: dict | None = None  # close: the best generator's tags its end did not set
 
     @property
+    def resumes(self) -> bool:
+        """Continues a checkpoint: an interrupted run, or a finished one extended."""
+        return self.kind in (RESUME, EXTEND)
+
+    @property
     def extends(self) -> bool:
         return self.kind == EXTEND
 
