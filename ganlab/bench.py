@@ -45,7 +45,7 @@ from ganlab.data.dataset import DeviceData, to_tensor
 from ganlab.data.demo_faces import write_demo_faces
 from ganlab.device import autocast_for, resolve_device
 from ganlab.io import run_checkpoint
-from ganlab.io.tracking import create_store
+from ganlab.io.mlflow_store import create_store
 from ganlab.nets.dcgan import Discriminator, Generator, init_dcgan_
 from ganlab.params import Params, parse_params
 from ganlab.training import distributed
