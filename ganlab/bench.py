@@ -44,10 +44,11 @@ from torchvision.datasets import ImageFolder
 from ganlab.data.dataset import DeviceData, to_tensor
 from ganlab.data.demo_faces import write_demo_faces
 from ganlab.device import autocast_for, resolve_device
-from ganlab.io import checkpoint, run_checkpoint
-from ganlab.io.tracking import create_store
+from ganlab.io import run_checkpoint
+from ganlab.io.mlflow_store import create_store
 from ganlab.nets.dcgan import Discriminator, Generator, init_dcgan_
 from ganlab.params import Params, parse_params
+from ganlab.training import distributed
 from ganlab.training.clock import Clock
 from ganlab.training.loop import build, train_steps
 from ganlab.training.state import Streams
@@ -305,28 +306,84 @@ def pure_steps(
     return statistics.median(loop.run(steps) for _ in range(trials))
 
 
-PHASES = ("data", "D step", "G step", "logging")  # how train_steps labels its parts (record_function)
+SCOPES = ("D step", "G step")  # the loop's two profiler scopes (train_steps)
+
+
+def _labelled(module: nn.Module, label: str) -> None:
+    """Every forward pass of ``module`` as a profiler range named ``label`` (hooks, so the
+    module, its parameter names and what the loop does with it stay as they are)."""
+    open_ranges = []
+
+    def enter(*_):
+        open_ranges.append(torch.profiler.record_function(label).__enter__())
+
+    def leave(*_):
+        open_ranges.pop().__exit__(None, None, None)
+
+    module.register_forward_pre_hook(enter)
+    module.register_forward_hook(leave)
+
+
+def _part(name: str) -> str | None:
+    """What part of a step a profiler range is: a labelled forward pass, the backward pass, the optimizer."""
+    if name in ("G forward", "D forward"):
+        return name
+    if name.startswith("autograd::engine::evaluate_function"):
+        return "backward"
+    if name.startswith("Optimizer."):
+        return "optimizer"
+    return None
+
+
+def _breakdown(scope) -> dict[str, float]:
+    """Microseconds of ``scope`` in each part (the outermost range of a part counts), the rest as "rest"."""
+    parts: dict[str, float] = {}
+    todo = list(scope.cpu_children)
+    while todo:
+        e = todo.pop()
+        if (part := _part(e.name)) is not None:
+            parts[part] = parts.get(part, 0.0) + e.cpu_time_total
+        else:
+            todo += e.cpu_children
+    parts["rest"] = scope.cpu_time_total - sum(parts.values())
+    return parts
 
 
 def profile_steps(
     config: str, steps: int, device: torch.device, discriminator: str, arch: str = "dcgan"
 ) -> list[tuple[str, float]]:
-    """Milliseconds per training step in each labelled phase of ``train_steps`` (the D step and
-    the G step split into forward, augmentation, backward and optimizer), with the rest as
-    "other": where a step's time goes, before choosing what to speed up. On CUDA the phases are
-    the host's time to launch their work, not the device's time to run it."""
+    """Milliseconds per training step in the loop's D step and G step, each split here into G's
+    and D's forward passes, the backward pass, the optimizer and the rest (augmentation, losses,
+    the EMA), plus the data and "other" (the log, what no range covers): where a step's time goes,
+    before choosing what to speed up. The loop itself carries two coarse ranges only, so that it
+    reads as the algorithm; the finer labels are hooks added here. On CUDA the parts are the host's
+    time to launch their work (the backward pass runs on the device's own thread: in "rest")."""
     size, gw, dw, batch = CONFIGS[config]
     with tempfile.TemporaryDirectory() as tmp:
         loop = OurLoop(_images(Path(tmp), 4 * batch, size), gw, dw, batch, device, discriminator, arch)
     loop.run(2)  # warm-up: allocator, oneDNN kernels
+    _labelled(distributed.unwrap(loop.gan.G), "G forward")
+    _labelled(distributed.unwrap(loop.gan.D), "D forward")
+    batch_of = loop.data.batch
+
+    def data(idx):
+        with torch.profiler.record_function("data"):
+            return batch_of(idx)
+
+    loop.data.batch = data
     os.environ.setdefault("KINETO_LOG_LEVEL", "5")  # the profiler's own start/stop lines, not ours to show
-    activities = [torch.profiler.ProfilerActivity.CPU]
-    with torch.profiler.profile(activities=activities) as prof:
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
         start = time.perf_counter()
         loop.run(steps)
         wall = (time.perf_counter() - start) * 1e3 / steps
-    rows = [(e.key, e.cpu_time_total / 1e3 / steps) for e in prof.key_averages() if e.key.startswith(PHASES)]
-    rows.sort(key=lambda r: -r[1])
+    total: dict[str, float] = {}
+    for e in prof.events():
+        if e.name == "data":
+            total["data"] = total.get("data", 0.0) + e.cpu_time_total
+        elif e.name in SCOPES:
+            for part, us in _breakdown(e).items():
+                total[f"{e.name}: {part}"] = total.get(f"{e.name}: {part}", 0.0) + us
+    rows = sorted(((k, us / 1e3 / steps) for k, us in total.items()), key=lambda r: -r[1])
     return [*rows, ("other", max(0.0, wall - sum(ms for _, ms in rows))), ("step (wall)", wall)]
 
 
@@ -380,9 +437,7 @@ def end_to_end(
         shown = float(timing[-1]["kimg"]) * 1000
         written = _folder_bytes(root)
         grids = len(list((root / "reports/train/grids").glob("*.png")))
-        checkpoints = (
-            run_checkpoint.checkpoint_count(checkpoint.load(root / "models/checkpoint.pt")) + 1
-        )  # + the final one
+        checkpoints = len(run_checkpoint.load(root / "models/checkpoint.pt", "").checkpoints) + 1  # + the final one
     pure = pure_steps(
         config, images, trials, steps, device, shipped["model"]["discriminator"], shipped["model"]["arch"]
     )

@@ -23,10 +23,11 @@ from tqdm import tqdm
 from ganlab import layout
 from ganlab.data.dataset import StreamedData
 from ganlab.errors import Terminated, printable
-from ganlab.io import checkpoint, run_checkpoint
+from ganlab.io import run_checkpoint, run_record
 from ganlab.io.atomic import atomic_path, open_no_link, refuse_link, remove_stale_temp_files
 from ganlab.io.background import host_copy
-from ganlab.io.tracking import TrainingRun, git_commit, mark_killed, own_store, run_name_and_links
+from ganlab.io.mlflow_store import own_store
+from ganlab.io.tracking import TrainingRun, git_commit, mark_killed, run_name_and_links
 from ganlab.metrics import attributes
 from ganlab.metrics.evaluator import CONSTANTS, HEADLINE, Reference, evaluate_generator
 from ganlab.metrics.features import FeatureNet, reference_features
@@ -50,9 +51,9 @@ class Tracking(Hook):
 
     def on_start(self, run: Run) -> None:
         p = run.params
-        recorded = state.recorded_run_id()
-        if recorded and recorded != run.progress.run_id and mark_killed(recorded):
-            print(f"note: MLflow run {recorded} was left RUNNING by a killed training: marked KILLED")
+        stale = run.start.stale_run
+        if stale and mark_killed(stale):
+            print(f"note: MLflow run {stale} was left RUNNING by a killed training: marked KILLED")
         self.started_kimg = run.kimg  # where an extended run took over from its finished predecessor
         name, links = run_name_and_links(run_name(run))
         self.tracker = TrainingRun(p.tracking.experiment, run.progress.run_id, name)
@@ -94,7 +95,7 @@ class Tracking(Hook):
 
     def checkpoint(self, step: int, seconds: float) -> None:
         r = self.run
-        state.write_record(
+        run_record.write(
             self.tracker.run_id, self.tracker.experiment_id, r.fp, step, seconds, r.lineage, r.planned_kimg
         )
 
@@ -443,7 +444,7 @@ class Evaluation(Hook):
 
     def on_end(self, run: Run, end: Ended) -> None:
         p, t = run.progress, run.params.train
-        if p.best_generator is not None:
+        if p.generator_best is not None:
             run.reports.tags(state.best_tags(p.best_kimg, p.best_value, best_key(t.best_metric)))
             print(
                 f"train: best generator at {p.best_kimg:g} kimg ({best_key(t.best_metric)}={p.best_value:.4g}, by {t.best_metric})"
@@ -459,7 +460,7 @@ class Checkpoints(Hook):
     background (atomically: a kill mid-write keeps the last good one), and the final one,
     marked complete only once everything else is written.
 
-    A finished run is never resumed (``state.resumable``), so the final file drops the
+    A finished run is never resumed (``session.decide``), so the final file drops the
     optimizers' moments (2/3 of a resumable one: 120 of 210 MB at 128 px with the lecture's
     widths) and stores the eval generator's weights once, shared with the EMA (and with the best
     generator when the last is the best)."""
@@ -469,7 +470,7 @@ class Checkpoints(Hook):
 
     def on_step(self, run: Run, due: Due) -> None:
         if due.checkpoint:
-            run.writer.submit(checkpoint.save, host_copy(run.snapshot(due.noise_states)), layout.CHECKPOINT)
+            run.writer.submit(run_checkpoint.save, host_copy(run.snapshot(due.noise_states)), layout.CHECKPOINT)
             run.reports.checkpoint(
                 due.step, run.progress.seconds
             )  # after it: a resume never takes a later clock than its weights
@@ -482,13 +483,12 @@ class Checkpoints(Hook):
             end.noise_states
         )  # first: building the eval generator draws from the global random states it keeps
         G_eval = run.gan.eval_generator(seed=run.params.train.grid_seed)
-        final = run_checkpoint.finish(
-            final,
+        final = final.finish(
             state.shared_eval_state(run.gan.generator_for_images, G_eval),
             list(end.digests),
-            best_is_last=run.progress.best_generator is not None and run.progress.best_kimg == run.kimg,
+            best_is_last=run.progress.generator_best is not None and run.progress.best_kimg == run.kimg,
         )
-        checkpoint.save(final, layout.CHECKPOINT)
+        run_checkpoint.save(final, layout.CHECKPOINT)
         run.reports.checkpoint(run.progress.step, run.progress.seconds)
 
 

@@ -24,7 +24,8 @@ from tests.conftest import tiny
 FEEDERS = {
     ("ganlab.metrics.sampler", "generate"),
     ("ganlab.nets.dcgan", "recalibrate_batchnorm"),
-    ("ganlab.training.loop", "train_steps"),
+    ("ganlab.training.loop", "d_step"),
+    ("ganlab.training.loop", "g_step"),
     ("mlflow.pytorch", "predict"),
 }  # MLflow checks the logged CPU copy on a CPU input example
 
@@ -52,7 +53,7 @@ def test_every_generator_call_in_a_whole_run_comes_from_a_known_feeder(workdir, 
     params = tiny(train={"eval_kimg": 0.016, "ema": 0.9})
     for stage in (prepare, train, sample, latent_study, evaluate):
         stage.run(params)
-    assert ("ganlab.metrics.sampler", "generate") in callers and ("ganlab.training.loop", "train_steps") in callers
+    assert ("ganlab.metrics.sampler", "generate") in callers and ("ganlab.training.loop", "g_step") in callers
     assert callers <= FEEDERS, f"a generator is fed from {callers - FEEDERS}; route it through ganlab.metrics.sampler"
 
 

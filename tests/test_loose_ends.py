@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import stat
+from dataclasses import fields
 from pathlib import Path
 
 import pytest
@@ -14,8 +15,9 @@ from typer.testing import CliRunner
 from ganlab import layout
 from ganlab.data.dataset import load_images
 from ganlab.errors import UserError
-from ganlab.io import checkpoint
+from ganlab.io import checkpoint, run_checkpoint
 from ganlab.io.atomic import atomic_dir, write_text
+from ganlab.io.run_checkpoint import RunCheckpoint
 from ganlab.metrics.sampler import load_generator
 from ganlab.nets.archs import generator_for
 from ganlab.params import excerpt, parse_params
@@ -28,10 +30,9 @@ MODEL = {"arch": "dcgan", "latent_size": 16, "image_size": 32, "g_width": 8}
 
 def finished_checkpoint(weights: dict) -> None:
     """A finished run's file as the later stages read it, with these generator weights."""
-    checkpoint.save(
-        {"complete": True, "model": MODEL, "generator_eval": weights, "kimg": 1.0, "best_kimg": 0.0},
-        layout.CHECKPOINT,
-    )
+    empty = dict.fromkeys(f.name for f in fields(RunCheckpoint))
+    c = RunCheckpoint(**{**empty, "model": MODEL, "step": 0, "kimg": 1.0, "best_kimg": 0.0})
+    run_checkpoint.save(c.finish(weights, [], best_is_last=False), layout.CHECKPOINT)
 
 
 def test_sample_refuses_a_generator_whose_weights_are_nan_instead_of_writing_black_images(workdir):

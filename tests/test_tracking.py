@@ -1,6 +1,6 @@
 from pathlib import Path
 
-from ganlab.io.tracking import project_root, tracking_uri
+from ganlab.io.mlflow_store import project_root, tracking_uri
 
 
 def test_dvc_temp_workspaces_resolve_to_the_real_project(tmp_path):

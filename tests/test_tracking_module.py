@@ -1,6 +1,7 @@
-"""ganlab/io/tracking.py talks to MLflow one way: clients of an explicit store, no global tracking
-URI, no fluent run, no environment changed by importing it, and SQL on MLflow's tables in one
-function only (the artifact-location rewrite of a copied project, which MLflow has no API for)."""
+"""ganlab/io/mlflow_store.py (the store) and ganlab/io/tracking.py (runs) talk to MLflow one way:
+clients of an explicit store, no global tracking URI but in one wrapped call, no fluent run, no
+environment changed by importing them, and SQL on MLflow's tables in one function only (the
+artifact-location rewrite of a copied project, which MLflow has no API for)."""
 
 import ast
 import json
@@ -15,7 +16,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SOURCE = ROOT / "ganlab/io/tracking.py"
+STORE, RUNS = ROOT / "ganlab/io/mlflow_store.py", ROOT / "ganlab/io/tracking.py"
 HTTP_KEYS = ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "MLFLOW_HTTP_REQUEST_TIMEOUT")
 
 
@@ -37,7 +38,7 @@ def test_importing_the_module_changes_no_environment_and_imports_no_mlflow(tmp_p
     code = (
         "import json, os, sys\n"
         "before = dict(os.environ)\n"
-        "import ganlab.io.tracking\n"
+        "import ganlab.io.mlflow_store, ganlab.io.tracking\n"
         "print(json.dumps([before, dict(os.environ), 'mlflow' in sys.modules]))\n"
     )
     before, after, mlflow_imported = json.loads(clean_python(code, tmp_path).stdout.splitlines()[-1])
@@ -50,12 +51,12 @@ def test_opening_a_store_sets_telemetry_off_before_mlflow_loads_and_http_limits_
     shutil.copy(empty_store, tmp_path / "mlflow.db")
     code = (
         "import json, os, sys\n"
-        "from ganlab.io import tracking\n"
+        "from ganlab.io import mlflow_store, tracking\n"
         "keys = ['MLFLOW_DISABLE_TELEMETRY', *sys.argv[2:]]\n"
-        "tracking.open_store(sys.argv[1]).search_experiments()\n"
+        "mlflow_store.open_store(sys.argv[1]).search_experiments()\n"
         "from mlflow.telemetry import get_telemetry_client\n"
         "sqlite = {k: os.environ.get(k) for k in keys}\n"
-        "tracking.open_store('http://127.0.0.1:9')\n"
+        "mlflow_store.open_store('http://127.0.0.1:9')\n"
         "http = {k: os.environ.get(k) for k in keys}\n"
         "print(json.dumps([get_telemetry_client() is None, sqlite, http]))\n"
     )
@@ -92,42 +93,55 @@ def _dotted(node: ast.AST) -> str:
     return ".".join(reversed(parts))
 
 
-def test_the_module_uses_the_client_api_and_sql_in_one_justified_function_only():
-    text = SOURCE.read_text()
+def _uses(path: Path) -> dict[str, set[str]]:
+    """Where a module calls MLflow's API, the global URI, SQL and the environment: function names."""
+    text = path.read_text()
     tree = ast.parse(text)
     owner = _functions(tree)
     for forbidden in ("mlflow.set_tracking_uri(", "mlflow.start_run(", "mlflow.end_run(", "mlflow.set_tags("):
         assert forbidden not in text
-
     calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call)]
-    fluent = {_dotted(c.func) for c in calls if _dotted(c.func).startswith("mlflow.")}
-    assert fluent <= {"mlflow.pytorch.log_model"}, fluent  # the rest through MlflowClient
-    global_uri = {owner[c] for c in calls if _dotted(c.func) == "_use_tracking_uri"}
-    assert global_uri == {"log_generator"}  # scoped to log_model's one call, which takes no store
-
-    sqlite = {owner[n] for n in ast.walk(tree) if isinstance(n, ast.Name) and n.id == "sqlite3"}
-    executes = {
-        owner[c] for c in calls if isinstance(c.func, ast.Attribute) and c.func.attr in ("execute", "executemany")
+    return {
+        "fluent": {_dotted(c.func) for c in calls if _dotted(c.func).startswith("mlflow.")},
+        "private": {owner[n] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and "._" in (n.module or "")},
+        "global_uri": {owner[c] for c in calls if _dotted(c.func) == "_use_tracking_uri"},
+        "sqlite": {owner[n] for n in ast.walk(tree) if isinstance(n, ast.Name) and n.id == "sqlite3"},
+        "executes": {
+            owner[c] for c in calls if isinstance(c.func, ast.Attribute) and c.func.attr in ("execute", "executemany")
+        },
+        "env_writes": {
+            owner[c]
+            for c in calls
+            if _dotted(c.func) in ("os.environ.setdefault", "os.environ.update", "os.environ.pop", "os.putenv")
+        }
+        | {
+            owner[t]
+            for n in ast.walk(tree)
+            if isinstance(n, (ast.Assign, ast.AugAssign, ast.Delete))
+            for t in (n.targets if isinstance(n, (ast.Assign, ast.Delete)) else [n.target])
+            if isinstance(t, ast.Subscript) and _dotted(t.value) == "os.environ"
+        },
     }
-    assert sqlite == executes == {"_rewrite_artifact_roots"}
+
+
+def test_the_modules_use_the_client_api_and_sql_and_a_private_api_in_one_justified_function_each():
+    store, runs = _uses(STORE), _uses(RUNS)
+    assert runs["fluent"] <= {"mlflow.pytorch.log_model"}, runs["fluent"]  # the rest through MlflowClient
+    assert not store["fluent"] and not (runs["private"] | runs["global_uri"] | runs["sqlite"] | runs["env_writes"])
+    # log_model takes no store: the one private API, scoped to its call, with the environment put back
+    assert store["private"] == store["global_uri"] == {"as_global_store"}
+    assert store["sqlite"] == store["executes"] == {"_rewrite_artifact_roots"}
+    assert store["env_writes"] == {"open_store", "as_global_store"}  # the defaults, and the URI put back
+    text = STORE.read_text()
+    tree = ast.parse(text)
     imports = [n for n in ast.walk(tree) if isinstance(n, ast.Import) and any(a.name == "sqlite3" for a in n.names)]
-    assert len(imports) == 1 and owner[imports[0]] == ""  # at the top, as the project imports (tests/test_structure.py)
-    rewrite = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "_rewrite_artifact_roots")
-    comment = ast.get_source_segment(text, rewrite)
-    assert "MLflow has no API that changes an artifact location" in comment
-
-    env_writes = {
-        owner[c]
-        for c in calls
-        if _dotted(c.func) in ("os.environ.setdefault", "os.environ.update", "os.environ.pop", "os.putenv")
-    } | {
-        owner[t]
-        for n in ast.walk(tree)
-        if isinstance(n, (ast.Assign, ast.AugAssign, ast.Delete))
-        for t in (n.targets if isinstance(n, (ast.Assign, ast.Delete)) else [n.target])
-        if isinstance(t, ast.Subscript) and _dotted(t.value) == "os.environ"
-    }
-    assert env_writes == {"open_store", "log_generator"}  # the defaults, and the URI log_model's call restores
+    assert len(imports) == 1 and _functions(tree)[imports[0]] == ""  # at the top (tests/test_structure.py)
+    for name, why in (
+        ("_rewrite_artifact_roots", "MLflow has no API that changes an artifact location"),
+        ("as_global_store", "the one use of a private MLflow"),
+    ):
+        node = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == name)
+        assert why in " ".join(ast.get_source_segment(text, node).split())
 
 
 @pytest.fixture
@@ -142,15 +156,15 @@ def store(tmp_path, monkeypatch, empty_store) -> Path:
 
 
 def test_a_training_run_is_logged_through_the_client_with_what_start_run_gave_it(store):
-    from ganlab.io import tracking
+    from ganlab.io import mlflow_store, tracking
 
-    run = tracking.TrainingRun("exp", None, "demo-32px", client=tracking.project_client())
+    run = tracking.TrainingRun("exp", None, "demo-32px", client=mlflow_store.project_client())
     run.log_params({"train.lr": 0.002, "model.widths": [1, 2]}, {"dataset_size": "40"})
     run.log_metrics({"train/loss_d": 1.5, "train/loss_g": float("nan")}, step=16)
     run.set_tags({"best_kimg": 0.016})
     run.finish()
     run.finish("FAILED")  # the failure path after a finished end: changes nothing, as end_run did
-    client = tracking.open_store(tracking.tracking_uri())
+    client = mlflow_store.open_store(mlflow_store.tracking_uri())
     got = client.get_run(run.run_id)
     assert got.info.status == "FINISHED" and got.info.run_name == "demo-32px"
     assert got.info.artifact_uri.startswith((store / "mlruns" / "exp").as_uri())
@@ -170,7 +184,7 @@ def test_a_training_run_is_logged_through_the_client_with_what_start_run_gave_it
 
 
 def test_a_copied_store_is_rehomed_once_by_its_first_client(store, tmp_path, monkeypatch, capsys):
-    from ganlab.io import tracking
+    from ganlab.io import mlflow_store, tracking
 
     run = tracking.TrainingRun("exp", None, "first")
     run.finish()
@@ -178,18 +192,18 @@ def test_a_copied_store_is_rehomed_once_by_its_first_client(store, tmp_path, mon
     shutil.copytree(store, copy)
     monkeypatch.chdir(copy)
     capsys.readouterr()
-    client = tracking.project_client()
+    client = mlflow_store.project_client()
     assert f"it now points at {(copy / 'mlruns').as_uri()}" in capsys.readouterr().out
     assert client.get_run(run.run_id).info.artifact_uri.startswith((copy / "mlruns" / "exp").as_uri())
     assert client.get_experiment_by_name("exp").artifact_location == (copy / "mlruns" / "exp").as_uri()
-    tracking.project_client()
+    mlflow_store.project_client()
     assert "now points at" not in capsys.readouterr().out  # said once
-    original = tracking.open_store(f"sqlite:///{store / 'mlflow.db'}")
+    original = mlflow_store.open_store(f"sqlite:///{store / 'mlflow.db'}")
     assert original.get_run(run.run_id).info.artifact_uri.startswith((store / "mlruns").as_uri())
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{store / 'mlflow.db'}")
     monkeypatch.chdir(tmp_path)
-    tracking.project_client()  # the user's own store: not ours to rewrite
+    mlflow_store.project_client()  # the user's own store: not ours to rewrite
     assert "now points at" not in capsys.readouterr().out
 
 
@@ -209,7 +223,7 @@ def test_two_projects_on_one_store_keep_their_runs_and_artifacts_in_their_own_fo
     """A second project on a linked store used to re-home every run of the first to its own mlruns/ (the
     first's UI lost every image and model); on a shared MLFLOW_TRACKING_URI, its artifacts landed in the
     first project's mlruns/."""
-    from ganlab.io import tracking
+    from ganlab.io import mlflow_store, tracking
 
     first = tracking.TrainingRun("gan-lab", None, "first")
     first.finish()
@@ -231,7 +245,7 @@ def test_two_projects_on_one_store_keep_their_runs_and_artifacts_in_their_own_fo
     out = capsys.readouterr().out
     assert "now points at" not in out
     assert before <= _artifact_rows(store / "mlflow.db")  # the first project's rows, as they were
-    client = tracking.open_store(f"sqlite:///{store / 'mlflow.db'}")
+    client = mlflow_store.open_store(f"sqlite:///{store / 'mlflow.db'}")
     own = client.get_experiment(run.experiment_id)
     assert own.name == f"gan-lab ({second})" and own.artifact_location == (second / "mlruns" / "gan-lab").as_uri()
     assert f"this project's runs go to experiment 'gan-lab ({second})'" in out
@@ -246,8 +260,8 @@ def test_two_projects_on_one_store_keep_their_runs_and_artifacts_in_their_own_fo
     copy = tmp_path / "copy"
     shutil.copytree(store, copy)
     monkeypatch.chdir(copy)  # a copy of it re-homes its own runs, not the second project's
-    tracking.project_client()
-    copied = tracking.open_store(f"sqlite:///{copy / 'mlflow.db'}")
+    mlflow_store.project_client()
+    copied = mlflow_store.open_store(f"sqlite:///{copy / 'mlflow.db'}")
     assert copied.get_run(first.run_id).info.artifact_uri.startswith((copy / "mlruns").as_uri())
     assert copied.get_run(run.run_id).info.artifact_uri.startswith((second / "mlruns").as_uri())
 
@@ -259,7 +273,7 @@ def test_the_generator_is_logged_to_the_training_run_without_a_fluent_run_or_a_g
     import torch
 
     from ganlab import layout
-    from ganlab.io import tracking
+    from ganlab.io import mlflow_store, tracking
 
     run = tracking.TrainingRun("exp", None, "first")
     run.finish()
@@ -272,7 +286,7 @@ def test_the_generator_is_logged_to_the_training_run_without_a_fluent_run_or_a_g
     for kimg in ("1", "2"):  # the second replaces the first
         tracking.log_generator(G, example, {"which": "best", "kimg": kimg})
     assert os.environ["MLFLOW_TRACKING_URI"] == user_uri and mlflow.active_run() is None
-    client = tracking.open_store(user_uri)
+    client = mlflow_store.open_store(user_uri)
     exp = client.get_run(run.run_id).info.experiment_id
     models = [m for m in client.search_logged_models([exp]) if m.name == "generator"]
     assert len(models) == 1 and models[0].source_run_id == run.run_id
@@ -295,13 +309,13 @@ def test_final_numbers_go_on_the_training_run_and_its_logged_generator_whichever
     import torch
 
     from ganlab import layout
-    from ganlab.io import tracking
+    from ganlab.io import mlflow_store, tracking
 
     run = tracking.TrainingRun("exp", None, "demo-32px-dcgan-1kimg")
     run.finish()
     layout.RUN_INFO.parent.mkdir(parents=True, exist_ok=True)
     layout.RUN_INFO.write_text(json.dumps({"run_id": run.run_id}))
-    client = tracking.project_client()
+    client = mlflow_store.project_client()
     G = torch.nn.Linear(4, 3)
     tracking.log_generator(G, np.zeros((2, 4), dtype=np.float32), {"which": "last"})
     with tracking.stage_run("evaluate", {}) as mlrun:
@@ -326,9 +340,9 @@ def test_final_numbers_go_on_the_training_run_and_its_logged_generator_whichever
 
 
 def test_mark_killed_touches_only_a_running_run(store):
-    from ganlab.io import tracking
+    from ganlab.io import mlflow_store, tracking
 
-    client = tracking.project_client()
+    client = mlflow_store.project_client()
     running = tracking.TrainingRun("exp", None, "a")
     done = tracking.TrainingRun("exp", None, "b")
     done.finish()

@@ -14,6 +14,7 @@ runs each job at ``submit``, with the same order and error semantics.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import threading
 from collections import deque
@@ -67,6 +68,8 @@ def host_copy(obj: Any) -> Any:
     while training goes on changing the originals in place."""
     if isinstance(obj, torch.Tensor):
         return obj.detach().to("cpu", copy=True)
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return dataclasses.replace(obj, **{f.name: host_copy(getattr(obj, f.name)) for f in dataclasses.fields(obj)})
     if isinstance(obj, dict):
         return {k: host_copy(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):

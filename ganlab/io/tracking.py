@@ -1,44 +1,20 @@
-"""MLflow, and nothing else in the project imports it: one SQLite store at the project root.
-
-Where the root is: DVC names it in ``DVC_ROOT`` for every stage it runs, and for ``dvc exp run
---temp`` and ``--queue``, which execute in a copy under ``.dvc/tmp/exps/`` that is deleted
-afterwards, it names the project they were queued from, so their records land in the store
-that the project's ``mlflow ui`` shows. Run by hand (``gan train``), the root is the working
-folder. Finding the store (``project_root``, ``tracking_uri``, ``own_store``) is kept apart from
-logging to it: everything else talks to MLflow through an ``MlflowClient`` of an explicit store,
-opened by ``open_store`` (no global tracking URI, no fluent active run).
-
-MLflow stores artifact locations as absolute paths. A project folder that was copied or moved
-still points at the old folder's ``mlruns/``, so every later write would land in the original;
-the first client of a relocated project's own store rewrites those paths to its own ``mlruns/``
-(``_rehome``) and says so. Only its own store (``own_store``): one store for several projects, a
-linked ``mlflow.db`` or a shared ``MLFLOW_TRACKING_URI``, is never rewritten, and a project logs to
-it in an experiment whose artifacts are in its own ``mlruns/`` (``experiment_id``). MLflow's proxied
-artifacts (``mlflow server --artifacts-destination``) keep no path in the store, but every stage
-would then need a running server, and ``mlflow ui`` alone would no longer show the images.
-
-One training is one MLflow run; each later stage (sample, latent-study, make-video, evaluate)
-is a child run of it with its own params, replaced when the stage reruns, so nothing in MLflow
-is stale or logged twice. ``import mlflow`` costs seconds, so it happens inside the functions
-that need it.
+"""MLflow runs: one training is one MLflow run, continued (not duplicated) when it resumes; each
+later stage (sample, latent-study, make-video, evaluate) is a child run of it with its own params,
+replaced when the stage reruns, so nothing in MLflow is stale or logged twice. Which store and how
+it is opened is ``io/mlflow_store.py``; every call here goes through a client of it. ``import
+mlflow`` costs seconds, so it happens inside the functions that need it.
 """
 
 from __future__ import annotations
 
-import errno
-import functools
 import json
 import logging
 import math
 import os
-import re
-import sqlite3
-import stat
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
-from contextlib import closing, contextmanager
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -47,235 +23,10 @@ from PIL import Image
 from torch import nn
 
 from ganlab import layout
-from ganlab.errors import UserError
+from ganlab.io import run_record
+from ganlab.io.mlflow_store import as_global_store, experiment_id, project_client, store_errors, tracking_uri
 
-# Which store: discovery only, nothing here opens it.
-
-
-def project_root(cwd: Path | None = None) -> Path:
-    if cwd is None and os.environ.get("DVC_ROOT"):
-        return Path(os.environ["DVC_ROOT"]).resolve()
-    cwd = (cwd or Path.cwd()).resolve()
-    parts = cwd.parts
-    for i in range(len(parts) - 2):
-        if parts[i : i + 3] == (".dvc", "tmp", "exps"):
-            return Path(*parts[:i])
-    return cwd
-
-
-def tracking_uri() -> str:
-    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{project_root() / 'mlflow.db'}"
-
-
-def own_store() -> Path | None:
-    """The project's ``mlflow.db`` when the store is the project's alone, None when it is shared and so not ours
-    to rewrite: named by ``MLFLOW_TRACKING_URI``, or a link (symbolic or hard) to a file other projects use too."""
-    if os.environ.get("MLFLOW_TRACKING_URI"):
-        return None
-    db = project_root() / "mlflow.db"
-    try:
-        st = db.lstat()
-    except OSError:
-        return db  # not made yet: MLflow makes it here, the project's own
-    return None if stat.S_ISLNK(st.st_mode) or st.st_nlink > 1 else db
-
-
-# Opening a store: the one way into MLflow.
-
-_HTTP_DEFAULTS = (  # an unreachable tracking server: a few seconds, not MLflow's 4 minutes of retries
-    ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2"),
-    ("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1"),
-    ("MLFLOW_HTTP_REQUEST_TIMEOUT", "10"),
-)
-
-
-def open_store(uri: str):
-    """An ``MlflowClient`` of the store at ``uri``.
-
-    Importing this module changes no environment; opening a store sets, where the user has not, the variables
-    MLflow reads: ``MLFLOW_DISABLE_TELEMETRY`` (read once, when ``mlflow`` is first imported, which is why it is
-    set before the import here: the machines we run on are often offline), and for an HTTP store
-    ``_HTTP_DEFAULTS`` (read at every request, from any thread, so they stay set for the rest of the process)."""
-    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-    if uri.startswith(("http://", "https://")):
-        for key, value in _HTTP_DEFAULTS:
-            os.environ.setdefault(key, value)
-    from mlflow import MlflowClient
-
-    return MlflowClient(tracking_uri=uri)
-
-
-def project_client():
-    """A client of ``tracking_uri()``'s store, re-homed first when it is the project's own."""
-    client = open_store(tracking_uri())
-    if (db := own_store()) is not None and db.is_file():
-        _rehome(client, db)
-    return client
-
-
-def create_store(path: Path) -> None:
-    """An empty SQLite store at ``path`` (its schema migrations take seconds, once)."""
-    logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)  # "Creating initial MLflow database tables..."
-    open_store(f"sqlite:///{path}").search_experiments()
-
-
-_DISK_ERRNOS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO}
-_STORE_MODULES = ("sqlite3", "sqlalchemy", "requests", "urllib3", "alembic")  # the store's layers, not imported here
-
-
-def _store_error(e: BaseException) -> UserError:
-    """One line naming the store and the fix, for whatever the store's layers raised."""
-    uri = tracking_uri()
-    text = " ".join(str(e).split())
-    reason = (text[:200] + "...") if len(text) > 200 else text or type(e).__name__
-    if m := re.search(r"experiment (\w+) must be in the 'active' state", text):
-        fix = (
-            f"the experiment was deleted: restore it with `mlflow experiments restore --experiment-id {m.group(1)}` "
-            "(MLFLOW_TRACKING_URI set to this store), or set tracking.experiment to a new name"
-        )
-    elif m := re.search(r"run (\w+) must be in the 'active' state", text):
-        fix = (
-            f"the MLflow run was deleted while training: restore it with `mlflow runs restore --run-id {m.group(1)}` "
-            "(MLFLOW_TRACKING_URI set to this store), then `gan train` resumes from the last checkpoint"
-        )
-    elif (isinstance(e, OSError) and e.errno in _DISK_ERRNOS) or re.search(
-        r"disk I/O error|database or disk is full|No space left|File too large", text
-    ):
-        fix = "free space on its disk (or raise `ulimit -f`) and check that it is writable, then `gan train` resumes from the last checkpoint"
-    elif uri.startswith("sqlite:"):
-        fix = "check that the file is writable, or move it aside (a new store is made) or set MLFLOW_TRACKING_URI"
-    else:
-        fix = "start the tracking server, or unset MLFLOW_TRACKING_URI to use the project's mlflow.db"
-    return UserError(f"MLflow store {uri}: {reason} ({fix})")
-
-
-def _is_store_error(e: BaseException) -> bool:
-    exceptions = sys.modules.get("mlflow.exceptions")  # an MlflowException comes only from an imported mlflow
-    return (
-        isinstance(e, OSError)
-        or (exceptions is not None and isinstance(e, exceptions.MlflowException))
-        or type(e).__module__.split(".")[0] in _STORE_MODULES
-    )
-
-
-def store_errors(fn):
-    """Turn any failure of the MLflow store (a corrupt, read-only or missing database, a server
-    that does not answer) into ``_store_error``'s one line."""
-
-    @functools.wraps(fn)
-    def wrapped(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except UserError:
-            raise
-        except Exception as e:
-            if _is_store_error(e):
-                raise _store_error(e) from None
-            raise
-
-    return wrapped
-
-
-# A copied or moved project.
-
-_ARTIFACT_COLUMNS = (
-    ("experiments", "artifact_location"),
-    ("runs", "artifact_uri"),
-    ("logged_models", "artifact_location"),
-)
-
-
-def _rehome(client, db: Path) -> None:
-    """Point a copied or moved project's store at its own ``mlruns/`` (see the module's docstring): the
-    experiments made as the store's own, not those a project sharing it made (``PROJECT_TAG``), whose
-    artifacts are in that project's folder, which did not move."""
-    from mlflow.entities import ViewType
-
-    home, moved, token = (db.parent / "mlruns").as_uri(), {}, None
-    while True:
-        page = client.search_experiments(view_type=ViewType.ALL, page_token=token)
-        for exp in page:
-            loc = exp.artifact_location
-            if PROJECT_TAG in exp.tags:
-                continue
-            if loc and (m := re.match(r"(file://.*?/mlruns)(/[^/]+)?$", loc)) and m.group(1) != home:
-                moved.setdefault(m.group(1), []).append(exp.experiment_id)
-        if not (token := page.token):
-            break
-    if moved:
-        _rewrite_artifact_roots(db, moved, home)
-    for old in sorted(moved):
-        print(
-            f"note: this project's MLflow store pointed at {old}; it now points at {home} (the project was copied or moved)"
-        )
-
-
-def _rewrite_artifact_roots(db: Path, moved: dict[str, list[str]], home: str) -> None:
-    """In the SQLite store ``db``, replace the prefix ``old`` by ``home`` in the artifact locations of the
-    experiments ``moved[old]``, their runs and their logged models."""
-    # SQL on MLflow's tables, here only: MLflow has no API that changes an artifact location. It is fixed when an
-    # experiment, run or logged model is created (create_experiment, create_run, create_logged_model), and no
-    # update call of MlflowClient or of its stores (rename_experiment, update_run / update_run_info,
-    # set_logged_model_tags, finalize_logged_model) takes one.
-    with closing(sqlite3.connect(db)) as con, con:
-        for old, experiments in sorted(moved.items()):
-            for table, column in _ARTIFACT_COLUMNS:
-                for exp in experiments:
-                    con.execute(
-                        f"update {table} set {column} = ? || substr({column}, ?) "
-                        f"where experiment_id = ? and {column} like ? escape '\\'",
-                        (home, len(old) + 1, int(exp), old.replace("%", r"\%").replace("_", r"\_") + "/%"),
-                    )
-
-
-# Logging runs, each through a client of an explicit store.
-
-
-@store_errors
-def experiment_id(client, name: str) -> str:
-    """Get or create the experiment, with artifacts under the project root's ``mlruns/``.
-
-    In a store shared by several projects, ``name`` may be another project's, with its artifacts in that
-    project's ``mlruns/``: this project's runs then go to ``"name (root)"``, made once with artifacts in its own
-    ``mlruns/`` and said so, never silently into another folder. An experiment made in a shared store carries
-    ``PROJECT_TAG``: it stays where it is when the store's own project is copied or moved."""
-    from mlflow.exceptions import MlflowException
-
-    root, folder = project_root(), re.sub(r"[^\w.-]+", "_", name)
-    theirs = client.get_experiment_by_name(name)
-    if theirs is not None:
-        if not _another_projects(theirs.artifact_location, root):
-            return theirs.experiment_id
-        name = f"{name} ({root})"
-        if (ours := client.get_experiment_by_name(name)) is not None:
-            return ours.experiment_id
-    tags = {EXPERIMENT_KIND: "custom_model_development"}
-    if own_store() is None:
-        tags[PROJECT_TAG] = str(root)
-    home = (root / "mlruns" / folder).as_uri()
-    try:  # the kind opened the experiment on its runs until MLflow's UI got its GenAI / Model training switch
-        made = client.create_experiment(name, artifact_location=home, tags=tags)
-    except MlflowException:  # another process created it first
-        return client.get_experiment_by_name(name).experiment_id
-    if theirs is not None:  # said once, when it is made
-        print(
-            f"note: MLflow experiment '{theirs.name}' in {client.tracking_uri} keeps its artifacts in another folder "
-            f"({theirs.artifact_location}); this project's runs go to experiment '{name}', with artifacts in {home}"
-        )
-    return made
-
-
-def _another_projects(location: str | None, root: Path) -> bool:
-    """Whether ``location`` is a ``mlruns/`` folder on this machine other than ``root``'s (a server's or a
-    bucket's location, or any other folder, is the store's choice, and kept)."""
-    if not (location and re.match(r"(file://)?/.*/mlruns(/[^/]+)?$", location)):
-        return False
-    ours = ((root / "mlruns").as_uri(), str(root / "mlruns"))  # as the project writes it, as MLflow's default does
-    return not any(location == mine or location.startswith(f"{mine}/") for mine in ours)
-
-
-PROJECT_TAG = "gan-lab.project"  # on an experiment made in a shared store: the folder of the project that made it
-EXPERIMENT_KIND = "mlflow.experimentKind"  # the tag MLflow 3's UI reads (its values are in its JS bundle only)
+__all__ = ["tracking_uri"]  # where the store is, for callers that read runs back with their own client
 
 
 def git_commit() -> str:
@@ -405,10 +156,9 @@ class TrainingRun:
 
 
 @store_errors
-def finish_left_open(run_id: str, artifacts: list[Path], tags: dict[str, str], client=None) -> str | None:
-    """Finish a training's MLflow run that its end did not close (a kill or error between the
-    final checkpoint and ``finish``): log what the end logs, mark it FINISHED. Returns the
-    status it had, or None when it is finished already or not in this store."""
+def open_status(run_id: str, client=None) -> str | None:
+    """The status of a training's MLflow run that its end did not close (a kill or error between
+    the final checkpoint and ``finish``); None when it is finished, deleted or not in this store."""
     client = client or project_client()
     from mlflow.exceptions import MlflowException
 
@@ -416,23 +166,25 @@ def finish_left_open(run_id: str, artifacts: list[Path], tags: dict[str, str], c
         run = client.get_run(run_id)
     except MlflowException:
         return None
-    if run.info.status == "FINISHED" or run.info.lifecycle_stage != "active":
-        return None
+    return None if run.info.status == "FINISHED" or run.info.lifecycle_stage != "active" else run.info.status
+
+
+@store_errors
+def finish_left_open(run_id: str, artifacts: list[Path], tags: dict[str, str], client=None) -> None:
+    """Finish a run that ``open_status`` found open: log what its end logs, mark it FINISHED."""
+    client = client or project_client()
     for path in artifacts:
         if path.is_file():
             client.log_artifact(run_id, str(path))
     for key, value in tags.items():
         client.set_tag(run_id, key, value)
     client.set_terminated(run_id, "FINISHED")
-    return run.info.status
 
 
 @store_errors
 def _recorded_run(client=None):
     """(client, run) of the training run in models/run.json, or (None, reason)."""
-    try:
-        run_id = json.loads(layout.RUN_INFO.read_text())["run_id"]
-    except (OSError, ValueError, KeyError):
+    if (run_id := run_record.run_id()) is None:
         return None, f"no {layout.RUN_INFO}"
     client = client or project_client()
     from mlflow.exceptions import MlflowException
@@ -556,7 +308,6 @@ def log_generator(G: nn.Module, example, tags: dict[str, str], client=None) -> N
     client, run = found
     run_id, experiment = run.info.run_id, run.info.experiment_id
     import mlflow.pytorch
-    from mlflow.tracking._tracking_service.utils import _use_tracking_uri
     from mlflow.tracking.context.registry import resolve_tags
 
     for old in _generators(client, run):
@@ -564,25 +315,16 @@ def log_generator(G: nn.Module, example, tags: dict[str, str], client=None) -> N
     model = client.create_logged_model(  # as log_model would make it: the run's params, the context's tags
         experiment, name="generator", source_run_id=run_id, tags=resolve_tags(tags), params=run.data.params
     )
-    saved = os.environ.get("MLFLOW_TRACKING_URI")
-    try:
-        # mlflow.pytorch.log_model takes the run and the model (run_id=, model_id=: no active run needed) but no
-        # store: it opens MlflowClient(<global tracking URI>), so that URI is this client's for this one call.
-        with _use_tracking_uri(client.tracking_uri), _quiet("mlflow.pytorch"):
-            mlflow.pytorch.log_model(
-                G,
-                name="generator",
-                input_example=example,
-                serialization_format="pickle",
-                pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],
-                run_id=run_id,
-                model_id=model.model_id,
-            )
-    finally:  # _use_tracking_uri restores MLflow's global URI, and with it sets or unsets MLFLOW_TRACKING_URI:
-        if saved is None:  # leave the environment as it was, whatever an earlier caller made the global
-            os.environ.pop("MLFLOW_TRACKING_URI", None)
-        else:
-            os.environ["MLFLOW_TRACKING_URI"] = saved
+    with as_global_store(client.tracking_uri), _quiet("mlflow.pytorch"):
+        mlflow.pytorch.log_model(
+            G,
+            name="generator",
+            input_example=example,
+            serialization_format="pickle",
+            pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],
+            run_id=run_id,
+            model_id=model.model_id,
+        )
     client.log_batch(run_id, tags=_tags({f"generator.{k}": v for k, v in tags.items()}))
     final = {k.removeprefix(FINAL): v for k, v in run.data.metrics.items() if k.startswith(FINAL)}
     if final:  # evaluate ran first: the new model carries the numbers of the same checkpoint

@@ -79,3 +79,24 @@ def last_gain(evals: list[dict[str, float]], metric: str) -> int | None:
                 gain = i
             low = min(low, e["swd"])
     return gain
+
+
+def plateaued(progress, t) -> str | None:
+    """No gain beyond the noise in the last ``train.stop.patience`` evaluations of ``progress``
+    (anything with ``evals``: a running or a finished run); a metric that is unavailable (attributes
+    without a classifier) never stops a run."""
+    gain = last_gain(progress.evals, t.best_metric)
+    if not t.stop.patience or gain is None:
+        return None
+    since = len(progress.evals) - 1 - gain
+    if since < t.stop.patience:
+        return None
+    what, which = (
+        ("swd gain beyond its spread", "the last")
+        if t.best_metric == PANEL
+        else (f"better {t.best_metric}", "the best")
+    )
+    return (
+        f"no {what} in {since} evaluations ({which} at {progress.evals[gain]['kimg']:g} kimg; "
+        f"train.stop.patience {t.stop.patience})"
+    )

@@ -55,3 +55,11 @@ def planned_kimg(minutes: float, images_per_s: float, spent_s: float) -> float:
     for everything else the run does; at least one image."""
     left = max(0.0, minutes * 60 * (1 - HOOKS_SHARE) - spent_s)
     return max(images_per_s * left, 1.0) / 1000
+
+
+def out_of_time(progress, t) -> str | None:
+    """The wall-time budget spent by ``progress`` (anything with ``seconds``), checked at ticks
+    (the history then ends on a full row) and when a finished run might be extended."""
+    if t.budget is not None and progress.seconds >= (limit := t.budget)[0] * 60:
+        return f"{progress.seconds / 60:.1f} minutes of training ({limit[1]} {limit[0]:g})"
+    return None

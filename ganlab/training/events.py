@@ -10,7 +10,9 @@
     (``Evaluated``: a row of the evaluation history, and the generator when it is the best so far);
   - ``Run.reports``, a channel any hook reports to and record keepers subscribe to (as
     stylegan2's ``training_stats``: report anywhere, one collector writes). MLflow and
-    ``models/run.json`` are the ``Tracking`` hook's alone.
+    ``models/run.json`` are the ``Tracking`` hook's alone: nothing here imports either.
+- What the start is (fresh, resumed, extended) is ``Run.start``, decided once by
+  ``session.decide``; a hook reads it and never decides again.
 
 The hooks themselves live outside ``training/`` (``ganlab/hooks.py``); the loop takes them as an
 argument.
@@ -19,7 +21,7 @@ argument.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 
@@ -27,6 +29,9 @@ from ganlab.io.background import Writer
 from ganlab.params import Params
 from ganlab.training import state
 from ganlab.training.clock import Clock
+
+if TYPE_CHECKING:  # the type alone: the session reads run.json, which is the Tracking hook's concern
+    from ganlab.training.session import Start
 
 
 @dataclass(frozen=True)
@@ -127,9 +132,8 @@ class Run:
     dataset_sha: str
     device: torch.device
     world: int
-    resumed: bool
+    start: Start  # what this start is (fresh, resumed, extended): decided before the run, read here
     lineage: str | None = None  # the fingerprint without the length (run.json): a longer run may extend this one
-    extended: bool = False  # a finished run continued to a new length or train.stop
     planned_kimg: float | None = None  # what train.minutes buys on this machine (run.json keeps it for resumes)
     writer: Writer = field(init=False)
     reports: Reports = field(init=False)
@@ -138,6 +142,15 @@ class Run:
         writer = Writer(background=self.device.type == "cuda")  # on a CPU every core already trains (io/background.py)
         object.__setattr__(self, "writer", writer)
         object.__setattr__(self, "reports", Reports(writer))
+
+    @property
+    def resumed(self) -> bool:
+        """Continues a checkpoint: an interrupted run, or a finished one extended."""
+        return self.start.resumes
+
+    @property
+    def extended(self) -> bool:
+        return self.start.extends
 
     @property
     def image_size(self) -> int:
@@ -159,7 +172,7 @@ class Run:
         object.__setattr__(self, "planned_kimg", planned_kimg)
         return clock
 
-    def snapshot(self, noise_states) -> dict:
+    def snapshot(self, noise_states) -> state.RunCheckpoint:
         return state.snapshot(
             self.gan, self.params, self.image_size, self.progress, list(noise_states), self.fp, self.kimg
         )
@@ -207,5 +220,5 @@ class Hooks:
 def take(progress: state.Progress, e: Evaluated) -> None:
     progress.evals.append(e.row)
     if e.best is not None:
-        progress.best_value, progress.best_generator = e.best
+        progress.best_value, progress.generator_best = e.best
         progress.best_kimg = e.row["kimg"]

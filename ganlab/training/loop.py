@@ -10,12 +10,13 @@ host reads the metrics once per tick, not once per step.
 from __future__ import annotations
 
 import copy
+import functools
 import os
 import random
 import time
 from collections.abc import Callable
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -26,30 +27,20 @@ from ganlab import layout
 from ganlab.data.dataset import DeviceData, StreamedData, dataset_sha, open_dataset
 from ganlab.device import autocast_for
 from ganlab.errors import UserError
-from ganlab.io import lock, run_checkpoint
-from ganlab.io.tracking import finish_left_open
+from ganlab.io import lock, run_record
+from ganlab.io.tracking import finish_left_open, open_status
 from ganlab.nets.dcgan import recalibrate_batchnorm
 from ganlab.nets.factory import networks
 from ganlab.params import ModelParams, Params, TrainParams
-from ganlab.training import budget, distributed
+from ganlab.training import budget, distributed, session
 from ganlab.training.augment import adapt_, diff_augment, random_flip, sign_agreement
-from ganlab.training.best import PANEL, best_key, last_gain
+from ganlab.training.best import plateaued
+from ganlab.training.budget import out_of_time
 from ganlab.training.clock import Clock
 from ganlab.training.ema import make_ema, update_ema
 from ganlab.training.events import Due, Ended, Hook, Hooks, Run
-from ganlab.training.loss import gradient_penalty, objective
-from ganlab.training.state import (
-    Progress,
-    Streams,
-    best_tags,
-    fingerprint,
-    read,
-    recorded_lineage,
-    recorded_plan,
-    recorded_run,
-    restore,
-    resumable,
-)
+from ganlab.training.loss import Loss, gradient_penalty, objective
+from ganlab.training.state import Progress, Streams, fingerprint, read, restore
 
 METRICS = ("loss_d", "loss_g", "real_score", "fake_score", "augment_p", "r_t")
 
@@ -103,6 +94,44 @@ def build(m: ModelParams, t: TrainParams, image_size: int, device: torch.device,
     )
 
 
+@dataclass(frozen=True)
+class Recipe:
+    """What every step of a run shares: its loss and penalties, its augmentation, its noise."""
+
+    t: TrainParams
+    loss: Loss
+    r1_gamma: float
+    r2_gamma: float
+    rng: torch.Generator  # the run's noise stream (Streams.noise): z, flips and augmentations
+    p: torch.Tensor | None  # ADA's strength, adapted in place
+    strength: torch.Tensor  # what the log shows of it: a view of p, or 1 or 0 for fixed DiffAugment
+    autocast: Callable
+    world: int
+
+    @classmethod
+    def of(cls, gan: GAN, t: TrainParams, streams: Streams, autocast, world: int = 1) -> Recipe:
+        loss, r1_gamma, r2_gamma = objective(gan.arch, t)
+        p = gan.augment_p
+        strength = (
+            p if p is not None else torch.tensor(float(bool(t.diffaugment)), device=streams.noise.device)
+        ).reshape(1)
+        return cls(t, loss, r1_gamma, r2_gamma, streams.noise, p, strength, autocast, world)
+
+    def aug(self, x: torch.Tensor) -> torch.Tensor:
+        return diff_augment(x, self.t.diffaugment, self.rng, self.p) if self.t.diffaugment else x
+
+    def noise(self, gan: GAN, m: int) -> torch.Tensor:
+        return torch.randn(m, gan.latent_size, device=self.rng.device, generator=self.rng)
+
+
+@dataclass
+class DStep:
+    loss: torch.Tensor
+    real_in: torch.Tensor  # the reals as D saw them (augmented): G's step pairs its fakes with them
+    real_logits: torch.Tensor
+    fake_logits: torch.Tensor
+
+
 def train_steps(
     gan: GAN,
     data: DeviceData | StreamedData,
@@ -120,83 +149,82 @@ def train_steps(
     Returns a (steps, len(METRICS)) device tensor of per-step METRICS (loss_g is NaN where G did not
     update). Nothing here waits for the device.
     """
-    G, D, dev = gan.G, gan.D, streams.noise.device
+    r = Recipe.of(gan, t, streams, autocast, world)
+    log = torch.full((stop - first, len(METRICS)), float("nan"), device=r.rng.device)
     batches = clock.batch_indices(first, stop, streams.perm, streams.seed)
-    log = torch.full((stop - first, len(METRICS)), float("nan"), device=dev)
-    fmt = torch.channels_last if t.channels_last else torch.contiguous_format
-    loss, r1_gamma, r2_gamma = objective(gan.arch, t)
-    rng, p = streams.noise, gan.augment_p
-    strength = (p if p is not None else torch.tensor(float(bool(t.diffaugment)), device=dev)).reshape(1)
-
-    def aug(x: torch.Tensor) -> torch.Tensor:
-        return diff_augment(x, t.diffaugment, rng, p) if t.diffaugment else x
-
-    d_updates = first
-    for i, idx in enumerate(batches):
-        with phase("data"):
-            real = data.batch(idx[rank::world]).contiguous(memory_format=fmt)
-            if t.flip:
-                real = random_flip(real, rng)
-            m = real.shape[0]
+    for i, (step, idx) in enumerate(zip(range(first, stop), batches)):
+        real = real_batch(data, idx[rank::world], r)
         # Step 1: fix G, update D to maximise log D(x) + log(1 - D(G(z)))
-        with autocast():
-            with phase("D step: G forward"), torch.no_grad():
-                z = torch.randn(m, gan.latent_size, device=dev, generator=rng)
-                fake = G(z)
-            with phase("D step: augment"):
-                real_in, fake_in = aug(real), aug(fake)
-            with phase("D step: D forward"):
-                real_logits, fake_logits = D(real_in), D(fake_in)
-                loss_d = loss.d(real_logits.float(), fake_logits.float())
-        if (
-            r1_gamma or r2_gamma
-        ) and d_updates % t.r1_every == 0:  # lazy R1 and R2, in fp32 for a stable double backward
-            with phase("D step: R1 and R2"):
-                for gamma, images in ((r1_gamma, real), (r2_gamma, fake)):
-                    if gamma:
-                        x = images.detach().float().requires_grad_(True)  # fakes were drawn under autocast
-                        loss_d = loss_d + (gamma / 2 * t.r1_every) * gradient_penalty(D(aug(x)).float(), x)
-        with phase("D step: backward"):
-            gan.opt_d.zero_grad(set_to_none=True)
-            loss_d.backward()
-        with phase("D step: optimizer"):
-            gan.opt_d.step()
-        d_updates += 1
-        with phase("logging"):
-            r_t = distributed.average(sign_agreement(real_logits), world)
-            log[i, 0] = loss_d.detach()
-            log[i, 2:] = torch.cat(
-                [
-                    torch.sigmoid(real_logits.detach().float()).mean().reshape(1),
-                    torch.sigmoid(fake_logits.detach().float()).mean().reshape(1),
-                    strength,
-                    r_t.reshape(1),
-                ]
-            )
-            if p is not None:  # after logging: the row shows the strength this step trained with
-                adapt_(p, r_t, t.ada_target, m * world, t.ada_kimg)
-        if d_updates % t.d_steps:
+        with phase("D step"):
+            d = d_step(gan, real, r, penalties=step % t.r1_every == 0)
+        log[i, 0], log[i, 2:] = d.loss.detach(), d_metrics(d, r, real.shape[0])
+        if (step + 1) % t.d_steps:  # k D steps per G step
             continue
         # Step 2: fix D, update G to maximise log D(G(z)) on fresh noise
-        with autocast():
-            with phase("G step: G forward"):
-                z = torch.randn(m, gan.latent_size, device=dev, generator=rng)
-                fake = G(z)
-            with phase("G step: augment"):
-                fake_in = aug(fake)
-            with phase("G step: D forward"), frozen(D) if world == 1 else nullcontext():
-                paired = D(real_in).float() if loss.pairs else None  # the D step's reals, as augmented there
-                loss_g = loss.g(D(fake_in).float(), paired)
-        with phase("G step: backward"):
-            gan.opt_g.zero_grad(set_to_none=True)
-            loss_g.backward()
-        with phase("G step: optimizer"):
-            gan.opt_g.step()
-        if gan.ema is not None:
-            with phase("G step: EMA"):
-                update_ema(gan.ema, distributed.unwrap(G), t.ema, d_updates // t.d_steps)
-        log[i, 1] = loss_g.detach()
+        with phase("G step"):
+            log[i, 1] = g_step(gan, d.real_in, r, g_updates=(step + 1) // t.d_steps).detach()
     return log
+
+
+def real_batch(data: DeviceData | StreamedData, idx: torch.Tensor, r: Recipe) -> torch.Tensor:
+    fmt = torch.channels_last if r.t.channels_last else torch.contiguous_format
+    real = data.batch(idx).contiguous(memory_format=fmt)
+    return random_flip(real, r.rng) if r.t.flip else real
+
+
+def d_step(gan: GAN, real: torch.Tensor, r: Recipe, penalties: bool) -> DStep:
+    """One update of D on a batch of reals and as many fakes; R1 and R2 (lazy, every
+    ``train.r1_every`` steps) in fp32, for a stable double backward."""
+    G, D = gan.G, gan.D
+    with r.autocast():
+        with torch.no_grad():
+            fake = G(r.noise(gan, real.shape[0]))
+        real_in, fake_in = r.aug(real), r.aug(fake)
+        real_logits, fake_logits = D(real_in), D(fake_in)
+        loss_d = r.loss.d(real_logits.float(), fake_logits.float())
+    if penalties:
+        for gamma, images in ((r.r1_gamma, real), (r.r2_gamma, fake)):
+            if gamma:
+                x = images.detach().float().requires_grad_(True)  # fakes were drawn under autocast
+                loss_d = loss_d + (gamma / 2 * r.t.r1_every) * gradient_penalty(D(r.aug(x)).float(), x)
+    gan.opt_d.zero_grad(set_to_none=True)
+    loss_d.backward()
+    gan.opt_d.step()
+    return DStep(loss_d, real_in, real_logits, fake_logits)
+
+
+def d_metrics(d: DStep, r: Recipe, m: int) -> torch.Tensor:
+    """The step's real_score, fake_score, augment_p and r_t; then ADA's strength moves (the row
+    shows the strength this step trained with)."""
+    r_t = distributed.average(sign_agreement(d.real_logits), r.world)
+    row = torch.cat(
+        [
+            torch.sigmoid(d.real_logits.detach().float()).mean().reshape(1),
+            torch.sigmoid(d.fake_logits.detach().float()).mean().reshape(1),
+            r.strength,
+            r_t.reshape(1),
+        ]
+    )
+    if r.p is not None:
+        adapt_(r.p, r_t, r.t.ada_target, m * r.world, r.t.ada_kimg)
+    return row
+
+
+def g_step(gan: GAN, real_in: torch.Tensor, r: Recipe, g_updates: int) -> torch.Tensor:
+    """One update of G on fresh noise, D frozen (``frozen``); the pairing loss also reads D's
+    scores of the D step's reals, as augmented there. Then the EMA follows G."""
+    G, D = gan.G, gan.D
+    with r.autocast():
+        fake_in = r.aug(G(r.noise(gan, real_in.shape[0])))
+        with frozen(D) if r.world == 1 else nullcontext():
+            paired = D(real_in).float() if r.loss.pairs else None
+            loss_g = r.loss.g(D(fake_in).float(), paired)
+    gan.opt_g.zero_grad(set_to_none=True)
+    loss_g.backward()
+    gan.opt_g.step()
+    if gan.ema is not None:
+        update_ema(gan.ema, distributed.unwrap(G), r.t.ema, g_updates)
+    return loss_g
 
 
 @contextmanager
@@ -269,33 +297,6 @@ def divergence(history: list[dict[str, float]], lr: float, paired: bool = False)
     )
 
 
-def out_of_time(progress: Progress, t: TrainParams) -> str | None:
-    """The wall-time budget, checked at ticks (the history then ends on a full row)."""
-    if t.budget is not None and progress.seconds >= (limit := t.budget)[0] * 60:
-        return f"{progress.seconds / 60:.1f} minutes of training ({limit[1]} {limit[0]:g})"
-    return None
-
-
-def plateaued(progress: Progress, t: TrainParams) -> str | None:
-    """No gain beyond the noise in the last ``train.stop.patience`` evaluations (a metric that
-    is unavailable, e.g. attributes without a classifier, never stops a run)."""
-    gain = last_gain(progress.evals, t.best_metric)
-    if not t.stop.patience or gain is None:
-        return None
-    since = len(progress.evals) - 1 - gain
-    if since < t.stop.patience:
-        return None
-    what, which = (
-        ("swd gain beyond its spread", "the last")
-        if t.best_metric == PANEL
-        else (f"better {t.best_metric}", "the best")
-    )
-    return (
-        f"no {what} in {since} evaluations ({which} at {progress.evals[gain]['kimg']:g} kimg; "
-        f"train.stop.patience {t.stop.patience})"
-    )
-
-
 def tick_rows(
     clock: Clock, progress: Progress, means: dict[str, float], tick_start: tuple[int, float]
 ) -> tuple[dict, dict]:
@@ -310,78 +311,6 @@ def tick_rows(
             "images_per_s": (progress.step - step) * clock.batch / (progress.seconds - seconds),
             "seconds": progress.seconds,
         },
-    )
-
-
-def left_open(state: dict | None, fp: str, t: TrainParams) -> dict[str, float] | None:
-    """The last history row of ``state``, a complete checkpoint of this very run whose MLflow run
-    was left open (killed or failed after the checkpoint, before ``end_run``), after finishing that
-    MLflow run; None otherwise. Nothing is retrained: every report was written before the checkpoint."""
-    run_id, _ = recorded_run(fp)
-    if not run_checkpoint.is_complete(state) or run_checkpoint.fingerprint(state) != fp or run_id is None:
-        return None
-    ended = run_checkpoint.ended(state)
-    tags = best_tags(ended.best_kimg, ended.best_value, best_key(t.best_metric))
-    status = finish_left_open(run_id, [layout.HISTORY, layout.TIMING], tags)
-    if status is None:
-        return None
-    print(
-        f"train: {layout.CHECKPOINT} is this run's complete result; its MLflow run {run_id} was left {status} "
-        "after the checkpoint was written (interrupted): finished it, nothing retrained"
-    )
-    return run_checkpoint.last_row(state)
-
-
-def extension(
-    state: dict | None, fp: str, lineage: str, clock: Clock, t: TrainParams, asked: bool = False
-) -> tuple[bool, str] | None:
-    """Whether a finished checkpoint is extended by these params: (True, the line that says so)
-    to continue it, (False, why not) when there is nothing to train (its stop still applies and
-    only the length grew; or, ``asked`` by `gan train --extend`, it already has the length asked),
-    None when it is not a shorter run of this one (today's rules then apply: a rerun of the very
-    same params retrains, which a code change needs). Asked to extend a longer run, it refuses:
-    training cannot be undone.
-
-    A run of the same fingerprint continues when train.stop no longer ends it where it ended; one
-    that differs only in its length (run.json's lineage) when it is longer."""
-    if not run_checkpoint.is_complete(state) or (step := run_checkpoint.step(state)) is None:
-        return None
-    old = run_checkpoint.fingerprint(state)
-    same = old == fp
-    if not same and recorded_lineage(old) != lineage:
-        return None
-    if step >= clock.total:
-        if not asked:
-            return None
-        if step == clock.total:
-            return False, (
-                f"train: nothing to train: {layout.CHECKPOINT} is a finished run of {clock.kimg(step):g} kimg, the "
-                "length asked; it is kept (raise train.kimg, train.minutes or train.epochs to extend it)"
-            )
-        raise UserError(
-            f"train: {layout.CHECKPOINT} is a finished run of {clock.kimg(step):g} kimg, longer than the "
-            f"{clock.kimg(clock.total):g} kimg asked, and training cannot be undone; `gan train --fresh` trains the "
-            "shorter run from zero"
-        )
-    run_id, seconds = recorded_run(old)
-    e = run_checkpoint.ended(state)
-    ended = Progress(e.step, evals=e.evals, best_value=e.best_value, best_kimg=e.best_kimg, seconds=seconds)
-    why = out_of_time(ended, t) or plateaued(ended, t)
-    here, there = clock.kimg(ended.step), clock.kimg(clock.total)
-    if why:
-        return (
-            None
-            if same
-            else (
-                False,
-                f"train: {layout.CHECKPOINT} stopped at {here:g} kimg and train.stop still ends it there "
-                f"({why}); nothing to train: raise train.stop to extend it to {there:g} kimg",
-            )
-        )
-    link = f"a new MLflow run tagged continues_run={run_id}" if run_id else "a new MLflow run"
-    return True, (
-        f"train: continuing {layout.CHECKPOINT} from {here:g} kimg to {there:g} kimg: a finished run whose length or "
-        f"train.stop changed; Adam's moments restart (a finished checkpoint does not keep them), in {link}"
     )
 
 
@@ -446,8 +375,8 @@ def _train(
 def _open_run(
     params: Params, rank: int, world: int, device: torch.device, extend: bool | None
 ) -> tuple[Run | None, dict[str, float] | None]:
-    """The run to train: fresh, resumed from its checkpoint or extending a finished one; or
-    (None, the result) when the checkpoint already holds it."""
+    """The run to train as ``session.decide`` says what this start is; or (None, the result) when
+    the checkpoint already holds it."""
     t = params.train
     data = open_dataset(layout.DATASET, device, t.data_on_device)
     if min(t.batch_size, len(data)) < world:  # torchrun; `gan train --nproc` says so before it starts the processes
@@ -457,48 +386,41 @@ def _open_run(
     sha = dataset_sha(layout.MANIFEST)
     gan = build(params.model, t, data.images.shape[-1], device, t.seed, world)
     streams = Streams.seeded(t.seed, device, rank, data.index_device)
-    fp = fingerprint(params, sha, world)
+    fp, lineage = fingerprint(params, sha, world), fingerprint(params, sha, world, length=False)
     say = print if rank == 0 else lambda *_: None
+
+    @functools.cache
+    def planned() -> tuple[Clock, float | None, float]:
+        plan, spent = _plan(t, gan, data, streams, fp, rank, world, device, say)
+        return Clock.of(t, len(data), plan), plan, spent
+
+    def left_open(run_id: str | None) -> str | None:  # rank 0 asks the store; every rank takes its answer
+        status = open_status(run_id) if rank == 0 and run_id else None
+        return (status or "open") if distributed.rank0_says(status is not None, world, device) else None
+
     existing = read(layout.CHECKPOINT, say)
-    final = left_open(existing, fp, t) if rank == 0 else None
-    if distributed.rank0_says(final is not None, world, device):
-        return None, final
-    plan, spent = _plan(t, gan, data, streams, fp, rank, world, device, say)
-    clock = Clock.of(t, len(data), plan)
-    lineage = fingerprint(params, sha, world, length=False)
-    extended = extension(existing, fp, lineage, clock, t, asked=extend is True)
-    if extended is not None and not (t.extend if extend is None else extend):  # train.extend false, or --fresh
-        say(
-            f"train: starting fresh: {layout.CHECKPOINT} is a finished run of {clock.kimg(run_checkpoint.step(existing)):g} kimg; "
-            f"train.extend (or `gan train --extend`) would continue it instead"
-        )
-        extended = None
-        existing = None
-    if extended is not None:
-        say(extended[1])
-        if not extended[0]:
-            return None, run_checkpoint.last_row(existing) if rank == 0 else None
-    resumed = existing if extended else resumable(existing, layout.CHECKPOINT, fp, say)
-    progress = restore(gan, resumed, streams, rank) if resumed else Progress(seconds=spent)
-    if extended:  # a new MLflow run: the old one's params (train.kimg, train.stop) stay true to what it ran
-        progress.continues, progress.run_id = progress.run_id, None
-    run = Run(
-        params,
-        gan,
-        data,
-        clock,
-        streams,
-        progress,
-        fp,
-        sha,
-        device,
-        world,
-        resumed=resumed is not None,
-        lineage=lineage,
-        extended=bool(extended),
-        planned_kimg=plan,
-    )
-    return run, None  # a finished or foreign checkpoint is not held in memory for the whole run
+    start = session.decide(existing, fp, lineage, t, extend, lambda: planned()[0], left_open)
+    if start.kind == session.CLOSE and rank == 0:
+        finish_left_open(start.mlflow_run, [layout.HISTORY, layout.TIMING], start.tags)
+    if start.trains:
+        planned()  # train.minutes measures here: its line comes before this start's
+    if start.why:
+        say(start.why)
+    if not start.trains:
+        return None, start.result if rank == 0 else None
+    clock, plan, spent = planned()
+    if start.checkpoint is None:
+        progress = Progress(seconds=spent)
+    else:
+        progress = restore(gan, start.checkpoint, streams, rank)
+        progress.seconds = start.seconds
+        if start.kind == session.RESUME:
+            progress.run_id = start.mlflow_run
+        else:  # a new MLflow run: the old one's params (train.kimg, train.stop) stay true to what it ran
+            progress.continues = start.mlflow_run
+    start = replace(start, checkpoint=None)  # restored: a checkpoint is not held in memory for the whole run
+    run = Run(params, gan, data, clock, streams, progress, fp, sha, device, world, start, lineage, planned_kimg=plan)
+    return run, None
 
 
 def _plan(
@@ -508,7 +430,7 @@ def _plan(
     when it resumes, else measured now on rank 0 (budget.py); (None, 0) without ``train.minutes``."""
     if t.minutes is None:
         return None, 0.0
-    kimg, spent = (recorded_plan(fp), 0.0) if rank == 0 else (0.0, 0.0)
+    kimg, spent = (run_record.plan(fp), 0.0) if rank == 0 else (0.0, 0.0)
     if rank == 0 and kimg is None:
         clock = Clock.of(t, len(data))  # its batch and batch order only
         autocast = autocast_for(device, t.amp)

@@ -1,19 +1,20 @@
 """Resumable state: the progress a run carries, whether a checkpoint may be resumed, and how it is
-restored (what a checkpoint file holds is ``io/run_checkpoint.py``).
+restored (what a checkpoint file holds is ``io/run_checkpoint.py``; which run a start is,
+``session.py``).
 
 A checkpoint resumes only under the same fingerprint (everything that shapes it), so a
 changed param or data set starts fresh instead of silently continuing another run.
 
 The checkpoint holds only what the training computes, so the same params and data give the
 same bytes (and DVC sees no change where there is none). What differs on every run (the MLflow
-run id, the wall time) lives beside it in ``models/run.json``, which no stage declares.
+run id, the wall time) lives beside it in ``models/run.json`` (``io/run_record.py``).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ from torch import nn
 from ganlab import layout
 from ganlab.errors import UserError
 from ganlab.io import checkpoint, run_checkpoint
-from ganlab.io.atomic import write_text
+from ganlab.io.run_checkpoint import RunCheckpoint
 from ganlab.params import LENGTH, RUNS, Params, TrainParams
 from ganlab.training import distributed
 
@@ -50,13 +51,16 @@ class Streams:
 
 @dataclass
 class Progress:
+    """What the loop advances. A field named as one of ``RunCheckpoint``'s is saved in every
+    checkpoint and restored from it (``snapshot``, ``restore``); the others live for one process."""
+
     step: int = 0  # D updates so far; the clock turns it into images seen
     history: list[dict[str, float]] = field(default_factory=list)
     run_id: str | None = None
     evals: list[dict[str, float]] = field(default_factory=list)
     best_value: float | None = None
     best_kimg: float = 0.0
-    best_generator: dict[str, torch.Tensor] | None = None  # on the CPU
+    generator_best: dict[str, torch.Tensor] | None = None  # on the CPU
     checkpoints: list[float] = field(default_factory=list)  # the kimg of every checkpoint written
     seconds: float = 0.0  # wall time of the training so far, across resumes
     continues: str | None = None  # the MLflow run of the finished run this one extends (not in checkpoints)
@@ -72,12 +76,18 @@ def fingerprint(params: Params, dataset_sha: str, world: int, length: bool = Tru
     return hashlib.sha256(json.dumps(shaping, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def _saved(source: Progress | RunCheckpoint) -> dict[str, Any]:
+    """The fields that progress and the checkpoint share, by name, from either."""
+    names = {f.name for f in fields(RunCheckpoint)} & {f.name for f in fields(Progress)}
+    return {name: getattr(source, name) for name in names}
+
+
 def snapshot(
     gan, params: Params, image_size: int, progress: Progress, noise_states: list, fp: str, kimg: float
-) -> dict[str, Any]:
+) -> RunCheckpoint:
     """Everything needed to continue exactly, as references to the live tensors (``host_copy``
     it before training goes on)."""
-    return run_checkpoint.make(
+    return RunCheckpoint(
         model={**params.model.model_dump(), "image_size": image_size},
         generator=distributed.unwrap(gan.G).state_dict(),
         discriminator=distributed.unwrap(gan.D).state_dict(),
@@ -85,44 +95,27 @@ def snapshot(
         opt_g=gan.opt_g.state_dict(),
         opt_d=gan.opt_d.state_dict(),
         augment_p=gan.augment_p,
-        step=progress.step,
         kimg=kimg,
-        history=progress.history,
         rng=checkpoint.capture_rng({"noise": noise_states}),
         fingerprint=fp,
-        evals=progress.evals,
-        best_value=progress.best_value,
-        best_kimg=progress.best_kimg,
-        generator_best=progress.best_generator,
-        checkpoints=progress.checkpoints,
+        **_saved(progress),
     )
 
 
 REBUILD = "move it aside, then `gan train` starts fresh"
 
 
-def read(path: Path, say) -> dict[str, Any] | None:
-    """The checkpoint's state on the CPU; None when there is none or it cannot be read (said)."""
+def read(path: Path, say) -> RunCheckpoint | None:
+    """The checkpoint on the CPU; None when there is none or it cannot be read (said). A file of
+    another version or with parts missing is one line: it is not overwritten unasked."""
     if not path.is_file():
         return None
     try:
-        return checkpoint.load(path)
+        state = checkpoint.load(path)
     except UserError as e:
         say(f"starting fresh: {e}")
         return None
-
-
-def resumable(state: dict[str, Any] | None, path: Path, fp: str, say) -> dict[str, Any] | None:
-    """``state`` if this run may continue it, else None, saying why."""
-    if state is None:
-        return None
-    if run_checkpoint.fingerprint(state) != fp:
-        say(f"starting fresh: {path} was made with other params or data")
-        return None
-    if run_checkpoint.is_complete(state):
-        say(f"starting fresh: {path} is a finished run")
-        return None
-    return state
+    return run_checkpoint.read(state, path, REBUILD)
 
 
 def best_tags(kimg: float, value: float | None, metric: str) -> dict[str, str]:
@@ -130,12 +123,11 @@ def best_tags(kimg: float, value: float | None, metric: str) -> dict[str, str]:
     return {"best_kimg": f"{kimg:g}", f"best_{metric}": f"{value:.6g}"} if value is not None else {}
 
 
-def restore(gan, state: dict[str, Any], streams: Streams, rank: int) -> Progress:
-    """Load a CPU state into the networks and optimizers (which copy it to their device) and the
-    streams. A finished run's state has no optimizer moments (``Checkpoints``): extending it
-    starts Adam afresh, as StyleGAN2-ADA's ``--resume`` does."""
+def restore(gan, r: RunCheckpoint, streams: Streams, rank: int) -> Progress:
+    """Load a CPU checkpoint into the networks and optimizers (which copy it to their device) and
+    the streams. A finished run's has no optimizer moments (``RunCheckpoint.finish``): extending
+    it starts Adam afresh, as StyleGAN2-ADA's ``--resume`` does."""
     path = layout.CHECKPOINT
-    r = run_checkpoint.resume(state, path, REBUILD)
     checkpoint.load_weights(distributed.unwrap(gan.G), r.generator, path, REBUILD)
     checkpoint.load_weights(distributed.unwrap(gan.D), r.discriminator, path, REBUILD)
     if gan.ema is not None:
@@ -151,82 +143,7 @@ def restore(gan, state: dict[str, Any], streams: Streams, rank: int) -> Progress
         raise UserError(
             f"{path}: its random-number states do not fit this run ({type(e).__name__}); {REBUILD}"
         ) from None
-    run_id, seconds = recorded_run(r.fingerprint)
-    return Progress(
-        r.step,
-        r.history,
-        run_id,
-        r.evals,
-        r.best_value,
-        r.best_kimg,
-        r.generator_best,
-        r.checkpoints,
-        seconds,
-    )
-
-
-def write_record(
-    run_id: str | None,
-    experiment_id: str | None,
-    fp: str,
-    step: int,
-    seconds: float,
-    lineage: str | None = None,
-    planned_kimg: float | None = None,
-) -> None:
-    """``models/run.json``: the MLflow run and wall time of the run that wrote the checkpoint;
-    written after each checkpoint, so a resume continues the same MLflow run and clock. Its
-    ``lineage`` (the fingerprint without the length) lets a longer run extend a finished one:
-    here, not in the checkpoint, whose bytes stay what the training computed; so is the kimg that
-    ``train.minutes`` was planned as, which a resume reads back instead of measuring again."""
-    record = {
-        "run_id": run_id,
-        "experiment_id": experiment_id,
-        "fingerprint": fp,
-        "step": step,
-        "seconds": round(seconds, 3),
-        "lineage": lineage,
-        "planned_kimg": planned_kimg,
-    }
-    write_text(layout.RUN_INFO, json.dumps(record, indent=1))
-
-
-def _read_record() -> dict[str, Any]:
-    try:
-        record = json.loads(layout.RUN_INFO.read_text())
-        return record if isinstance(record, dict) else {}
-    except (OSError, ValueError):
-        return {}
-
-
-def recorded_run_id() -> str | None:
-    """The MLflow run of the last training in this folder, whatever its params."""
-    run_id = _read_record().get("run_id")
-    return run_id if isinstance(run_id, str) else None
-
-
-def recorded_lineage(fp: str) -> str | None:
-    """The lineage of the run with fingerprint ``fp`` in run.json; None when it is not recorded there."""
-    record = _read_record()
-    return record.get("lineage") if record.get("fingerprint") == fp else None
-
-
-def recorded_plan(fp: str) -> float | None:
-    """The kimg that ``train.minutes`` was planned as for the run with fingerprint ``fp``; None when
-    run.json is missing, belongs to another run, or has no plan."""
-    record = _read_record()
-    kimg = record.get("planned_kimg")
-    return float(kimg) if record.get("fingerprint") == fp and isinstance(kimg, (int, float)) and kimg > 0 else None
-
-
-def recorded_run(fp: str) -> tuple[str | None, float]:
-    """(MLflow run id, seconds) of the interrupted run with this fingerprint; (None, 0) when
-    run.json is missing or belongs to another run: the resume then opens a new MLflow run."""
-    record = _read_record()
-    if record.get("fingerprint") != fp or not isinstance(record.get("run_id"), str):
-        return None, 0.0
-    seconds = record.get("seconds")
-    return record["run_id"], float(seconds) if isinstance(seconds, (int, float)) else 0.0
+    return Progress(**_saved(r))  # the MLflow run and wall time are the start's (training/session.py)
 
 
 def shared_eval_state(G: nn.Module, G_eval: nn.Module) -> dict[str, torch.Tensor]:
