@@ -3,10 +3,14 @@ import shutil
 from pathlib import Path
 
 import pytest
+import yaml
 
 from ganlab.params import Params, parse_params
 
 ROOT = Path(__file__).resolve().parents[1]
+# The pipeline's stages in dvc.yaml's order (the order `dvc repro` runs them from scratch); each is
+# also the `gan` command it runs and, with `_` for `-`, its module in stages/.
+STAGES: list[str] = list(yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"])
 
 
 @pytest.fixture(autouse=True)

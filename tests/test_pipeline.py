@@ -19,6 +19,7 @@ from PIL import Image
 
 from ganlab.nets.dcgan import Generator
 from stages.evaluate import HEADLINE
+from tests.conftest import STAGES
 from tests.project import new_project, repro, run, set_param
 
 pytestmark = pytest.mark.slow  # every test here runs the pipeline, or shares its module-wide run
@@ -28,16 +29,7 @@ pytestmark = pytest.mark.slow  # every test here runs the pipeline, or shares it
 def project(tmp_path_factory, empty_store) -> Path:
     """A fresh copy of the project with tiny params, after one full `dvc repro`."""
     dst = new_project(tmp_path_factory.mktemp("project"), empty_store)
-    assert repro(dst) == [
-        "prepare",
-        "attributes",
-        "features",
-        "train",
-        "sample",
-        "latent-study",
-        "make-video",
-        "evaluate",
-    ]
+    assert repro(dst) == STAGES
     return dst
 
 
@@ -282,16 +274,7 @@ def test_a_fresh_clone_reproduces_the_committed_outputs_byte_for_byte(project, t
     clone = tmp_path / "clone"
     run(["git", "clone", "-q", str(origin), str(clone)], tmp_path)
     shutil.copy(empty_store, clone / "mlflow.db")
-    assert repro(clone) == [
-        "prepare",
-        "attributes",
-        "features",
-        "train",
-        "sample",
-        "latent-study",
-        "make-video",
-        "evaluate",
-    ]
+    assert repro(clone) == STAGES
     changed = run(["git", "status", "--porcelain"], clone).stdout
     assert changed == "", run(["git", "diff"], clone).stdout[-3000:]
     assert (clone / "reports/train/timing.csv").is_file() and (
