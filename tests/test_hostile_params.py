@@ -13,7 +13,7 @@ import yaml
 from ganlab.errors import UserError
 from ganlab.params import TrainParams, load_params, parse_params
 from ganlab.training.clock import Clock
-from tests.conftest import tiny
+from tests.conftest import committed_copy, tiny
 
 
 def refused(path) -> str:
@@ -131,8 +131,8 @@ def test_duplicate_yaml_keys_are_refused_naming_the_key_and_line(tmp_path):
     assert refused(path).startswith(f"{path}: train: duplicate key at line 3 (first at line 1)")
 
 
-def test_the_shipped_params_file_loads_through_the_hardened_loader():
-    p = load_params(Path(__file__).resolve().parents[1] / "params.yaml")
+def test_the_shipped_params_file_loads_through_the_hardened_loader(tmp_path):
+    p = load_params(committed_copy("params.yaml", tmp_path))
     assert p.train.kimg > 0
 
 

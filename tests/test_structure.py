@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from ganlab.params import Params, load_params
-from tests.conftest import STAGES
+from tests.conftest import STAGES, committed_copy
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("ganlab", "stages")
@@ -122,8 +122,8 @@ def test_nothing_is_imported_inside_a_function_but_optional_heavy_dependencies()
     assert not hidden, "\n".join(hidden)
 
 
-def test_params_yaml_and_the_typed_defaults_agree():
-    assert load_params(ROOT / "params.yaml") == Params()
+def test_params_yaml_and_the_typed_defaults_agree(tmp_path):
+    assert load_params(committed_copy("params.yaml", tmp_path)) == Params()
 
 
 def _empty(path: Path) -> bool:

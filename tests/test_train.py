@@ -17,7 +17,7 @@ from ganlab.errors import UserError
 from ganlab.io import checkpoint
 from ganlab.io.tracking import tracking_uri
 from stages import prepare, sample, train
-from tests.conftest import ROOT, interrupt_at_tick, run_id, straight_then_killed, tiny
+from tests.conftest import committed_copy, interrupt_at_tick, run_id, straight_then_killed, tiny
 
 
 def prepared(**sections):
@@ -352,13 +352,13 @@ def test_the_loop_runs_with_the_hooks_it_is_given(workdir):
     assert not client.search_runs([e.experiment_id for e in client.search_experiments()])
 
 
-def test_the_resume_fingerprint_follows_the_roles_of_the_train_fields():
+def test_the_resume_fingerprint_follows_the_roles_of_the_train_fields(tmp_path):
     """A RUNS field (schedules, writes or ends the run) resumes the same checkpoint; a LENGTH field
     keeps the lineage a finished run may be extended along; any other field starts fresh."""
     from ganlab.params import LENGTH, RUNS, StopParams, TrainParams, load_params
     from ganlab.training.state import fingerprint
 
-    p = load_params(ROOT / "params.yaml")
+    p = load_params(committed_copy("params.yaml", tmp_path))
     changes = {
         "checkpoint_kimg": 5.0,
         "log_checkpoint": True,
