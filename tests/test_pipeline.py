@@ -27,10 +27,21 @@ pytestmark = pytest.mark.slow  # every test here runs the pipeline, or shares it
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory, empty_store) -> Path:
-    """A fresh copy of the project with tiny params, after one full `dvc repro`."""
+    """A fresh copy of the project with tiny params, after one full `dvc repro`; a copy of it as
+    that first run left it is kept beside it (``first_run``), for the tests that need it unchanged."""
     dst = new_project(tmp_path_factory.mktemp("project"), empty_store)
     assert repro(dst) == STAGES
+    shutil.copytree(dst, _first_run(dst), symlinks=True)
     return dst
+
+
+def _first_run(project: Path) -> Path:
+    return project.with_name(project.name + "-first-run")
+
+
+@pytest.fixture
+def first_run(project) -> Path:
+    return _first_run(project)
 
 
 def test_outputs_are_what_they_claim(project):
@@ -256,19 +267,14 @@ def test_a_code_change_reruns_exactly_the_stages_that_run_that_code(project, mod
     assert repro(project) == stages
 
 
-def test_a_fresh_clone_reproduces_the_committed_outputs_byte_for_byte(project, tmp_path, empty_store):
+def test_a_fresh_clone_reproduces_the_committed_outputs_byte_for_byte(first_run, tmp_path, empty_store):
     """What git and DVC track is what the training computed: on a fresh clone, `dvc repro` reruns
     every stage and leaves `git status` clean (dvc.lock's hashes, history.csv, metrics.json).
-    The MLflow run id and wall times are kept out of the outputs (run.json, timing.csv). The
-    workspace trains from scratch first: the tests before this one extended its run (Adam restarts
-    there, so an extended run is not what a fresh clone computes; docs/robustness.md)."""
-    import shutil
-
+    The MLflow run id and wall times are kept out of the outputs (run.json, timing.csv). The origin
+    is the project as its first run left it: the other tests extend its run (Adam restarts there,
+    so an extended run is not what a fresh clone computes; docs/robustness.md)."""
     git = ["git", "-c", "user.email=ci@example.com", "-c", "user.name=ci"]
-    origin = tmp_path / "origin"
-    shutil.copytree(project, origin, symlinks=True)
-    set_param(origin, "train", "extend", False)
-    assert "train" in repro(origin)
+    origin = first_run
     run(["git", "add", "-A"], origin)
     run([*git, "commit", "-qm", "a finished run"], origin)
     clone = tmp_path / "clone"
