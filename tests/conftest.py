@@ -1,12 +1,35 @@
 import json
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 
 from ganlab.params import Params, parse_params
 
 ROOT = Path(__file__).resolve().parents[1]
+# The pipeline's stages in dvc.yaml's order (the order `dvc repro` runs them from scratch); each is
+# also the `gan` command it runs and, with `_` for `-`, its module in stages/.
+STAGES: list[str] = list(yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"])
+
+
+def committed(name: str) -> str:
+    """``name`` as the checkout's HEAD holds it, not as the working tree has it: a user's own runs
+    change params.yaml (`dvc exp run -S`), dvc.lock and the reports (`dvc repro`), and a test of
+    the shipped files must pass in that workspace too. Outside a git checkout (an unpacked sdist)
+    the file itself is all there is."""
+    if not (ROOT / ".git").exists():
+        return (ROOT / name).read_text(encoding="utf-8")
+    show = ["git", "show", f"HEAD:{name}"]
+    return subprocess.run(show, cwd=ROOT, capture_output=True, encoding="utf-8", check=True).stdout
+
+
+def committed_copy(name: str, folder: Path) -> Path:
+    """The committed ``name`` written into ``folder``, for what reads a file by path."""
+    path = folder / Path(name).name
+    path.write_text(committed(name), encoding="utf-8")
+    return path
 
 
 @pytest.fixture(autouse=True)
@@ -45,6 +68,7 @@ TINY = {
         "tick_kimg": 0.016,
         "grids": 4,
         "checkpoint_kimg": 0.016,  # 4 steps, each a tick
+        "eval_samples": 16,  # the evaluation at the end: 256 (the default) cost 2 of a run's 3.5 CPU seconds
         "stop": {"patience": 0},
     },  # the full length: a few steps' fd is noise
     "sample": {"count": 3},

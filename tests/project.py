@@ -11,7 +11,7 @@ from pathlib import Path
 
 import yaml
 
-from tests.conftest import ROOT, TINY
+from tests.conftest import ROOT, TINY, committed
 
 BIN = str(Path(sys.executable).parent)
 
@@ -56,7 +56,7 @@ def new_project(dst: Path, store: Path, **overrides: dict) -> Path:
         shutil.copytree(ROOT / package, dst / package, ignore=shutil.ignore_patterns("__pycache__"))
     (dst / "data" / "raw").mkdir(parents=True)
     shutil.copy(ROOT / "data" / "raw" / "README.md", dst / "data" / "raw" / "README.md")
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params = yaml.safe_load(committed("params.yaml"))
     for section, values in {**TINY, **overrides}.items():
         if isinstance(params.get(section), dict):
             params[section].update({**TINY.get(section, {}), **values})

@@ -10,15 +10,13 @@ turns a one-key override into a diff of the whole file (39 lines for the flow-st
 
 import difflib
 import inspect
-import shutil
 from pathlib import Path
 
 import pytest
 import yaml
 
 from ganlab.params import Params, flatten, load_params
-
-ROOT = Path(__file__).resolve().parents[1]
+from tests.conftest import committed, committed_copy
 
 
 def apply_dash_s(path: Path, override: str) -> list[str]:
@@ -37,9 +35,7 @@ def apply_dash_s(path: Path, override: str) -> list[str]:
 
 @pytest.fixture
 def params_copy(tmp_path) -> Path:
-    path = tmp_path / "params.yaml"
-    shutil.copy(ROOT / "params.yaml", path)
-    return path
+    return committed_copy("params.yaml", tmp_path)
 
 
 def test_apply_overrides_is_what_dash_s_runs():
@@ -96,6 +92,6 @@ def test_a_list_emptied_by_dvc_stays_valid_yaml(params_copy, key):
     section, name = key.split(".")
     diff = apply_dash_s(params_copy, f"{key}=[]")
     assert diff[-1] == f"+  {name}: []" and all(line.startswith("-  ") for line in diff[:-1]), "\n".join(diff)
-    before, after = (yaml.safe_load(p.read_text()) for p in (ROOT / "params.yaml", params_copy))
+    before, after = yaml.safe_load(committed("params.yaml")), yaml.safe_load(params_copy.read_text())
     before[section][name] = []
     assert after == before

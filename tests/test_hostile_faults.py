@@ -1,5 +1,5 @@
-"""Issue 24, classes 5, 6 and 8: a stopped run can be extended, derived files are checked, and a
-fault during training ends in one line with the last checkpoint kept."""
+"""A stopped run can be extended, derived files are checked, and a fault during training ends in
+one line with the last checkpoint kept."""
 
 import csv
 import math
@@ -43,10 +43,10 @@ def _scripted_evaluations(monkeypatch, values):
     )
 
 
-# --- class 5: a stopped run can be extended -----------------------------------------------------
+# --- a stopped run can be extended -----------------------------------------------------
 
 
-def test_class5_extend_a_patience_stopped_run_continues_from_its_checkpoint(workdir, monkeypatch, capsys):
+def test_extending_a_patience_stopped_run_continues_from_its_checkpoint(workdir, monkeypatch, capsys):
     """It used to say `starting fresh: models/checkpoint.pt is a finished run` and retrain from 0."""
     _scripted_evaluations(monkeypatch, [5.0, 6.0, 4.0, 3.0, 2.0, 1.0])
     stopped = tiny(
@@ -138,7 +138,7 @@ def test_extend_to_a_shorter_length_is_refused_in_one_line_and_keeps_the_run(wor
 
 
 @pytest.mark.slow
-def test_class5_a_time_stopped_run_given_more_kimg_continues_once_its_budget_is_raised(workdir, capsys):
+def test_a_time_stopped_run_given_more_kimg_continues_once_its_budget_is_raised(workdir, capsys):
     """Only the length grew while the time budget is spent: nothing to train, said in one line
     (it used to retrain from 0); once the budget is raised, the run continues from its checkpoint."""
     stopped = tiny(train={"eval_kimg": 0, "stop": {"minutes": 1e-9, "patience": 0}})  # out of time at the first tick
@@ -161,10 +161,10 @@ def test_class5_a_time_stopped_run_given_more_kimg_continues_once_its_budget_is_
     assert checkpoint.load(layout.CHECKPOINT)["step"] == 6
 
 
-# --- class 6: derived files are checked, not trusted --------------------------------------------
+# --- derived files are checked, not trusted --------------------------------------------
 
 
-def test_class6_a_wrong_shaped_features_file_is_one_line_naming_gan_features(workdir):
+def test_a_wrong_shaped_features_file_is_one_line_naming_gan_features(workdir):
     """It used to train with exit 0 and an eval_history.csv of NaN."""
     from ganlab.data.dataset import dataset_sha
     from ganlab.metrics.features import INPUT_SIZE, NAME
@@ -186,7 +186,7 @@ def test_class6_a_wrong_shaped_features_file_is_one_line_naming_gan_features(wor
         train.run(params)
 
 
-def test_class6_an_empty_dataset_is_one_line_naming_gan_prepare(workdir):
+def test_an_empty_dataset_is_one_line_naming_gan_prepare(workdir):
     """It used to end in ZeroDivisionError."""
     params = tiny()
     prepare.run(params)
@@ -196,7 +196,7 @@ def test_class6_an_empty_dataset_is_one_line_naming_gan_prepare(workdir):
 
 
 @pytest.mark.slow
-def test_class6_a_checkpoint_without_its_model_or_with_other_widths_is_one_line_naming_gan_train(workdir):
+def test_a_checkpoint_without_its_model_or_with_other_widths_is_one_line_naming_gan_train(workdir):
     """They used to end in KeyError and in a size-mismatch traceback."""
     from ganlab.metrics.sampler import load_generator
 
@@ -221,7 +221,7 @@ def test_class6_a_checkpoint_without_its_model_or_with_other_widths_is_one_line_
 
 
 @pytest.mark.slow
-def test_class6_a_nan_metric_is_said_and_never_chosen_as_best(workdir, monkeypatch, capsys):
+def test_a_nan_metric_is_said_and_never_chosen_as_best(workdir, monkeypatch, capsys):
     _scripted_evaluations(monkeypatch, [math.nan, math.nan, math.nan, math.nan])
     params = tiny(train={"eval_kimg": 0.016, "best_metric": "fd"})
     prepare.run(params)
@@ -234,7 +234,7 @@ def test_class6_a_nan_metric_is_said_and_never_chosen_as_best(workdir, monkeypat
     assert [r["fd"] for r in csv.DictReader(layout.EVAL_HISTORY.open())] == [""] * 4  # undefined: empty, not "nan"
 
 
-# --- class 8: faults during training end in one line, with the state kept -----------------------
+# --- faults during training end in one line, with the state kept -----------------------
 
 
 def _fails_in_one_line(params, match: str) -> str:
@@ -246,7 +246,7 @@ def _fails_in_one_line(params, match: str) -> str:
     return str(e.value)
 
 
-def test_class8_the_mlflow_run_deleted_while_training_is_one_line_and_keeps_the_checkpoint(workdir, monkeypatch):
+def test_the_mlflow_run_deleted_while_training_is_one_line_and_keeps_the_checkpoint(workdir, monkeypatch):
     real, calls = hooks.append_history, {"n": 0}
 
     def delete_after_two_ticks(row, timing):
@@ -266,7 +266,7 @@ def test_class8_the_mlflow_run_deleted_while_training_is_one_line_and_keeps_the_
 
 
 @pytest.mark.slow
-def test_class8_a_full_disk_during_log_image_is_one_line_and_fails_the_run(workdir, monkeypatch):
+def test_a_full_disk_during_log_image_is_one_line_and_fails_the_run(workdir, monkeypatch):
     real, calls = MlflowClient.log_image, {"n": 0}
 
     def log_image(self, *args, **kwargs):
@@ -282,7 +282,7 @@ def test_class8_a_full_disk_during_log_image_is_one_line_and_fails_the_run(workd
     assert MlflowClient(tracking_uri()).get_run(run_id()).info.status == "FAILED"
 
 
-def test_class8_a_disk_io_error_from_log_params_is_one_line(workdir, monkeypatch):
+def test_a_disk_io_error_from_log_params_is_one_line(workdir, monkeypatch):
     """`ulimit -f` made SQLite say `disk I/O error` from log_params, as a traceback."""
     real = MlflowClient.log_batch
 
@@ -301,7 +301,7 @@ def test_class8_a_disk_io_error_from_log_params_is_one_line(workdir, monkeypatch
 
 
 @pytest.mark.slow
-def test_class8_a_read_only_report_during_training_is_one_line_naming_it_and_fails_the_run(workdir, monkeypatch):
+def test_a_read_only_report_during_training_is_one_line_naming_it_and_fails_the_run(workdir, monkeypatch):
     calls, real_open = {"n": 0}, hooks.open_no_link
 
     def opening(

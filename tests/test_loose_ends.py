@@ -1,4 +1,4 @@
-"""Issue 35's low list: small things that each ended in silence, a traceback or a wrong result."""
+"""Small things that each ended in silence, a traceback or a wrong result."""
 
 from __future__ import annotations
 

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 
 from ganlab.data.dataset import to_tensor
 from ganlab.data.demo_faces import draw_face, sample_labels
+from ganlab.metrics import pixels
 from ganlab.metrics.pixels import coverage_scores, laplacian_pyramid, swd_scores
 from ganlab.training.best import PANEL, last_gain, pick_best
 from ganlab.training.loop import plateaued
@@ -41,7 +42,10 @@ def test_the_pyramid_has_a_level_per_octave_down_to_16_px_and_adds_back_up():
     )  # no detail in a flat image
 
 
-def test_swd_kept_floors_give_the_same_numbers_as_fresh_ones(faces):
+def test_swd_kept_floors_give_the_same_numbers_as_fresh_ones(faces, monkeypatch):
+    # fewer neighbourhoods and projections (as in test_metrics.py): the same code, a fifth of the time
+    monkeypatch.setattr(pixels, "NHOODS_PER_IMAGE", 16)
+    monkeypatch.setattr(pixels, "DIRS_PER_REPEAT", 32)
     real, splits, floors = faces[:100], _splits(100), {}
     for fake in (faces[100:150], faces[150:200], faces[100:110]):  # the last: fewer samples than n a side
         assert swd_scores(fake, real, splits, 50, floors=floors) == swd_scores(fake, real, splits, 50)

@@ -1,13 +1,10 @@
 """Every kind of params mistake is one line that names the key."""
 
-from pathlib import Path
-
 import pytest
 
 from ganlab.errors import UserError
 from ganlab.params import Params, flatten, load_params, parse_params
-
-ROOT = Path(__file__).resolve().parents[1]
+from tests.conftest import committed_copy
 
 
 def error(raw) -> str:
@@ -16,8 +13,8 @@ def error(raw) -> str:
     return str(e.value)
 
 
-def test_project_params_file_is_valid():
-    p = load_params(ROOT / "params.yaml")
+def test_project_params_file_is_valid(tmp_path):
+    p = load_params(committed_copy("params.yaml", tmp_path))
     assert p.prepare.source == "demo"
 
 

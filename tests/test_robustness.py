@@ -371,7 +371,7 @@ def test_a_full_disk_during_a_checkpoint_is_one_line_keeps_the_old_checkpoint_an
 def test_a_kill_between_the_final_checkpoint_and_the_end_of_the_mlflow_run_is_closed_without_retraining(
     workdir, capsys
 ):
-    """The window the issue found: `starting fresh: ... is a finished run`, retrained from 0 in a
+    """A kill in this window once said `starting fresh: ... is a finished run` and retrained from 0 in a
     second MLflow run while the first stayed RUNNING without its history."""
     params = tiny(train={"kimg": 0.032})
     Path("params.yaml").write_text(yaml.safe_dump(params.model_dump(mode="json")))

@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from ganlab.params import Params, load_params
+from tests.conftest import STAGES, committed_copy
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("ganlab", "stages")
@@ -19,16 +20,7 @@ LAZY_OK = {"mlflow", "matplotlib", "torchmetrics"}
 # stage is a process of its own, and importing every stage and the benchmark cost each 2.3 s.
 DISPATCHER, DISPATCHED = "stages/cli.py", ("stages.", "ganlab.bench")
 # Stage modules and the `gan` subcommand that runs each; cli.py is the dispatcher, not a stage.
-STAGE_COMMANDS = {
-    "prepare": "prepare",
-    "attributes": "attributes",
-    "features": "features",
-    "train": "train",
-    "sample": "sample",
-    "latent_study": "latent-study",
-    "make_video": "make-video",
-    "evaluate": "evaluate",
-}
+STAGE_COMMANDS = {stage.replace("-", "_"): stage for stage in STAGES}
 
 
 def module_files() -> dict[str, Path]:
@@ -130,8 +122,8 @@ def test_nothing_is_imported_inside_a_function_but_optional_heavy_dependencies()
     assert not hidden, "\n".join(hidden)
 
 
-def test_params_yaml_and_the_typed_defaults_agree():
-    assert load_params(ROOT / "params.yaml") == Params()
+def test_params_yaml_and_the_typed_defaults_agree(tmp_path):
+    assert load_params(committed_copy("params.yaml", tmp_path)) == Params()
 
 
 def _empty(path: Path) -> bool:
@@ -149,6 +141,7 @@ def test_dvc_stages_depend_on_every_module_they_import(graph):
     stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
     modules = module_files()
     assert {s["cmd"] for s in stages.values()} == {f"gan {c}" for c in STAGE_COMMANDS.values()}
+    assert set(STAGE_COMMANDS) == {p.stem for p in (ROOT / "stages").glob("*.py")} - {"__init__", "cli"}
     for module, command in STAGE_COMMANDS.items():
         deps = [d for d in stages[command]["deps"]]
         needed = sorted(m for m in closure(graph, f"stages.{module}") if m not in PACKAGES and not _empty(modules[m]))
