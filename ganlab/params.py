@@ -27,6 +27,9 @@ MIN_CADENCE_KIMG = 0.001  # one image: a cadence shorter than a step's images is
 MAX_PARAMS_BYTES = 2**20  # the shipped file is 5 KB; a larger one is a mistake or an attack on the parser
 MAX_YAML_DEPTH = 32  # the shipped file nests 3 deep; 50000 brackets overflowed Python's stack
 SEED_LIMIT = 2**62  # torch seeds are 64-bit; streams add offsets to a seed
+MAX_BATCH = (
+    4096  # twice BigGAN's; a step's activations grow with it (and a data set of 100000 demo faces would be one batch)
+)
 
 
 class _Section(BaseModel):
@@ -130,7 +133,7 @@ class TrainParams(_Section):
     # overrides kimg and epochs: the run's wall time on this machine, planned in kimg from the training
     # speed measured at its start (training/budget.py); cadences keep their shares of train.kimg
     minutes: float | None = Field(None, gt=0, le=MAX_MINUTES, json_schema_extra=LENGTH)
-    batch_size: int = Field(64, ge=1)
+    batch_size: int = Field(64, ge=1, le=MAX_BATCH)  # capped by the data set's size (training/clock.py)
     lr: float = Field(1e-3, gt=0, le=1)
     lr_g: float | None = Field(None, gt=0, le=1)  # overrides lr for G
     lr_d: float | None = Field(None, gt=0, le=1)  # overrides lr for D
@@ -169,7 +172,7 @@ class TrainParams(_Section):
     compile: bool = False  # torch.compile: +5% on this CPU for ~30 s of compiling (measured), so off
     data_on_device: Literal["auto", "always", "never"] = "auto"  # never: stream batches from the file
     eval_kimg: float = Field(25.0, ge=0)  # in-training evaluations, and one at the end; 0 = off
-    eval_samples: int = Field(256, ge=16, le=50_000)  # as evaluate.samples: all are generated at once
+    eval_samples: int = Field(256, ge=16, le=50_000)  # as evaluate.samples: generated and scored in chunks
     eval_seed: int = Field(
         2024, ge=0, lt=SEED_LIMIT
     )  # the latents of the in-training evaluation (train's own: evaluate.seed reruns evaluate only)
@@ -210,6 +213,15 @@ class TrainParams(_Section):
             raise ValueError(
                 "must be at least 2: one early in the run and one at its end (the untrained grid comes on top)"
             )
+        return v
+
+    @field_validator("diffaugment")
+    @classmethod
+    def _each_once(cls, v: list[str]) -> list[str]:
+        """A transform named twice is applied twice, at every step: a list of thousands took as many
+        passes over each batch."""
+        if len(set(v)) < len(v):
+            raise ValueError("each transform at most once (a repeat applies it again to every batch)")
         return v
 
     @field_validator("betas")
