@@ -255,7 +255,7 @@ def test_an_evaluation_of_50000_samples_peaks_near_one_of_256():
     """evaluate.samples and train.eval_samples allow 50000, the standard FID count. Holding every
     sample and one distance matrix over all of them took 4.5 GB at 20000 samples (a traceback) and
     would take 20 GB at 50000; scored chunk by chunk, 50000 samples peak at most a few hundred MB
-    above 256 (measured here: 240 MB, most of it swd's batch). The code that held them all stops
+    above 256 (measured here: 220 MB, most of it swd's batch). The code that held them all stops
     here in 20 s, at the address-space limit, asking for the 10 GB matrix."""
     import json
     import subprocess

@@ -278,6 +278,8 @@ class SwdStream:
                         )
             self.floors[level] = floor
         self.done += k
+        if self.done == len(self.parts):
+            self.buffers = []  # scored: the rest of the evaluation goes on without them
 
     def result(self) -> dict[str, float]:
         if self.done < len(self.parts):
