@@ -29,6 +29,9 @@ MIN_CADENCE_KIMG = 0.001  # one image: a cadence shorter than a step's images is
 MAX_PARAMS_BYTES = 2**20  # the shipped file is 5 KB; a larger one is a mistake or an attack on the parser
 MAX_YAML_DEPTH = 32  # the shipped file nests 3 deep; 50000 brackets overflowed Python's stack
 SEED_LIMIT = 2**62  # torch seeds are 64-bit; streams add offsets to a seed
+MAX_BATCH = (
+    4096  # twice BigGAN's; a step's activations grow with it (and a data set of 100000 demo faces would be one batch)
+)
 
 
 class _Section(BaseModel):
@@ -132,7 +135,7 @@ class TrainParams(_Section):
     extend: bool = Field(True, json_schema_extra=RUNS)
     epochs: int | None = Field(None, ge=1, le=1_000_000, json_schema_extra=LENGTH)
     minutes: float | None = Field(None, gt=0, le=MAX_MINUTES, json_schema_extra=LENGTH)
-    batch_size: int = Field(64, ge=1)
+    batch_size: int = Field(64, ge=1, le=MAX_BATCH)
     lr: float = Field(1e-3, gt=0, le=1)
     lr_g: float | None = Field(None, gt=0, le=1)
     lr_d: float | None = Field(None, gt=0, le=1)
@@ -194,6 +197,15 @@ class TrainParams(_Section):
             raise ValueError(
                 "must be at least 2: one early in the run and one at its end (the untrained grid comes on top)"
             )
+        return v
+
+    @field_validator("diffaugment")
+    @classmethod
+    def _each_once(cls, v: list[str]) -> list[str]:
+        """A transform named twice is applied twice, at every step: a list of thousands took as many
+        passes over each batch."""
+        if len(set(v)) < len(v):
+            raise ValueError("each transform at most once (a repeat applies it again to every batch)")
         return v
 
     @field_validator("betas")

@@ -28,11 +28,10 @@ from ganlab.render.grids import to_grid
 from ganlab.render.plots import plot_curves
 
 
-def closest_pairs(fake: torch.Tensor, real: torch.Tensor, table: torch.Tensor, n: int = 8) -> torch.Tensor:
-    """Top row: the n samples closest to a training image; bottom row: those training images."""
-    fake, real, table = fake.cpu(), real.cpu(), table.cpu()
-    order = table[:, 0].argsort()[:n]
-    return to_grid(torch.cat([fake[order], real[table[order, 1].long()].float()]), nrow=len(order))
+def closest_pairs(closest: torch.Tensor, real: torch.Tensor, nearest: torch.Tensor) -> torch.Tensor:
+    """Top row: the samples closest to a training image (``closest``); bottom row: those training
+    images (``nearest``: their indices)."""
+    return to_grid(torch.cat([closest.cpu(), real[nearest.cpu()].float()]), nrow=len(closest))
 
 
 def run(params: Params) -> dict[str, float]:
@@ -63,10 +62,10 @@ def run(params: Params) -> dict[str, float]:
     headline = {k: metrics[k] for k in HEADLINE if k in metrics}
 
     with atomic_dir(layout.EVALUATE) as out:
-        total = len(result.samples)
-        n = min(8, total)
-        caption = f"the {n} of {total} samples nearest a training image (pixel RMS), each above it"
-        save_captioned(closest_pairs(result.samples, real, result.nearest, n), caption, out / "closest_pairs.png")
+        caption = (
+            f"the {len(result.closest)} of {result.count} samples nearest a training image (pixel RMS), each above it"
+        )
+        save_captioned(closest_pairs(result.closest, real, result.closest_real), caption, out / "closest_pairs.png")
         plot_curves(layout.HISTORY, layout.EVAL_HISTORY, out / "training_curves.png")
         write_text(out / "notes.json", json.dumps(notes, indent=1))
         write_text(out / "metrics_detail.json", _json(metrics))

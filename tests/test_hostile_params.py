@@ -63,6 +63,11 @@ def test_a_run_of_any_allowed_length_starts_its_first_step_in_seconds(train):
         ("{eval_kimg: 1.0e-300}", "train.eval_kimg: must be at least 0.001 (one image)"),
         ("{stop: {minutes: .inf}}", "train.stop.minutes: Input should be a finite number (got inf)"),
         ("{eval_samples: 1000000000}", "train.eval_samples: Input should be less than or equal to 50000"),
+        ("{batch_size: 1000000000}", "train.batch_size: Input should be less than or equal to 4096"),
+        (
+            "{diffaugment: [color, cutout, color]}",
+            "train.diffaugment: each transform at most once (a repeat applies it again to every batch)",
+        ),
     ],
 )
 def test_lengths_and_cadences_that_cannot_run_are_refused_in_one_line(tmp_path, yaml_train, expected):

@@ -162,3 +162,24 @@ def test_latent_study_dimensions_beyond_an_older_generators_latent_are_one_line(
     with pytest.raises(UserError, match=r"^latent_study.one_hot_dims: dimension 64 is outside the generator's latent"):
         build_studies(LatentStudyParams(), latent_size=16)
     assert len(build_studies(LatentStudyParams(one_hot_dims=[0], features={3: 5.0}), latent_size=16)) == 4
+
+
+@pytest.mark.slow
+def test_sample_writes_its_singles_a_chunk_at_a_time_as_the_same_images(workdir, monkeypatch):
+    """sample.count allows 10000: at 256 px they were 7.9 GB generated at once. In chunks (here of
+    3), each single is still the image of its latent."""
+    from ganlab.metrics.sampler import fixed_latents, generate
+    from ganlab.render.grids import save_png, to_grid
+
+    torch.manual_seed(0)
+    finished_checkpoint(generator_for(MODEL).state_dict())
+    monkeypatch.setattr(sample, "SINGLES_AT_ONCE", 3)
+    params = tiny(sample={"count": 7, "seed": 5})
+    sample.run(params)
+    G, _ = load_generator(layout.CHECKPOINT, torch.device("cpu"))
+    expected = generate(G, fixed_latents(6, G.latent_size, 7))
+    for i, image in enumerate(expected):
+        save_png(to_grid(image[None], nrow=1, padding=0), workdir / "expected.png")
+        written = Image.open(layout.SAMPLES / f"sample_{i:03d}.png")
+        assert written.tobytes() == Image.open(workdir / "expected.png").tobytes(), i
+    assert not (layout.SAMPLES / "sample_007.png").exists()

@@ -52,6 +52,20 @@ def test_swd_kept_floors_give_the_same_numbers_as_fresh_ones(faces, monkeypatch)
     assert sorted(floors) == ["swd_16px", "swd_32px"]
 
 
+def test_swd_of_samples_fed_in_pieces_and_scored_in_batches_is_the_swd_of_all_at_once(faces, monkeypatch):
+    """The evaluation feeds swd 256 samples at a time, and it scores them in batches of whole
+    chunks (a few hundred MB of neighbourhoods each): any pieces and batches give its numbers."""
+    from ganlab.metrics import pixels
+
+    real, splits, fake = faces[:60], _splits(60), faces[60:200]  # chunks of 30: 4 whole, 20 samples unused
+    whole = swd_scores(fake, real, splits, 30)
+    monkeypatch.setattr(pixels, "SWD_BATCH_BYTES", 1)  # one chunk a batch
+    stream = pixels.SwdStream(real, splits, 30, len(fake))
+    for piece in fake.split(17):  # pieces across chunk borders
+        stream.add(piece)
+    assert stream.result() == pytest.approx(whole, rel=1e-6)  # equal here; a CPU may convolve 17 images unlike 140
+
+
 @pytest.mark.slow
 def test_swd_is_near_its_floor_for_held_out_faces_and_far_for_blur_noise_and_collapse(faces):
     real, held = faces[:200], faces[200:]

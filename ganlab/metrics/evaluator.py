@@ -28,16 +28,17 @@ import torch
 from torch import nn
 
 from ganlab.device import device_of
-from ganlab.metrics.attributes import AttributeNet
+from ganlab.metrics.attributes import AttributeNet, predict
 from ganlab.metrics.features import FeatureNet, features
-from ganlab.metrics.pixels import chunks, coverage_scores, swd_scores
+from ganlab.metrics.pixels import CoverageStream, SwdStream, chunks
 from ganlab.metrics.sampler import fixed_latents, generate
 from ganlab.metrics.scores import (
-    attribute_fidelity,
-    fid_kid,
+    InceptionScores,
+    fidelity_of,
     frechet_distance,
     kernel_distance,
-    memorisation,
+    memorisation_of,
+    nearest,
     precision_recall,
 )
 
@@ -67,6 +68,9 @@ CONSTANTS = ("fd_dims", "fd_samples", "fd_chunks", "swd_samples", "ndb_bins")
 SPLITS = 5  # random halves of the training images; the spread of fd over them says how far it can be trusted
 MAX_DIMS = 64  # principal components of the features that the Fréchet distance looks at (fewer for small sets)
 FEW_SAMPLES = 50  # per half: below this the figures are rough, and the output says so
+PROJECT_ROWS = 4096  # features projected at a time
+CHUNK = 256  # samples generated and scored at a time: what is kept of each is its features and a few numbers
+CLOSEST = 8  # the samples nearest a training image that an evaluation keeps (reports/evaluate/closest_pairs.png)
 SAMPLES = 256  # images a side at which fd, swd and their floors are measured (fewer only where half the set is fewer): train.eval_samples's default
 
 
@@ -95,7 +99,8 @@ class Reference:
         return max(2, min(MAX_DIMS, n // 4))
 
     def project(self, f: torch.Tensor, k: int) -> torch.Tensor:
-        return (f.double() - self.mean) @ self.basis[:, :k]
+        """In blocks of rows: a float64 copy of 50000 samples' features is half a gigabyte."""
+        return torch.cat([(c.double() - self.mean) @ self.basis[:, :k] for c in f.split(PROJECT_ROWS)])
 
     def _second(self, p: torch.Tensor) -> torch.Tensor:
         return self.projected[p[self.half : 2 * self.half]]
@@ -118,8 +123,9 @@ class Reference:
 class Evaluation:
     metrics: dict[str, float]
     notes: dict[str, str]  # metric -> why it is unavailable or how far to trust it
-    samples: torch.Tensor  # the generated images, on the generator's device
-    nearest: torch.Tensor  # (samples, 2): distance to the nearest training image, and its index
+    count: int  # the samples scored
+    closest: torch.Tensor  # the CLOSEST samples nearest a training image, nearest first, on the generator's device
+    closest_real: torch.Tensor  # the index of the training image nearest each of them
 
 
 FEATURE_METRICS = ("fd", "fd_std", "fd_floor", "fd_floor_std", "fd_ratio", "kid", "kid_std", "precision", "recall")
@@ -179,13 +185,22 @@ def feature_scores(fake: torch.Tensor, ref: Reference) -> tuple[dict[str, float]
 
 def pixel_scores(fake: torch.Tensor, real: torch.Tensor, ref: Reference) -> dict[str, float]:
     """The ImageNet-free half of the panel (``metrics/pixels.py``) on the same random halves as fd."""
-    if len(real) < MIN_IMAGES or len(fake) < MIN_IMAGES:
+    streams = _pixel_streams(real, ref, len(fake))
+    if streams is None:
         return dict.fromkeys(PIXEL_METRICS, math.nan)
+    for stream in streams:
+        stream.add(fake)
+    return {k: v for stream in streams for k, v in stream.result().items()}
+
+
+def _pixel_streams(real: torch.Tensor, ref: Reference, count: int) -> tuple[SwdStream, CoverageStream] | None:
+    if len(real) < MIN_IMAGES or count < MIN_IMAGES:
+        return None
     splits = [p.to(real.device) for p in ref.splits]
-    return {
-        **swd_scores(fake, real, splits, ref.n, seed=ref.seed, floors=ref.swd_floors),
-        **coverage_scores(fake, real, splits, seed=ref.seed),
-    }
+    return (
+        SwdStream(real, splits, ref.n, count, seed=ref.seed, floors=ref.swd_floors),
+        CoverageStream(real, splits, seed=ref.seed),
+    )
 
 
 def evaluate_generator(
@@ -202,26 +217,58 @@ def evaluate_generator(
     ``ref.n`` (at most 256), the count a side at which fd and swd are measured, so that they
     always meet their floors at the same count.
 
+    The samples are generated and scored ``CHUNK`` at a time, and only their features and a few
+    numbers each are kept: all of them at once were 600 MB at 50000 samples of 32 px, 39 GB at
+    256 px. Each measure, fed chunk by chunk, gives the numbers it gave on all the samples at once.
+
     ``ref``: the real images' features (:func:`reference`). ``attributes``: the demo's attribute
     classifier, or None where there are no labels. ``fid_weights``: None skips the standard
     FID/KID (in-training evaluation), else the setting of ``evaluate.inception_weights``.
     """
     real = real.to(device_of(G)).float()
-    fake = generate(G, fixed_latents(seed, G.latent_size, max(samples, ref.n)))
-    metrics, notes = feature_scores(features(feature_net, fake), ref)
-    metrics.update(pixel_scores(fake, real, ref))
+    count = max(samples, ref.n)
+    pixels = _pixel_streams(real, ref, count)
+    inception, why_not_fid = InceptionScores.open(real, count, fid_weights) if fid_weights is not None else (None, "")
+    feats, dist, probs, closest = [], [], [], None
+    for z in fixed_latents(seed, G.latent_size, count).split(CHUNK):
+        fake = generate(G, z)
+        feats.append(features(feature_net, fake))
+        d, i = nearest(fake, real)
+        dist.append(d)
+        closest = _closest(closest, (d, fake, i))
+        for stream in pixels or ():
+            stream.add(fake)
+        if attributes is not None:
+            probs.append(predict(attributes, fake))
+        if inception is not None:
+            inception.add(fake)
+    feats = torch.cat(feats)  # the chunks' copies go: 256 MB at 50000 samples
+    metrics, notes = feature_scores(feats, ref)
+    if pixels is None:
+        metrics.update(dict.fromkeys(PIXEL_METRICS, math.nan))
+    else:
+        for stream in pixels:
+            metrics.update(stream.result())
     if attributes is not None:
-        metrics.update(attribute_fidelity(attributes, fake, real))
-    mem, table = memorisation(fake, real)
-    metrics.update(mem)
+        pg = {a: torch.cat([p[a] for p in probs]) for a in probs[0]}
+        metrics.update(fidelity_of(attributes, pg, predict(attributes, real)))
+    metrics.update(memorisation_of(torch.cat(dist), real))
     if len(real) < 2:
         notes["memorisation"] = (
             f"{len(real)} training image: no distance between training images to compare samples "
             "with, so nn_ratio and copy_share are undefined (null)"
         )
-    if fid_weights is not None:
-        scores, reason = fid_kid(fake, real, fid_weights)
-        metrics.update(scores)
-        if reason:
-            notes["fid"] = reason
-    return Evaluation(metrics, notes, fake, table)
+    if inception is not None:
+        metrics.update(inception.result())
+    elif why_not_fid:
+        notes["fid"] = why_not_fid
+    return Evaluation(metrics, notes, count, closest[1], closest[2])
+
+
+def _closest(kept: tuple[torch.Tensor, ...] | None, chunk: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+    """(distance, sample, nearest training image) of the ``CLOSEST`` samples nearest a training
+    image among those ``kept`` and a new ``chunk``, nearest first, earlier first among equals."""
+    if kept is not None:
+        chunk = tuple(torch.cat(pair) for pair in zip(kept, chunk))
+    order = chunk[0].argsort(stable=True)[:CLOSEST]
+    return tuple(t[order] for t in chunk)

@@ -55,15 +55,26 @@ def laplacian_pyramid(images: torch.Tensor) -> list[torch.Tensor]:
     return levels
 
 
+def _positions(count: int, h: int, w: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """The centres of ``NHOODS_PER_IMAGE`` random 7 x 7 neighbourhoods in each of ``count`` images
+    of h x w: rows, then columns, as (count, P) each."""
+    half = NHOOD // 2
+    ys = torch.randint(half, h - half, (count, NHOODS_PER_IMAGE), generator=generator)
+    xs = torch.randint(half, w - half, (count, NHOODS_PER_IMAGE), generator=generator)
+    return ys, xs
+
+
 def descriptors(level: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """``NHOODS_PER_IMAGE`` random 7 x 7 neighbourhoods per image, as rows of (3 * 49) values."""
+    return _gather(level, *_positions(len(level), *level.shape[-2:], generator))
+
+
+def _gather(level: torch.Tensor, ys: torch.Tensor, xs: torch.Tensor) -> torch.Tensor:
     n, c, h, w = level.shape
     half = NHOOD // 2
-    ys = torch.randint(half, h - half, (n, NHOODS_PER_IMAGE), generator=generator)
-    xs = torch.randint(half, w - half, (n, NHOODS_PER_IMAGE), generator=generator)
     offsets = torch.arange(-half, half + 1)
-    rows = (ys[..., None] + offsets).to(level.device)  # (n, P, 7)
-    cols = (xs[..., None] + offsets).to(level.device)
+    rows = (ys[..., None].long() + offsets).to(level.device)  # (n, P, 7)
+    cols = (xs[..., None].long() + offsets).to(level.device)
     flat = level.flatten(2)  # (n, c, h*w)
     index = (rows[..., :, None] * w + cols[..., None, :]).flatten(2)  # (n, P, 49)
     patches = torch.gather(
@@ -72,6 +83,15 @@ def descriptors(level: torch.Tensor, generator: torch.Generator) -> torch.Tensor
         index[:, :, None].expand(n, NHOODS_PER_IMAGE, c, NHOOD * NHOOD),
     )
     return patches.reshape(n, NHOODS_PER_IMAGE, c * NHOOD * NHOOD)
+
+
+def _level_shapes(h: int, w: int) -> list[tuple[int, int]]:
+    """(h, w) of each level :func:`laplacian_pyramid` makes of h x w images."""
+    shapes = []
+    while w > SWD_MIN_SIZE:
+        shapes.append((h, w))
+        h, w = (h + 1) // 2, (w + 1) // 2  # a 5-tap filter, padded by 2, at stride 2
+    return [*shapes, (h, w)]
 
 
 def _channel_stats(desc: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -106,6 +126,14 @@ def chunks(count: int, n: int) -> list[slice]:
     return [slice(i, i + n) for i in range(0, count - n + 1, n)] or [slice(0, count)]
 
 
+# The samples are scored by swd in batches of whole chunks of n, each batch in about this many bytes
+# of images, neighbourhoods and sorted projections (340 KB a sample at 64 px: 1000 samples are one
+# batch). Each batch sorts the training images' sides again: keeping them sorted for every level
+# and projection would take more (a gigabyte at 64 px) than these batches.
+SWD_BATCH_BYTES = 2**28
+PYRAMID_BYTES = 2**26  # images whose pyramid is built at once: its steps take about 10 copies of the images
+
+
 def swd_scores(
     fake: torch.Tensor,
     real: torch.Tensor,
@@ -133,53 +161,143 @@ def swd_scores(
     ``n`` and ``seed`` (a run's evaluations): filled by the first call, read by the next, which
     then sort only the second halves they compare samples with.
     """
-    half = len(real) // 2
-    n = min(n, half)
-    parts = chunks(len(fake), n)
-    m = parts[0].stop - parts[0].start  # n, or all the samples where fewer
-    # the samples' neighbourhoods drawn apart from the training images': the floor's are the same for any samples
-    g_real, g_fake = torch.Generator().manual_seed(seed), torch.Generator().manual_seed(seed + 1)
-    sides = [
-        (p[:n].to(real.device), p[half : half + n].to(real.device), p[half : half + m].to(real.device)) for p in splits
-    ]
-    per_level: dict[str, tuple[list[float], list[float]]] = {}
-    used = fake[: parts[-1].stop]
-    for fl, rl in zip(laplacian_pyramid(used), laplacian_pyramid(real)):
-        real_desc = descriptors(rl, g_real).flatten(0, 1)  # one set of neighbourhoods per training image
-        stats = _channel_stats(real_desc)
-        real_desc = _normalise(real_desc, stats)
-        fake_desc = _normalise(descriptors(fl, g_fake).flatten(0, 1), stats).view(len(used), NHOODS_PER_IMAGE, -1)
-        level = f"swd_{fl.shape[-1]}px"
-        known = floors is not None and level in floors
-        to_fake, floor = [0.0] * (len(parts) * len(splits)), floors[level] if known else [0.0] * len(splits)
-        for directions in _directions(fake_desc.shape[-1], seed + fl.shape[-1], fl.device):
-            # (dirs, m * P) per chunk
-            fake_sorted = [sorted_rows(fake_desc[c].flatten(0, 1) @ directions) for c in parts]
-            real_proj = (real_desc @ directions).view(len(real), NHOODS_PER_IMAGE, -1)  # (images, P, dirs)
-            for i, (first_ix, second_ix, against_ix) in enumerate(sides):
-                second = sorted_rows(real_proj[second_ix].flatten(0, 1))
-                if not known:
-                    first = sorted_rows(real_proj[first_ix].flatten(0, 1))
-                    floor[i] += float((first - second).abs().mean()) * 1e3 / DIR_REPEATS
-                against = second if m == n else sorted_rows(real_proj[against_ix].flatten(0, 1))
-                for j, f in enumerate(fake_sorted):
-                    to_fake[j * len(splits) + i] += float((f - against).abs().mean()) * 1e3 / DIR_REPEATS
-        per_level[level] = (to_fake, floor)
-        if floors is not None:
-            floors[level] = floor
-    out = {key: statistics.fmean(to_fake) for key, (to_fake, _) in per_level.items()}
-    mean_to_fake = [statistics.fmean(v) for v in zip(*(t for t, _ in per_level.values()))]
-    mean_floor = [statistics.fmean(v) for v in zip(*(f for _, f in per_level.values()))]
-    swd, floor = statistics.fmean(mean_to_fake), statistics.fmean(mean_floor)
-    out.update(
-        swd=swd,
-        swd_std=statistics.pstdev(mean_to_fake),
-        swd_floor=floor,
-        swd_floor_std=statistics.pstdev(mean_floor),
-        swd_ratio=swd / floor if floor > 0 else math.inf,
-        swd_samples=float(n),
-    )
-    return out
+    stream = SwdStream(real, splits, n, len(fake), seed, floors)
+    stream.add(fake)
+    return stream.result()
+
+
+class SwdStream:
+    """:func:`swd_scores` of samples that arrive in chunks, in order (:meth:`add`), in memory
+    bounded whatever their number: all of them at once held their pyramids, neighbourhoods and
+    sorted projections, half a megabyte a sample. The samples' neighbourhoods are drawn for all
+    of them up front (2 bytes a coordinate), so that any batching gives the numbers of one batch
+    of all; the training images' side is computed once, and only for the images it compares."""
+
+    def __init__(
+        self,
+        real: torch.Tensor,
+        splits: list[torch.Tensor],
+        n: int,
+        count: int,
+        seed: int = 0,
+        floors: dict[str, list[float]] | None = None,
+    ):
+        half = len(real) // 2
+        self.splits, self.seed = splits, seed
+        self.n = n = min(n, half)
+        self.parts = chunks(count, n)
+        self.m = m = self.parts[0].stop - self.parts[0].start  # n, or all the samples where fewer
+        self.used = self.parts[-1].stop
+        sides = [(p[:n], p[half : half + n], p[half : half + m]) for p in splits]
+        compared = torch.cat([ix for side in sides for ix in side]).unique()  # the training images a side holds
+        where = torch.full((len(real),), -1, dtype=torch.long)
+        where[compared] = torch.arange(len(compared))
+        self.sides = [tuple(where[ix].to(real.device) for ix in side) for side in sides]
+        self.floors = floors if floors is not None else {}
+        self.real: list[
+            tuple[int, tuple[torch.Tensor, torch.Tensor], torch.Tensor]
+        ] = []  # per level: size, stats, sides
+        g_real = torch.Generator().manual_seed(seed)
+        for rl in laplacian_pyramid(real):
+            real_desc = descriptors(rl, g_real)  # one set of neighbourhoods per training image
+            stats = _channel_stats(real_desc.flatten(0, 1))
+            kept = real_desc[compared.to(real.device)].flatten(0, 1)
+            self.real.append((rl.shape[-1], stats, _normalise(kept, stats)))
+            del real_desc
+        # the samples' neighbourhoods drawn apart from the training images': the floor's are the same for any samples
+        g_fake = torch.Generator().manual_seed(seed + 1)
+        self.positions = [
+            tuple(t.to(torch.int16) for t in _positions(self.used, h, w, g_fake))
+            for h, w in _level_shapes(*real.shape[-2:])
+        ]
+        per_image = 4 * (
+            real[0].numel() + NHOODS_PER_IMAGE * (3 * NHOOD * NHOOD * len(self.positions) + DIRS_PER_REPEAT)
+        )
+        self.batch = max(1, SWD_BATCH_BYTES // (per_image * m))  # chunks of samples a batch
+        self.pyramid_batch = max(1, PYRAMID_BYTES // (10 * real[0].numel() * 4))
+        self.to_fake: dict[str, list[float]] = {}
+        self.buffers: list[torch.Tensor] = []  # per level, the normalised neighbourhoods of one batch's samples
+        self.received = self.done = 0  # samples received; chunks scored
+
+    def add(self, images: torch.Tensor) -> None:
+        """The next samples, in order; those past the last whole chunk go unused."""
+        images = images[: self.used - self.received]
+        if not self.buffers and len(images):  # allocated once: batches of fresh tensors fragmented the heap
+            rows = min(self.batch, len(self.parts)) * self.m
+            shape = (rows, NHOODS_PER_IMAGE, images.shape[1] * NHOOD * NHOOD)
+            self.buffers = [torch.empty(shape, device=images.device) for _ in self.real]
+        while len(images):
+            first, k = self.parts[self.done].start, min(self.batch, len(self.parts) - self.done)
+            stop = self.parts[self.done + k - 1].stop  # the batch's samples: first .. stop
+            part, images = images[: stop - self.received], images[stop - self.received :]
+            self._describe(part, self.received - first)
+            self.received += len(part)
+            if self.received == stop:
+                self._score(stop - first, k)
+
+    def _describe(self, fake: torch.Tensor, offset: int) -> None:
+        """The next samples' neighbourhoods (as drawn for them), normalised, into the batch's
+        buffers from row ``offset``; the pyramids built a few images at a time."""
+        for i in range(0, len(fake), self.pyramid_batch):
+            part = fake[i : i + self.pyramid_batch]
+            drawn = slice(self.received + i, self.received + i + len(part))
+            rows = slice(offset + i, offset + i + len(part))
+            for out, (ys, xs), fl, (_, stats, _) in zip(
+                self.buffers, self.positions, laplacian_pyramid(part), self.real
+            ):
+                out[rows] = _normalise(_gather(fl, ys[drawn], xs[drawn]).flatten(0, 1), stats).view(
+                    len(part), NHOODS_PER_IMAGE, -1
+                )
+
+    def _score(self, size: int, k: int) -> None:
+        """Chunks ``done`` .. ``done + k`` of samples, the first ``size`` rows of the buffers,
+        against the training images' sides."""
+        parts, splits, start = self.parts, self.splits, self.parts[self.done].start
+        local = [slice(c.start - start, c.stop - start) for c in parts[self.done : self.done + k]]
+        for (level_size, _, real_desc), buffer in zip(self.real, self.buffers):
+            fake_desc = buffer[:size]
+            level = f"swd_{level_size}px"
+            known = level in self.floors
+            floor = self.floors[level] if known else [0.0] * len(splits)
+            to_fake = self.to_fake.setdefault(level, [0.0] * (len(parts) * len(splits)))
+            for directions in _directions(fake_desc.shape[-1], self.seed + level_size, fake_desc.device):
+                # (dirs, m * P) per chunk
+                fake_sorted = [sorted_rows(fake_desc[c].flatten(0, 1) @ directions) for c in local]
+                real_proj = (real_desc @ directions).view(
+                    -1, NHOODS_PER_IMAGE, directions.shape[1]
+                )  # (images, P, dirs)
+                for i, (first_ix, second_ix, against_ix) in enumerate(self.sides):
+                    second = sorted_rows(real_proj[second_ix].flatten(0, 1))
+                    if not known:
+                        first = sorted_rows(real_proj[first_ix].flatten(0, 1))
+                        floor[i] += float((first - second).abs().mean()) * 1e3 / DIR_REPEATS
+                    against = second if self.m == self.n else sorted_rows(real_proj[against_ix].flatten(0, 1))
+                    for j, f in enumerate(fake_sorted):
+                        to_fake[(self.done + j) * len(splits) + i] += (
+                            float((f - against).abs().mean()) * 1e3 / DIR_REPEATS
+                        )
+            self.floors[level] = floor
+        self.done += k
+        if self.done == len(self.parts):
+            self.buffers = []  # scored: the rest of the evaluation goes on without them
+
+    def result(self) -> dict[str, float]:
+        if self.done < len(self.parts):
+            raise ValueError(f"swd: {self.received} samples received of the {self.used} announced")
+        per_level = {level: (to_fake, self.floors[level]) for level, to_fake in self.to_fake.items()}
+        out = {key: statistics.fmean(to_fake) for key, (to_fake, _) in per_level.items()}
+        mean_to_fake = [statistics.fmean(v) for v in zip(*(t for t, _ in per_level.values()))]
+        mean_floor = [statistics.fmean(v) for v in zip(*(f for _, f in per_level.values()))]
+        swd, floor = statistics.fmean(mean_to_fake), statistics.fmean(mean_floor)
+        out.update(
+            swd=swd,
+            swd_std=statistics.pstdev(mean_to_fake),
+            swd_floor=floor,
+            swd_floor_std=statistics.pstdev(mean_floor),
+            swd_ratio=swd / floor if floor > 0 else math.inf,
+            swd_samples=float(self.n),
+        )
+        return out
 
 
 def _kmeans(x: torch.Tensor, k: int, seed: int, iterations: int = 30) -> torch.Tensor:
@@ -235,22 +353,47 @@ def coverage_scores(
 ) -> dict[str, float]:
     """NDB and JS over k-means bins of one half of the training images, for the samples and, as
     the floor, for the other half; averaged over ``splits``."""
-    half = len(real) // 2
-    k = ndb_bins(half)
-    small_real, small_fake = _small(real), _small(fake)
-    rows: dict[str, list[float]] = {
-        key: [] for key in ("ndb", "ndb_under", "ndb_over", "ndb_js", "ndb_floor", "ndb_js_floor")
-    }
-    for i, p in enumerate(splits):
-        first, second = small_real[p[:half]], small_real[p[half : 2 * half]]
-        centres = _kmeans(first, k, seed + i)
-        hist = torch.bincount(torch.cdist(first, centres).argmin(1), minlength=k).double() / half
-        ndb, under, over, js = _ndb(hist, half, torch.cdist(small_fake, centres).argmin(1), k)
-        ndb_floor, _, _, js_floor = _ndb(hist, half, torch.cdist(second, centres).argmin(1), k)
-        for key, v in zip(rows, (ndb, under, over, js, ndb_floor, js_floor)):
-            rows[key].append(v)
-    out = {key: statistics.fmean(v) for key, v in rows.items()}
-    out.update(
-        ndb_std=statistics.pstdev(rows["ndb"]), ndb_floor_std=statistics.pstdev(rows["ndb_floor"]), ndb_bins=float(k)
-    )
-    return out
+    stream = CoverageStream(real, splits, seed)
+    stream.add(fake)
+    return stream.result()
+
+
+class CoverageStream:
+    """:func:`coverage_scores` of samples that arrive in chunks (:meth:`add`): the bins come from
+    the training images alone, so a sample is kept as its bin in each split, 8 bytes each."""
+
+    def __init__(self, real: torch.Tensor, splits: list[torch.Tensor], seed: int = 0):
+        self.half = half = len(real) // 2
+        self.k = k = ndb_bins(half)
+        small_real = _small(real)
+        self.bins: list[tuple[torch.Tensor, torch.Tensor]] = []  # (centres, histogram of the first half) per split
+        self.floors: list[tuple[float, float]] = []
+        for i, p in enumerate(splits):
+            first, second = small_real[p[:half]], small_real[p[half : 2 * half]]
+            centres = _kmeans(first, k, seed + i)
+            hist = torch.bincount(torch.cdist(first, centres).argmin(1), minlength=k).double() / half
+            ndb_floor, _, _, js_floor = _ndb(hist, half, torch.cdist(second, centres).argmin(1), k)
+            self.bins.append((centres, hist))
+            self.floors.append((ndb_floor, js_floor))
+        self.labels: list[list[torch.Tensor]] = [[] for _ in splits]
+
+    def add(self, fake: torch.Tensor) -> None:
+        small = _small(fake)
+        for (centres, _), labels in zip(self.bins, self.labels):
+            labels.append(torch.cdist(small, centres).argmin(1))
+
+    def result(self) -> dict[str, float]:
+        rows: dict[str, list[float]] = {
+            key: [] for key in ("ndb", "ndb_under", "ndb_over", "ndb_js", "ndb_floor", "ndb_js_floor")
+        }
+        for (_, hist), labels, (ndb_floor, js_floor) in zip(self.bins, self.labels, self.floors):
+            ndb, under, over, js = _ndb(hist, self.half, torch.cat(labels), self.k)
+            for key, v in zip(rows, (ndb, under, over, js, ndb_floor, js_floor)):
+                rows[key].append(v)
+        out = {key: statistics.fmean(v) for key, v in rows.items()}
+        out.update(
+            ndb_std=statistics.pstdev(rows["ndb"]),
+            ndb_floor_std=statistics.pstdev(rows["ndb_floor"]),
+            ndb_bins=float(self.k),
+        )
+        return out
