@@ -262,3 +262,27 @@ def test_no_hook_writes_to_the_run_or_its_progress():
     assert hook_writes_to_the_run((ROOT / "ganlab" / "hooks.py").read_text()) == []
     before = "p = run.progress\np.checkpoints.append(1)\nrun.tracker = 2\nq, t = run.progress, 3\nq.best_kimg = 4\n"
     assert len(hook_writes_to_the_run(before)) == 3  # the writes the hooks made before this contract
+
+
+def _decides_a_start(tree: ast.AST) -> list[int]:
+    """Lines that build a ``Start`` or compare a checkpoint's fingerprint: the two ways to decide
+    what a `gan train` is (fresh, resume, extend, close, done)."""
+    lines = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and getattr(node.func, "id", getattr(node.func, "attr", None)) == "Start":
+            lines.append(node.lineno)
+        if isinstance(node, ast.Compare) and any(
+            isinstance(side, ast.Attribute) and side.attr == "fingerprint" for side in [node.left, *node.comparators]
+        ):
+            lines.append(node.lineno)
+    return lines
+
+
+def test_only_the_session_decides_what_a_start_is():
+    """Fresh, resumed, extended, closed or done is decided in training/session.py alone; the loop and
+    the hooks read its answer (``Run.start``). Spread over four modules, the decision let a repeated
+    `gan train --extend` retrain from zero."""
+    deciders = {
+        name: lines for name, path in module_files().items() if (lines := _decides_a_start(ast.parse(path.read_text())))
+    }
+    assert set(deciders) == {"ganlab.training.session"}, deciders
