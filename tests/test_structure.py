@@ -271,11 +271,16 @@ def _decides_a_start(tree: ast.AST) -> list[int]:
     for node in ast.walk(tree):
         if isinstance(node, ast.Call) and getattr(node.func, "id", getattr(node.func, "attr", None)) == "Start":
             lines.append(node.lineno)
-        if isinstance(node, ast.Compare) and any(
-            isinstance(side, ast.Attribute) and side.attr == "fingerprint" for side in [node.left, *node.comparators]
-        ):
+        if isinstance(node, ast.Compare) and any(_is_fingerprint(side) for side in [node.left, *node.comparators]):
             lines.append(node.lineno)
     return lines
+
+
+def _is_fingerprint(node: ast.AST) -> bool:
+    """``c.fingerprint``, or ``fingerprint(state)`` as the old loop read it from a checkpoint."""
+    if isinstance(node, ast.Attribute):
+        return node.attr == "fingerprint"
+    return isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(node.func, "id", None)) == "fingerprint"
 
 
 def test_only_the_session_decides_what_a_start_is():
