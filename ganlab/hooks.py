@@ -18,21 +18,22 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import yaml
 from tqdm import tqdm
 
 from ganlab import layout
 from ganlab.data.dataset import StreamedData
-from ganlab.errors import Terminated, printable
+from ganlab.errors import Terminated, UserError, printable
 from ganlab.io import run_checkpoint, run_record
 from ganlab.io.atomic import atomic_path, open_no_link, refuse_link, remove_stale_temp_files
 from ganlab.io.background import host_copy
 from ganlab.io.mlflow_store import own_store
-from ganlab.io.tracking import TrainingRun, git_commit, mark_killed, run_name_and_links
+from ganlab.io.tracking import TrainingRun, committed_text, git_commit, mark_killed, run_name_and_links
 from ganlab.metrics import attributes
 from ganlab.metrics.evaluator import CONSTANTS, HEADLINE, Reference, evaluate_generator
 from ganlab.metrics.features import FeatureNet, reference_features
 from ganlab.metrics.sampler import fixed_latents, generate
-from ganlab.params import Params, flatten
+from ganlab.params import MAX_PARAMS_BYTES, Params, flatten, parse_params
 from ganlab.render.grids import save_png, to_grid, to_pil
 from ganlab.training import state
 from ganlab.training.best import best_key, pick_best
@@ -144,15 +145,33 @@ NAME_CHANGES = 4  # changed params in a run's name; every param is on the run pa
 NOT_IN_NAME = {"prepare.source", "prepare.image_size", "train.kimg"}  # the name's head and its length say them
 
 
-def changed_params(params: Params) -> list[str]:
-    """What a run changed against the defaults (``Params()``, the shipped params.yaml) among the params
-    that shape training, as ``key=value`` with the section left off (``lr=0.002``, ``stop.minutes=8``)."""
-    default = flatten(Params(), ("prepare", "model", "train"))
-    out = []
-    for key, value in flatten(params, ("prepare", "model", "train")).items():
-        if key not in NOT_IN_NAME and value != default.get(key):
-            out.append(f"{key.split('.', 1)[1]}={_shown(value)}")
-    return out
+def changed_params(params: Params, committed: Params | None = None) -> list[str]:
+    """What a run changed among the params that shape training, as ``key=value`` with the section
+    left off (``lr=0.002``, ``stop.minutes=8``): first what differs from the committed params.yaml
+    (``committed``: a DVC experiment's ``-S``, which the name must show however many other params
+    the project changed), then what differs from the defaults (``Params()``, the shipped file)."""
+    ours = flatten(params, ("prepare", "model", "train"))
+    bases = [flatten(Params(), ("prepare", "model", "train"))]
+    if committed is not None:
+        bases.insert(0, flatten(committed, ("prepare", "model", "train")))
+    out: dict[str, str] = {}
+    for base in bases:
+        for key, value in ours.items():
+            if key not in NOT_IN_NAME and key not in out and value != base.get(key):
+                out[key] = f"{key.split('.', 1)[1]}={_shown(value)}"
+    return list(out.values())
+
+
+def committed_params() -> Params | None:
+    """params.yaml as the checked-out commit holds it; None outside git, or where it is not
+    committed or not valid (the name then compares with the defaults alone)."""
+    text = committed_text("params.yaml")
+    if text is None or len(text) > MAX_PARAMS_BYTES:
+        return None
+    try:
+        return parse_params(yaml.safe_load(text))
+    except (yaml.YAMLError, UserError):
+        return None
 
 
 def _shown(value: Any) -> str:
@@ -175,7 +194,7 @@ def run_name(run: Run, started_kimg: float = 0.0, ended: bool = False) -> str:
     at 74 (``raw-64px lr=0.002 74 of 150kimg (stopped)``; an extended run: ``150→300kimg``)."""
     p = run.params
     source = "demo" if p.prepare.source == "demo" else printable(Path(p.prepare.source).name)
-    changes = changed_params(p)
+    changes = changed_params(p, committed_params())
     if len(changes) > NAME_CHANGES:
         changes = [*changes[:NAME_CHANGES], f"+{len(changes) - NAME_CHANGES} more"]
     planned = run.clock.kimg(run.clock.total)

@@ -50,3 +50,17 @@ def test_an_extended_run_is_named_from_where_it_took_over(workdir):
     run = client.get_run(run_id())
     assert run.info.run_id != first and run.info.run_name.endswith(" 0.032→0.064kimg"), run.info.run_name
     assert run.data.tags["ran"] == "all 0.064 kimg (continuing a finished run of 0.032 kimg)"
+
+
+def test_what_an_experiment_changed_against_the_committed_params_comes_first():
+    """A project that changed many params from the defaults still shows the ``-S`` of its experiment:
+    a queued run with ``-S train.lr=0.0021`` was named ``raw-32px demo.count=40 latent_size=16
+    g_width=8 d_width=8 +7 more``, its lr among the seven."""
+    committed = parse_params({"model": {"g_width": 8, "d_width": 8}, "prepare": {"crop": "pad"}})
+    experiment = parse_params(
+        {"model": {"g_width": 8, "d_width": 8}, "prepare": {"crop": "pad"}, "train": {"lr": 0.0021}}
+    )
+    assert changed_params(experiment, committed)[0] == "lr=0.0021"
+    assert changed_params(experiment, committed)[1:] == ["crop=pad", "g_width=8", "d_width=8"]
+    back_to_default = parse_params({"model": {"g_width": 8, "d_width": 8}})
+    assert changed_params(back_to_default, committed)[0] == "crop=center"  # set back to the default: still a change

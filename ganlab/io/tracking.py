@@ -37,6 +37,16 @@ def git_commit() -> str:
         return "unknown"
 
 
+def committed_text(path: str) -> str | None:
+    """A file as the checked-out commit holds it (``git show HEAD:./path``), None outside git or where
+    it is not committed: what a DVC experiment's ``-S`` changed is what differs from it."""
+    try:
+        out = subprocess.run(["git", "show", f"HEAD:./{path}"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout if out.returncode == 0 else None
+
+
 def _params(flat: dict[str, Any]) -> list:
     from mlflow.entities import Param
 
