@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 from tqdm import tqdm
 
 from ganlab import layout
@@ -33,7 +32,7 @@ from ganlab.metrics import attributes
 from ganlab.metrics.evaluator import CONSTANTS, HEADLINE, Reference, evaluate_generator
 from ganlab.metrics.features import FeatureNet, reference_features
 from ganlab.metrics.sampler import fixed_latents, generate
-from ganlab.params import MAX_PARAMS_BYTES, Params, flatten, parse_params
+from ganlab.params import MAX_PARAMS_BYTES, Params, flatten, params_from_text
 from ganlab.render.grids import save_png, to_grid, to_pil
 from ganlab.training import state
 from ganlab.training.best import best_key, pick_best
@@ -169,8 +168,8 @@ def committed_params() -> Params | None:
     if text is None or len(text) > MAX_PARAMS_BYTES:
         return None
     try:
-        return parse_params(yaml.safe_load(text))
-    except (yaml.YAMLError, UserError):
+        return params_from_text(text, "params.yaml (committed)")
+    except UserError:
         return None
 
 

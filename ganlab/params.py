@@ -421,18 +421,26 @@ def load_params(path: Path | str = "params.yaml") -> Params:
     if (size := path.stat().st_size) > MAX_PARAMS_BYTES:
         raise UserError(f"{path}: {size} bytes; a params file is at most {MAX_PARAMS_BYTES} bytes")
     try:
-        raw = _parse_yaml(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as e:
         raise UserError(
             f"{path}: not UTF-8 text (byte {e.object[e.start]:#x} at offset {e.start}); save it as UTF-8"
         ) from None
+    return params_from_text(text, str(path))
+
+
+def params_from_text(text: str, source: str) -> Params:
+    """Params from a params file's text, read as :func:`load_params` reads the file (also a
+    committed version that git prints, which a repository could plant as well)."""
+    try:
+        raw = _parse_yaml(text)
     except _Refused as e:
-        raise UserError(f"{path}: {e}") from None
+        raise UserError(f"{source}: {e}") from None
     except yaml.YAMLError as e:
-        raise UserError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+        raise UserError(f"{source}: not valid YAML ({str(e).splitlines()[0]})") from None
     except RecursionError:  # a last guard: the depth limit above should come first
-        raise UserError(f"{path}: nested too deeply to read") from None
-    return parse_params(raw, str(path))
+        raise UserError(f"{source}: nested too deeply to read") from None
+    return parse_params(raw, source)
 
 
 def flatten(params: Params, sections: tuple[str, ...] | None = None) -> dict[str, Any]:
