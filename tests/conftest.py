@@ -1,4 +1,5 @@
 import json
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -32,6 +33,27 @@ def committed_copy(name: str, folder: Path) -> Path:
     return path
 
 
+def _cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def pytest_xdist_auto_num_workers(config) -> int:
+    """`-n auto` (pyproject's addopts): one worker per core this process may use (a container's
+    cpuset, not the host's count), at most 8: each worker holds torch and MLflow (~0.5 GB), and
+    past 8 the one long pipeline test, not the spread, sets the wall time."""
+    return min(_cores(), 8)
+
+
+_WORKERS = os.environ.get("PYTEST_XDIST_WORKER_COUNT")
+USER_THREADS = os.environ.get("OMP_NUM_THREADS")
+if _WORKERS and USER_THREADS is None:
+    # Workers share the cores: each at the default thread count (all cores) spins against the others
+    # (measured on 2 cores, fast lane: 171 CPU s at 2 threads a worker, 85 CPU s at 1). Set before the
+    # tests import torch, and exported, so the `gan`/`dvc` subprocesses a test starts inherit it.
+    # A thread count the user exports (OMP_NUM_THREADS=2 python -m pytest) is kept.
+    os.environ["OMP_NUM_THREADS"] = str(max(1, _cores() // int(_WORKERS)))
+
+
 @pytest.fixture(autouse=True)
 def no_inherited_store(monkeypatch):
     """mlflow.set_tracking_uri() also exports MLFLOW_TRACKING_URI; without this, one test's
@@ -48,6 +70,30 @@ def empty_store(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("store") / "mlflow.db"
     MlflowClient(f"sqlite:///{path}").search_experiments()
     return path
+
+
+@pytest.fixture(scope="session")
+def pipeline_run(tmp_path_factory, empty_store, pytestconfig) -> Path:
+    """The project with TINY params after one full `dvc repro`: built once a session (about a
+    minute), shared by every test that starts from a finished pipeline. Read it, never change it:
+    a test that runs anything there works in its own copy (``tests.project.copy_project``, about a
+    second). Under pytest-xdist the first worker to take the lock builds it for all of them."""
+    from filelock import FileLock
+
+    from tests.project import new_project, repro
+
+    shared = tmp_path_factory.getbasetemp()
+    if hasattr(pytestconfig, "workerinput"):  # an xdist worker (not a pytest a worker's test started)
+        shared = shared.parent  # the session's folder, above each worker's own
+    base, done = shared / "pipeline-run", shared / "pipeline-run.done"
+    with FileLock(str(shared / "pipeline-run.lock")):
+        if not done.exists():
+            shutil.rmtree(base, ignore_errors=True)  # a worker that failed building it left this
+            base.mkdir()
+            ran = repro(new_project(base, empty_store))
+            assert ran == STAGES, ran
+            done.touch()
+    return base
 
 
 @pytest.fixture

@@ -37,6 +37,13 @@ def repro(project: Path) -> list[str]:
     return re.findall(r"Running stage '([\w-]+)'", run([sys.executable, "-m", "dvc", "repro"], project).stdout)
 
 
+def copy_project(src: Path, dst: Path) -> Path:
+    """A copy of a project, its DVC cache and MLflow store included, as a user's `cp -r` makes one:
+    the copy's first stage points its store at the copy (the store keeps absolute artifact paths)."""
+    shutil.copytree(src, dst, symlinks=True)
+    return dst
+
+
 def set_param(project: Path, section: str, key: str, value) -> None:
     path = project / "params.yaml"
     params = yaml.safe_load(path.read_text())

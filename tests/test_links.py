@@ -17,9 +17,7 @@ import yaml
 from ganlab import layout
 from ganlab.errors import UserError
 from tests.conftest import tiny
-from tests.project import new_project, repro, run, set_param
-
-ALL_STAGES = ["prepare", "attributes", "features", "train", "sample", "latent-study", "make-video", "evaluate"]
+from tests.project import copy_project, repro, run, set_param
 
 
 def _md5(path: Path) -> str:
@@ -67,36 +65,38 @@ def _assert_cache_intact(project: Path) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("cache_type", ["symlink", "hardlink"])
-def test_dvc_link_caches_stay_intact_through_reruns_and_direct_runs(tmp_path, empty_store, cache_type):
+def test_dvc_link_caches_stay_intact_through_reruns_and_direct_runs(pipeline_run, tmp_path):
     """With `dvc config cache.type symlink` (or hardlink) every output is a link into .dvc/cache,
     persistent ones (the checkpoint, the grids) included: writing through one would change the cache
     object under its name. Runs `gan train` and `gan sample` directly too, as a user does after
-    `dvc checkout`: `dvc repro` copies persistent outputs before it runs a stage, a direct run does not."""
-    project = new_project(tmp_path, empty_store)
+    `dvc checkout`: `dvc repro` copies persistent outputs before it runs a stage, a direct run does not.
+    One project goes through both cache types in turn (`dvc checkout --relink` makes the links), each
+    extending the run once more."""
+    project = copy_project(pipeline_run, tmp_path / "project")
     dvc = [sys.executable, "-m", "dvc"]
-    run([*dvc, "config", "cache.type", cache_type], project)
-    assert repro(project) == ALL_STAGES
     checkpoint, grid = project / layout.CHECKPOINT, project / layout.grid_file(0)
-    if cache_type == "symlink":
-        assert checkpoint.is_symlink() and grid.is_symlink()
-    else:
-        assert checkpoint.stat().st_nlink == 2 and grid.stat().st_nlink == 2
-    _assert_cache_intact(project)
+    for cache_type, kimg in (("symlink", 0.096), ("hardlink", 0.128)):
+        run([*dvc, "config", "cache.type", cache_type], project)
+        run([*dvc, "checkout", "--relink"], project)
+        if cache_type == "symlink":
+            assert checkpoint.is_symlink() and grid.is_symlink()
+        else:
+            assert checkpoint.stat().st_nlink == 2 and grid.stat().st_nlink == 2
+        _assert_cache_intact(project)
 
-    set_param(project, "train", "kimg", 0.096)  # extends the finished run: reads, then replaces, the linked outputs
-    run(["gan", "train"], project)
-    run(["gan", "sample"], project)
-    _assert_cache_intact(project)
-    assert repro(project) == ["train", "sample", "latent-study", "make-video", "evaluate"]
-    assert repro(project) == []
-    assert "up to date" in run([*dvc, "status"], project).stdout
-    _assert_cache_intact(project)
-    kept = _kept_objects(project)
-    assert kept <= {p.parent.name + p.name for p in _cache_files(project)}
-    removed = _gc_would_remove(project)
-    assert removed and not kept & removed  # the first run's checkpoint is garbage now; nothing the workspace uses
-    assert len((project / layout.HISTORY).read_text().splitlines()) == 1 + 6  # 0.096 kimg in ticks of 0.016
+        set_param(project, "train", "kimg", kimg)  # extends the finished run: reads, then replaces, the linked outputs
+        run(["gan", "train"], project)
+        run(["gan", "sample"], project)
+        _assert_cache_intact(project)
+        assert repro(project) == ["train", "sample", "latent-study", "make-video", "evaluate"], cache_type
+        assert repro(project) == []
+        assert "up to date" in run([*dvc, "status"], project).stdout
+        _assert_cache_intact(project)
+        kept = _kept_objects(project)
+        assert kept <= {p.parent.name + p.name for p in _cache_files(project)}
+        removed = _gc_would_remove(project)
+        assert removed and not kept & removed  # the last run's checkpoint is garbage now; nothing the workspace uses
+        assert len((project / layout.HISTORY).read_text().splitlines()) == 1 + round(kimg / 0.016)  # ticks of 0.016
 
 
 @pytest.mark.parametrize("kind", ["symlink", "hardlink"])

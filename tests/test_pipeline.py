@@ -20,28 +20,15 @@ from PIL import Image
 from ganlab.nets.dcgan import Generator
 from stages.evaluate import HEADLINE
 from tests.conftest import STAGES
-from tests.project import new_project, repro, run, set_param
+from tests.project import copy_project, repro, run, set_param
 
-pytestmark = pytest.mark.slow  # every test here runs the pipeline, or shares its module-wide run
-
-
-@pytest.fixture(scope="module")
-def project(tmp_path_factory, empty_store) -> Path:
-    """A fresh copy of the project with tiny params, after one full `dvc repro`; a copy of it as
-    that first run left it is kept beside it (``first_run``), for the tests that need it unchanged."""
-    dst = new_project(tmp_path_factory.mktemp("project"), empty_store)
-    assert repro(dst) == STAGES
-    shutil.copytree(dst, _first_run(dst), symlinks=True)
-    return dst
-
-
-def _first_run(project: Path) -> Path:
-    return project.with_name(project.name + "-first-run")
+pytestmark = pytest.mark.slow  # every test here runs the pipeline, or starts from the session's run
 
 
 @pytest.fixture
-def first_run(project) -> Path:
-    return _first_run(project)
+def project(pipeline_run, tmp_path) -> Path:
+    """A copy of the project after its first full `dvc repro` (conftest's ``pipeline_run``), this test's own."""
+    return copy_project(pipeline_run, tmp_path / "project")
 
 
 def test_outputs_are_what_they_claim(project):
@@ -138,9 +125,13 @@ def test_outputs_are_what_they_claim(project):
     assert timing[0] == "kimg,images_per_s,seconds" and len(timing) == 5
 
 
-def test_mlflow_run_has_metrics_model_and_stage_outputs(project):
+def test_mlflow_run_has_metrics_model_and_stage_outputs(pipeline_run):
+    """Read in the run's own folder (read only): a copy's store names the original's artifacts
+    until a stage runs in the copy."""
     import mlflow
     from mlflow.tracking import MlflowClient
+
+    project = pipeline_run
 
     uri = f"sqlite:///{project / 'mlflow.db'}"
     client = MlflowClient(uri)
@@ -247,6 +238,9 @@ def test_changed_params_rerun_exactly_the_dependent_stages(project):
     assert len(client.get_metric_history(kid.info.run_id, "nn_ratio")) == 1  # one value, not one per rerun
     set_param(project, "evaluate", "seed", 7)
     assert repro(project) == ["evaluate"]  # in-training evaluation has its own train.eval_seed
+
+
+def test_a_longer_run_reruns_training_and_every_stage_after_it(project):
     set_param(project, "train", "kimg", 0.128)
     assert repro(project) == ["train", "sample", "latent-study", "make-video", "evaluate"]
     assert len((project / "reports/train/history.csv").read_text().splitlines()) == 1 + 8
@@ -269,14 +263,14 @@ def test_a_code_change_reruns_exactly_the_stages_that_run_that_code(project, mod
     assert repro(project) == stages
 
 
-def test_a_fresh_clone_reproduces_the_committed_outputs_byte_for_byte(first_run, tmp_path, empty_store):
+def test_a_fresh_clone_reproduces_the_committed_outputs_byte_for_byte(project, tmp_path, empty_store):
     """What git and DVC track is what the training computed: on a fresh clone, `dvc repro` reruns
     every stage and leaves `git status` clean (dvc.lock's hashes, history.csv, metrics.json).
     The MLflow run id and wall times are kept out of the outputs (run.json, timing.csv). The origin
-    is the project as its first run left it: the other tests extend its run (Adam restarts there,
-    so an extended run is not what a fresh clone computes; docs/robustness.md)."""
+    is the project as its first run left it, never extended (Adam restarts in an extended run, so
+    that is not what a fresh clone computes; docs/robustness.md)."""
     git = ["git", "-c", "user.email=ci@example.com", "-c", "user.name=ci"]
-    origin = first_run
+    origin = project
     run(["git", "add", "-A"], origin)
     run([*git, "commit", "-qm", "a finished run"], origin)
     clone = tmp_path / "clone"
@@ -290,11 +284,11 @@ def test_a_fresh_clone_reproduces_the_committed_outputs_byte_for_byte(first_run,
     ).is_file()  # written, not tracked
 
 
-def test_a_copied_project_keeps_its_records_to_itself(project, tmp_path):
+def test_a_copied_project_keeps_its_records_to_itself(pipeline_run, tmp_path):
     """MLflow stores absolute artifact paths; a copy must not write into the original."""
-    import shutil
-
     from mlflow.tracking import MlflowClient
+
+    project = pipeline_run
 
     def snapshot(root: Path) -> dict:
         return {p.relative_to(root): (p.stat().st_size, p.stat().st_mtime_ns) for p in root.rglob("*") if p.is_file()}

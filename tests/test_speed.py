@@ -131,3 +131,24 @@ def _loopback(address: str) -> bool:
         if len(host) == 8
         else host in ("00000000000000000000000001000000", "0000000000000000FFFF00000100007F")
     )
+
+
+def test_test_workers_split_the_cores_between_their_torch_threads():
+    """Under pytest-xdist each worker runs torch on its share of the cores (tests/conftest.py), and
+    the `gan` and `dvc` processes a test starts inherit it; at the default (every core in every
+    worker) two workers on 2 cores spent twice the CPU on the fast lane. A count the user exports is kept."""
+    import os
+
+    from tests.conftest import USER_THREADS, _cores
+
+    workers = os.environ.get("PYTEST_XDIST_WORKER_COUNT")
+    if workers is None:
+        pytest.skip("runs in one process (-n 0): torch keeps its default threads")
+    if USER_THREADS is not None:
+        assert os.environ["OMP_NUM_THREADS"] == USER_THREADS
+        return
+    share = str(max(1, _cores() // int(workers)))
+    assert os.environ["OMP_NUM_THREADS"] == share
+    assert torch.get_num_threads() == int(share)
+    child = [sys.executable, "-c", "import torch; print(torch.get_num_threads())"]
+    assert subprocess.run(child, capture_output=True, text=True, check=True).stdout.strip() == share
