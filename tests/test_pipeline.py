@@ -294,8 +294,7 @@ def test_a_copied_project_keeps_its_records_to_itself(pipeline_run, tmp_path):
         return {p.relative_to(root): (p.stat().st_size, p.stat().st_mtime_ns) for p in root.rglob("*") if p.is_file()}
 
     before = snapshot(project)
-    copy = tmp_path / "copy"
-    shutil.copytree(project, copy, symlinks=True)
+    copy = copy_project(project, tmp_path / "copy")
     set_param(copy, "latent_study", "constants", [0.0, 3.0])
     out = run([sys.executable, "-m", "dvc", "repro"], copy)
     assert re.findall(r"Running stage '([\w-]+)'", out.stdout) == ["latent-study"]
